@@ -1,0 +1,40 @@
+"""The ``mailnet`` command: a thin dispatcher over ``mailnet.commands``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mailnet.commands import COMMANDS
+from mailnet.errors import MailnetError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailnet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"mailnet.commands.{name}")
+        except ModuleNotFoundError as e:  # a command not written yet must not break the others
+            if e.name == f"mailnet.commands.{name}":
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MailnetError as e:
+        print(f"mailnet: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mailnet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

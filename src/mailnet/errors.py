@@ -1,0 +1,21 @@
+"""One exception type for every user-facing problem.
+
+The CLI prints ``MailnetError`` as a single line (``mailnet: error: ...``) instead of a traceback, so every
+message must say *what* is wrong and *where* (file, key, modality).
+"""
+
+
+class MailnetError(Exception):
+    """A problem with the user's input, files or configuration (not a bug in mailnet)."""
+
+
+class DataError(MailnetError):
+    """Missing, corrupt or inconsistent data."""
+
+
+class ConfigError(MailnetError):
+    """Unknown or invalid configuration keys and values."""
+
+
+class ModelError(MailnetError):
+    """Unknown model names or inconsistent model arguments."""

@@ -1,0 +1,28 @@
+"""Shared fixtures: the real MedMNIST data root, and a small thread count so tests behave on 2 cores."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_FILES = ("pneumoniamnist/pneumoniamnist.npz", "breastmnist/breastmnist.npz", "retinamnist/retinamnist.npz")
+
+
+def _real_data_root() -> Path:
+    env = os.environ.get("MAILNET_DATA")
+    return Path(env) if env else (REPO.parent / "shared" / "data")
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The folder holding the three real datasets (``$MAILNET_DATA`` or ``../shared/data``); skip when absent."""
+    root = _real_data_root()
+    missing = [f for f in REAL_FILES if not (root / f).is_file() and not (root / Path(f).name).is_file()]
+    if missing:
+        pytest.skip(f"real MedMNIST data not found under {root} (missing {', '.join(missing)}); set MAILNET_DATA")
+    return root

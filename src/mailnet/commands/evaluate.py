@@ -1,0 +1,55 @@
+"""``mailnet evaluate``: score a run's (or a checkpoint's) model on the full split of every modality."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a run directory or checkpoint", description=__doc__)
+    p.add_argument("target", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--which", default="best", choices=["best", "last"], help="checkpoint of a run directory")
+    p.add_argument("--mc-samples", type=int, help="draws for models random at inference (default: the run's)")
+    p.add_argument("--partner-draws", type=int, help="partner re-draws for partner sensitivity (unpaired)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-root")
+    p.add_argument("--out", help="JSON file for the metrics (default: RUN_DIR/eval_SPLIT.json for a run)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mailnet.config import validate
+    from mailnet.data import build_data, load_manifest
+    from mailnet.engine import rundir
+    from mailnet.engine.evaluation import evaluate
+    from mailnet.engine.report import metrics_table
+    from mailnet.engine.runs import load_model
+    from mailnet.engine.trainer import resolve_device
+    from mailnet.paths import resolve_data_root
+    from mailnet.utils import write_json
+
+    device = resolve_device(args.device)
+    target = Path(args.target)
+    ckpt = rundir.checkpoint_from(target, args.which)
+    model, meta, _ = load_model(ckpt, device=device)
+    cfg = meta["config"]
+    validate(cfg)
+    manifest_file = rundir.manifest_path(target) if target.is_dir() else ckpt.parent.parent / "manifest.json"
+    manifest = load_manifest(manifest_file) if manifest_file.is_file() else None
+    data = build_data(cfg["data"], data_root=resolve_data_root(args.data_root), seed=int(cfg["seed"]),
+                      manifest=manifest)
+    ecfg = cfg["eval"]
+    result = evaluate(model, data, args.split, device, batch_size=args.batch_size,
+                      mc_samples=args.mc_samples or ecfg["mc_samples"],
+                      partner_draws=args.partner_draws if args.partner_draws is not None else ecfg["partner_draws"],
+                      seed=int(cfg["seed"]), loss_weights=cfg["train"]["loss_weights"])
+    result.pop("_predictions")
+    result["checkpoint"] = str(ckpt)
+    print(metrics_table(result, title=f"{args.split} metrics ({ckpt})"))
+    out = Path(args.out) if args.out else (target / f"eval_{args.split}.json" if target.is_dir() else None)
+    if out:
+        write_json(out, result)
+        print(f"written: {out}")
+    return 0

@@ -1,0 +1,69 @@
+"""``mailnet train``: train a model from a YAML config (with key=value overrides), resume a run, or run seeds."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model from a config file", description=__doc__)
+    p.add_argument("--config", help="YAML config, e.g. configs/pneumonia_breast.yaml")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=3")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--run-dir", help="run directory (default: runs/NAME/MODEL/seedS)")
+    p.add_argument("--seeds", help="comma-separated seeds: one run each, then mean +- std (e.g. 0,1,2)")
+    p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
+    p.add_argument("--data-root", help="folder with the datasets (default: $MAILNET_DATA, ../shared/data, ~/.medmnist)")
+    p.add_argument("--adv-train", choices=["pgd", "fgsm-rs"], help="adversarial training (Madry PGD or fast FGSM-RS)")
+    p.add_argument("--adv-eps", help="adversarial training budget, e.g. 4/255")
+    p.add_argument("--adv-steps", type=int, help="PGD steps for adversarial training")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mailnet.config import load_config
+    from mailnet.engine import rundir
+    from mailnet.engine.report import metrics_table, seeds_summary, seeds_table
+    from mailnet.engine.runs import load_config_of
+    from mailnet.engine.trainer import train
+    from mailnet.errors import ConfigError
+    from mailnet.utils import write_json
+
+    progress = not args.quiet
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg = load_config_of(run_dir)
+        if rundir.is_finished(run_dir):
+            print(f"{run_dir}: already finished; nothing to resume")
+            return 0
+        result = train(cfg, run_dir, device=args.device, data_root=args.data_root, resume=True, progress=progress)
+        if result:
+            print(metrics_table(result, title=f"test metrics ({run_dir})"))
+        return 0
+    if not args.config:
+        raise ConfigError("mailnet train needs --config FILE (or --resume RUN_DIR)")
+    overrides = list(args.overrides)
+    if args.adv_train:
+        overrides.append(f"train.adv.method={args.adv_train}")
+    if args.adv_eps:
+        overrides.append(f"train.adv.eps={args.adv_eps}")
+    if args.adv_steps:
+        overrides.append(f"train.adv.steps={args.adv_steps}")
+    cfg = load_config(args.config, overrides)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [int(cfg["seed"])]
+    base = Path(args.run_dir) if args.run_dir else Path(cfg["output"]["dir"]) / cfg["name"] / cfg["model"]["name"]
+    results = []
+    for seed in seeds:
+        cfg_s = {**cfg, "seed": seed}
+        run_dir = base / f"seed{seed}" if (args.seeds or not args.run_dir) else base
+        result = train(cfg_s, run_dir, device=args.device, data_root=args.data_root, progress=progress)
+        if not result:  # a non-zero rank under torchrun
+            return 0
+        print(metrics_table(result, title=f"test metrics, seed {seed} ({run_dir})"))
+        results.append(result)
+    if len(seeds) > 1:
+        summary = seeds_summary(results)
+        write_json(base / "seeds_summary.json", {"seeds": seeds, "summary": summary})
+        print(seeds_table(summary, seeds))
+    return 0

@@ -1,0 +1,145 @@
+"""Run configuration: a YAML file, ``key=value`` overrides, defaults, and validation of every key.
+
+The data layer validates the ``data:`` section itself; this module owns ``model``, ``train``, ``eval`` and the
+top level, so a typo such as ``train.epoch=3`` fails at once with the key's full path.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mailnet.errors import ConfigError
+
+DEFAULTS: dict[str, Any] = {
+    "name": None,
+    "seed": 0,
+    "model": {"name": "mail", "kwargs": {}},
+    "data": {},
+    "train": {
+        "epochs": 10,
+        "batch_size": 64,
+        "optimizer": "adam",  # adam | adamw | sgd
+        "lr": 1.0e-3,
+        "weight_decay": 0.0,
+        "momentum": 0.9,
+        "schedule": "multistep",  # multistep | plateau | cosine | none
+        "milestones": [0.5, 0.75],  # multistep: fractions of the epochs
+        "gamma": 0.1,
+        "plateau_patience": 10,
+        "early_stopping": None,  # patience in epochs, on the validation loss
+        "select": "val_auc",  # val_auc | val_loss
+        "loss_weights": None,  # one weight per task; default 1 each
+        "amp": "auto",  # auto (bf16 autocast on CUDA) | off
+        "num_workers": 0,
+        "max_steps_per_epoch": None,  # cap for smoke runs
+        "grad_clip": None,
+        "adv": {"method": None, "eps": "4/255", "steps": 7, "alpha": None},
+    },
+    "eval": {
+        "batch_size": 256,
+        "mc_samples": 8,  # test: draws averaged for models that are random at inference
+        "val_mc_samples": 1,  # validation during training (model selection): draws per epoch
+        "partner_draws": 3,  # unpaired: partner re-draws for partner sensitivity
+        "partner_bank": 16,  # images per modality saved with a checkpoint for predict
+    },
+    "output": {"dir": "runs"},
+}
+
+CHOICES = {
+    "train.optimizer": ("adam", "adamw", "sgd"),
+    "train.schedule": ("multistep", "plateau", "cosine", "none"),
+    "train.select": ("val_auc", "val_loss"),
+    "train.amp": ("auto", "off"),
+}
+# Sections whose content is free-form (checked by their owners, not here).
+OPEN_SECTIONS = ("data", "model.kwargs")
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Defaults <- YAML file <- overrides, validated."""
+    user: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            user = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(user, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+        if user.get("name") is None:
+            user["name"] = p.stem
+    for item in overrides or []:
+        apply_override(user, item)
+    cfg = merge(DEFAULTS, user)
+    validate(cfg)
+    return cfg
+
+
+def apply_override(cfg: dict[str, Any], item: str) -> None:
+    """``train.epochs=3`` or ``model.kwargs.widths=[16,32,64,128]``; values are parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.epochs=3")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError:
+        value = raw
+    node = cfg
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def merge(base: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in user.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and out[k] and k != "kwargs":
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def validate(cfg: dict[str, Any]) -> None:
+    _check_keys(cfg, DEFAULTS, "")
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = cfg[section][name]
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    t = cfg["train"]
+    for key in ("epochs", "batch_size"):
+        if not isinstance(t[key], int) or t[key] < 1:
+            raise ConfigError(f"train.{key}: must be a positive integer, got {t[key]!r}")
+    if not isinstance(t["lr"], (int, float)) or t["lr"] <= 0:
+        raise ConfigError(f"train.lr: must be a positive number, got {t['lr']!r}")
+    if not isinstance(cfg["data"], dict) or not cfg["data"]:
+        raise ConfigError("data: the config needs a data section (see configs/pneumonia_breast.yaml)")
+    if not isinstance(cfg["model"].get("name"), str):
+        raise ConfigError("model.name: must be a registered model name (see `mailnet profile --list`)")
+
+
+def _check_keys(cfg: dict[str, Any], ref: dict[str, Any], prefix: str) -> None:
+    for k, v in cfg.items():
+        path = f"{prefix}{k}"
+        if path in OPEN_SECTIONS:
+            continue
+        if k not in ref:
+            raise ConfigError(f"{path}: unknown config key (known here: {', '.join(sorted(ref))})")
+        if isinstance(ref[k], dict) and ref[k]:
+            if not isinstance(v, dict):
+                raise ConfigError(f"{path}: must be a mapping")
+            _check_keys(v, ref[k], path + ".")
+
+
+def dump_config(cfg: dict[str, Any]) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False)

@@ -1,0 +1,76 @@
+"""Checkpoints that are safe to load: tensors in safetensors, everything else as JSON in the file's metadata.
+
+One ``.safetensors`` file holds the weights (and, for resumable checkpoints, optimizer tensors and a partner
+bank) plus a JSON document under the metadata key ``mailnet``; no pickle anywhere, so a checkpoint from a
+stranger cannot run code. Files are written atomically, so a run killed mid-write keeps the previous one.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from mailnet.errors import MailnetError
+from mailnet.utils import atomic_write, write_json
+
+META_KEY = "mailnet"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Atomically write ``tensors`` and the JSON-able ``meta`` (plus a readable ``.json`` twin beside it)."""
+    meta = {"format": FORMAT_VERSION, **meta}
+    flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(flat, tmp, metadata={META_KEY: json.dumps(meta)}))
+    write_json(Path(path).with_suffix(".json"), meta)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise MailnetError(f"{path}: checkpoint not found")
+    try:
+        tensors = load_file(str(path), device=str(device))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise MailnetError(f"{path}: not a readable safetensors checkpoint ({e})") from None
+    if raw is None:
+        raise MailnetError(f"{path}: safetensors file has no mailnet metadata (not a mailnet checkpoint)")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise MailnetError(f"{path}: the checkpoint's metadata is not valid JSON") from None
+    return tensors, meta
+
+
+def split_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Move every tensor of a nested state (e.g. ``optimizer.state_dict()``) into ``tensors``; return the rest
+    as JSON with ``{"__tensor__": key}`` placeholders."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        # a list of pairs keeps int keys (optimizer parameter ids) ints through JSON
+        return {"__dict__": [[k, split_state(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [split_state(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+    return obj
+
+
+def join_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`split_state`."""
+    if isinstance(obj, dict) and "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if isinstance(obj, dict) and "__dict__" in obj:
+        return {k: join_state(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [join_state(v, tensors) for v in obj]
+    return obj
+

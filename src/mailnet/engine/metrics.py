@@ -1,0 +1,75 @@
+"""Per-task metrics. ACC and AUC follow ``medmnist.Evaluator`` exactly (binary: the last column's probability
+thresholded at 0.5 and scored for AUC; multi-class/ordinal: argmax, one-vs-rest AUC averaged over classes;
+multi-label: per-label mean), so our numbers are comparable with the official MedMNIST benchmark."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+from mailnet.data.types import TaskSpec
+
+
+def predicted_class(probs: np.ndarray, task_type: str) -> np.ndarray:
+    if task_type == "binary":
+        return (probs[:, -1] > 0.5).astype(np.int64)
+    if task_type == "multi-label":
+        return (probs > 0.5).astype(np.int64)
+    return probs.argmax(axis=1)
+
+
+def accuracy(labels: np.ndarray, probs: np.ndarray, task_type: str) -> float:
+    pred = predicted_class(probs, task_type)
+    if task_type == "multi-label":
+        return float(np.mean([accuracy_score(labels[:, j], pred[:, j]) for j in range(labels.shape[1])]))
+    return float(accuracy_score(labels, pred))
+
+
+def auc(labels: np.ndarray, probs: np.ndarray, task_type: str) -> float:
+    """NaN when a class is absent from the labels (AUC undefined), instead of raising mid-run."""
+    try:
+        if task_type == "binary":
+            return float(roc_auc_score(labels, probs[:, -1]))
+        if task_type == "multi-label":
+            return float(np.mean([roc_auc_score(labels[:, j], probs[:, j]) for j in range(labels.shape[1])]))
+        return float(np.mean([roc_auc_score(labels == k, probs[:, k]) for k in range(probs.shape[1])]))
+    except ValueError:
+        return float("nan")
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, task_type: str, bins: int = 15) -> float:
+    """Top-label ECE with equal-width bins (per label, averaged, for multi-label)."""
+    if task_type == "multi-label":
+        return float(np.mean([
+            expected_calibration_error(labels[:, j], np.stack([1 - probs[:, j], probs[:, j]], 1), "binary", bins)
+            for j in range(labels.shape[1])
+        ]))
+    pred = predicted_class(probs, task_type)
+    conf = probs[np.arange(len(pred)), pred]
+    correct = (pred == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(ece)
+
+
+def task_metrics(labels: np.ndarray, probs: np.ndarray, task: TaskSpec) -> dict[str, float]:
+    """ACC, AUC, macro F1, balanced accuracy and ECE of one task on one split."""
+    tt = task.task_type
+    pred = predicted_class(probs, tt)
+    if tt == "multi-label":
+        f1 = float(f1_score(labels, pred, average="macro", zero_division=0))
+        bal = float(np.mean([balanced_accuracy_score(labels[:, j], pred[:, j]) for j in range(labels.shape[1])]))
+    else:
+        f1 = float(f1_score(labels, pred, average="macro", labels=list(range(task.num_classes)), zero_division=0))
+        bal = float(balanced_accuracy_score(labels, pred))
+    return {
+        "acc": accuracy(labels, probs, tt),
+        "auc": auc(labels, probs, tt),
+        "f1": f1,
+        "bal_acc": bal,
+        "ece": expected_calibration_error(labels, probs, tt),
+        "n": int(len(labels)),
+    }

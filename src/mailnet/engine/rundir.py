@@ -1,0 +1,97 @@
+"""The layout of a run directory, in one place::
+
+    RUN_DIR/
+      config.yaml              resolved configuration
+      manifest.json            exact split indices and pairing seed (reproduce / audit)
+      metrics.csv, metrics.json per-epoch history
+      checkpoints/best.safetensors (+ .json)   best by the selection metric; weights + metadata + partner bank
+      checkpoints/last.safetensors (+ .json)   resumable: weights, optimizer, schedule, history
+      test_metrics.json        final metrics of the best checkpoint on every modality's full test split
+      predictions_test.csv     per task and sample: label and class probabilities
+      plots/*.png              curves, confusion matrices, ROC curves
+      FINISHED                 written last
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from mailnet.errors import MailnetError
+from mailnet.utils import write_json, write_text
+
+
+def config_path(run: Path) -> Path:
+    return run / "config.yaml"
+
+
+def manifest_path(run: Path) -> Path:
+    return run / "manifest.json"
+
+
+def best_path(run: Path) -> Path:
+    return run / "checkpoints" / "best.safetensors"
+
+
+def last_path(run: Path) -> Path:
+    return run / "checkpoints" / "last.safetensors"
+
+
+def test_metrics_path(run: Path) -> Path:
+    return run / "test_metrics.json"
+
+
+def plots_dir(run: Path) -> Path:
+    return run / "plots"
+
+
+def is_finished(run: Path) -> bool:
+    return (run / "FINISHED").is_file()
+
+
+def mark_finished(run: Path) -> None:
+    write_text(run / "FINISHED", "")
+
+
+def prepare(run: Path) -> None:
+    """Refuse to write over a run: a finished one is kept, an unfinished one is resumed with --resume."""
+    if run.exists() and any(run.iterdir()):
+        hint = "it has finished" if is_finished(run) else "resume it with `mailnet train --resume RUN_DIR`"
+        raise MailnetError(f"{run}: run directory is not empty ({hint}); choose another --run-dir or delete it")
+    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+
+
+def write_history(run: Path, history: list[dict[str, Any]]) -> None:
+    write_json(run / "metrics.json", history)
+    buf = io.StringIO()
+    if history:
+        w = csv.DictWriter(buf, fieldnames=list(history[0].keys()))
+        w.writeheader()
+        w.writerows(history)
+    write_text(run / "metrics.csv", buf.getvalue())
+
+
+def save_predictions(run: Path, split: str, tasks, preds) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    width = max(t.num_classes for t in tasks)
+    w.writerow(["task", "index", "label"] + [f"p{k}" for k in range(width)])
+    for t, task in enumerate(tasks):
+        for i, y, p in zip(preds.indices[t], preds.labels[t], preds.probs[t]):
+            label = " ".join(str(int(v)) for v in y) if getattr(y, "ndim", 0) else int(y)
+            w.writerow([task.name, int(i), label] + [f"{v:.6f}" for v in p])
+    write_text(run / f"predictions_{split}.csv", buf.getvalue())
+
+
+def checkpoint_from(path: str | Path, which: str = "best") -> Path:
+    """A run directory or a checkpoint file -> the checkpoint file."""
+    p = Path(path)
+    if p.is_dir():
+        ck = best_path(p) if which == "best" else last_path(p)
+        if not ck.is_file():
+            raise MailnetError(f"{p}: no {which} checkpoint in this run directory (expected {ck})")
+        return ck
+    if not p.exists():
+        raise MailnetError(f"{p}: no such run directory or checkpoint file")
+    return p

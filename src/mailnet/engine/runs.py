@@ -1,0 +1,54 @@
+"""Loading what a run left behind: its config, its data (same splits and pairing) and a trained model."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import yaml
+
+from mailnet.config import validate
+from mailnet.data import build_data, load_manifest
+from mailnet.engine import rundir
+from mailnet.engine.checkpoint import load_checkpoint
+from mailnet.errors import MailnetError
+from mailnet.models import create_model
+from mailnet.paths import resolve_data_root
+
+
+def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any],
+                                                                                  dict[str, torch.Tensor]]:
+    """Rebuild the model a checkpoint describes and load its weights; returns (model, meta, all tensors)."""
+    tensors, meta = load_checkpoint(checkpoint, device=device)
+    spec = meta.get("model")
+    if not spec:
+        raise MailnetError(f"{checkpoint}: checkpoint metadata has no model description")
+    model = create_model(spec["name"], **spec["kwargs"]).to(device)
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise MailnetError(f"{checkpoint}: weights do not fit model {spec['name']!r} "
+                           f"(missing {len(missing)}, unexpected {len(unexpected)}: {(missing + unexpected)[:3]})")
+    model.eval()
+    return model, meta, tensors
+
+
+def load_config_of(run: Path) -> dict[str, Any]:
+    path = rundir.config_path(run)
+    if not path.is_file():
+        raise MailnetError(f"{run}: not a run directory (no config.yaml)")
+    cfg = yaml.safe_load(path.read_text())
+    validate(cfg)
+    return cfg
+
+
+def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu",
+             data_root: str | None = None) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """(model in eval mode, the run's data with its exact splits and pairing, the resolved config)."""
+    run = Path(run_dir)
+    cfg = load_config_of(run)
+    model, _, _ = load_model(rundir.checkpoint_from(run, which), device=device)
+    data = build_data(cfg["data"], data_root=resolve_data_root(data_root), seed=int(cfg["seed"]),
+                      manifest=load_manifest(rundir.manifest_path(run)))
+    return model, data, cfg

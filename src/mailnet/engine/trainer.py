@@ -1,0 +1,261 @@
+"""The training loop: config -> data -> model -> epochs -> checkpoints -> test metrics, in one run directory.
+
+Every epoch starts from a seed derived from (run seed, epoch) and the data layer's epoch order is a pure function
+of the same, so a run resumed from its last checkpoint continues exactly as if it had never stopped.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from mailnet.config import dump_config
+from mailnet.data import build_data, load_manifest
+from mailnet.engine import rundir
+from mailnet.engine.checkpoint import join_state, load_checkpoint, save_checkpoint, split_state
+from mailnet.engine.distributed import DistInfo, barrier, init_distributed, shutdown
+from mailnet.engine.evaluation import evaluate, task_loss, to_device
+from mailnet.engine.optim import build_optimizer, build_scheduler, step_scheduler
+from mailnet.engine.randomness import reseed
+from mailnet.errors import MailnetError
+from mailnet.models import create_model
+from mailnet.paths import resolve_data_root
+from mailnet.utils import seed_everything, write_json, write_text
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MailnetError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise MailnetError(f"--device {name!r}: choose cpu, cuda or auto")
+    return torch.device(name)
+
+
+def model_spec(cfg: dict[str, Any], data: Any) -> dict[str, Any]:
+    """What ``create_model`` needs, stored in every checkpoint so it can be rebuilt without the data."""
+    return {
+        "name": cfg["model"]["name"],
+        "kwargs": {
+            "in_chans": [m.in_chans for m in data.modalities],
+            "num_classes": [t.num_classes for t in data.tasks],
+            "img_size": data.modalities[0].img_size,
+            **(cfg["model"].get("kwargs") or {}),
+        },
+    }
+
+
+def build_model(spec: dict[str, Any]) -> nn.Module:
+    return create_model(spec["name"], **spec["kwargs"])
+
+
+def train(cfg: dict[str, Any], run_dir: str | Path, *, device: str = "auto", data_root: str | None = None,
+          resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) one run; returns the final test metrics (on rank 0; other ranks return {})."""
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    info = init_distributed(dev)
+    if info.enabled and dev.type == "cuda":
+        dev = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(dev)
+    try:
+        return _train(cfg, run_dir, dev, info, data_root, resume, progress)
+    finally:
+        shutdown(info)
+
+
+def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, resume: bool, progress: bool):
+    seed = int(cfg["seed"])
+    tcfg, ecfg = cfg["train"], cfg["eval"]
+    seed_everything(seed)
+    manifest = load_manifest(rundir.manifest_path(run_dir)) if resume else None
+    data = build_data(cfg["data"], data_root=resolve_data_root(data_root), seed=seed, manifest=manifest)
+    spec = model_spec(cfg, data)
+    model = build_model(spec).to(dev)
+    opt = build_optimizer(model, tcfg)
+    sched = build_scheduler(opt, tcfg)
+    weights = tcfg["loss_weights"] or [1.0] * len(data.tasks)
+    if len(weights) != len(data.tasks):
+        raise MailnetError(f"train.loss_weights: {len(weights)} weights for {len(data.tasks)} tasks")
+
+    state = {"epoch": 0, "history": [], "best_score": None, "best_epoch": None, "bad_epochs": 0}
+    if resume:
+        state = _restore(run_dir, model, opt, sched, dev)
+    elif info.is_main:
+        rundir.prepare(run_dir)
+        write_text(rundir.config_path(run_dir), dump_config(cfg))
+        data.save_manifest(rundir.manifest_path(run_dir))
+    barrier(info)
+
+    net: nn.Module = model
+    if info.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    amp = dev.type == "cuda" and tcfg["amp"] == "auto"
+    adv = _adversary(tcfg["adv"])
+    epochs = tcfg["epochs"]
+
+    for epoch in range(state["epoch"], epochs):
+        t0 = time.perf_counter()
+        reseed(model, seed * 100003 + epoch)
+        net.train()
+        loader = data.loader("train", tcfg["batch_size"], epoch=epoch, shuffle=True, drop_last=False,
+                             rank=info.rank, world_size=info.world_size, num_workers=tcfg["num_workers"])
+        total, n = 0.0, 0
+        bar = _progress(loader, progress and info.is_main, f"epoch {epoch + 1}/{epochs}")
+        for step, batch in enumerate(bar):
+            if tcfg["max_steps_per_epoch"] and step >= tcfg["max_steps_per_epoch"]:
+                break
+            batch = to_device(batch, dev)
+            images = batch["images"]
+            if adv is not None:
+                images = adv(net, images, batch["labels"], batch["mask"])
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                logits = net(images)
+            loss = sum(w * task_loss(lg.float(), y, m, task)
+                       for w, lg, y, m, task in zip(weights, logits, batch["labels"], batch["mask"], data.tasks))
+            if not torch.isfinite(loss):
+                raise MailnetError(f"training loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; "
+                                   "lower train.lr or check the data")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tcfg["grad_clip"]:
+                nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
+            opt.step()
+            total += float(loss.detach())
+            n += 1
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{total / n:.4f}")
+        val = evaluate(model, data, "val", dev, batch_size=ecfg["batch_size"], mc_samples=ecfg["val_mc_samples"],
+                       partner_draws=0, seed=seed, loss_weights=weights, dist_info=info)
+        val.pop("_predictions")
+        step_scheduler(sched, val["loss"])
+        row = _history_row(epoch, opt, total / max(n, 1), val, time.perf_counter() - t0)
+        state["history"].append(row)
+        score = -val["loss"] if tcfg["select"] == "val_loss" else _auc_score(val)
+        improved = state["best_score"] is None or score > state["best_score"]
+        if improved:
+            state.update(best_score=score, best_epoch=epoch + 1)
+        state["bad_epochs"] = 0 if val["loss"] <= min(r["val_loss"] for r in state["history"]) else state["bad_epochs"] + 1
+        state["epoch"] = epoch + 1
+        if info.is_main:
+            if improved:
+                _save_best(run_dir, model, spec, cfg, data, state, val)
+            _save_last(run_dir, model, opt, sched, spec, cfg, state)
+            rundir.write_history(run_dir, state["history"])
+            if progress:
+                print(_epoch_line(row, data.tasks), flush=True)
+        barrier(info)
+        if tcfg["early_stopping"] and state["bad_epochs"] >= tcfg["early_stopping"]:
+            if info.is_main and progress:
+                print(f"early stopping: validation loss has not improved for {state['bad_epochs']} epochs")
+            break
+
+    # the best checkpoint, on every modality's full test split
+    tensors, _ = load_checkpoint(rundir.best_path(run_dir), device=dev)
+    model.load_state_dict(_prefixed(tensors, "model."))
+    test = evaluate(model, data, "test", dev, batch_size=ecfg["batch_size"], mc_samples=ecfg["mc_samples"],
+                    partner_draws=ecfg["partner_draws"], seed=seed, loss_weights=weights, dist_info=info)
+    preds = test.pop("_predictions")
+    if not info.is_main:
+        return {}
+    test.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], run_dir=str(run_dir))
+    write_json(rundir.test_metrics_path(run_dir), test)
+    rundir.save_predictions(run_dir, "test", data.tasks, preds)
+    from mailnet.engine.plots import plot_run
+
+    plot_run(run_dir, state["history"], data.tasks, preds)
+    rundir.mark_finished(run_dir)
+    return test
+
+
+def _adversary(adv_cfg: dict[str, Any]):
+    """A per-batch perturbation for adversarial training, or None."""
+    if not adv_cfg.get("method"):
+        return None
+    from mailnet.attacks.adv_train import make_adversary
+
+    return make_adversary(adv_cfg)
+
+
+def _auc_score(val: dict[str, Any]) -> float:
+    s = val["mean_auc"]
+    return val["mean_acc"] if s is None or math.isnan(s) else s
+
+
+def _history_row(epoch: int, opt, train_loss: float, val: dict[str, Any], seconds: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss,
+                           "val_loss": val["loss"], "val_mean_acc": val["mean_acc"], "val_mean_auc": val["mean_auc"]}
+    for name, m in val["tasks"].items():
+        row[f"val_{name}_acc"] = m["acc"]
+        row[f"val_{name}_auc"] = m["auc"]
+    row["seconds"] = seconds
+    return row
+
+
+def _epoch_line(row: dict[str, Any], tasks) -> str:
+    parts = [f"epoch {row['epoch']}", f"train_loss {row['train_loss']:.4f}", f"val_loss {row['val_loss']:.4f}"]
+    parts += [f"{t.name} acc {row[f'val_{t.name}_acc']:.3f} auc {row[f'val_{t.name}_auc']:.3f}" for t in tasks]
+    parts.append(f"{row['seconds']:.1f}s")
+    return " | ".join(parts)
+
+
+def _progress(loader, enabled: bool, desc: str):
+    if not enabled:
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _common_meta(spec, cfg, data) -> dict[str, Any]:
+    import mailnet
+
+    return {"mailnet_version": mailnet.__version__, "model": spec, "config": cfg,
+            "tasks": [t.to_dict() for t in data.tasks], "modalities": [m.to_dict() for m in data.modalities],
+            "paired": bool(data.paired)}
+
+
+def _save_best(run_dir, model, spec, cfg, data, state, val) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    bank = cfg["eval"]["partner_bank"]
+    if not data.paired and bank:
+        for m in range(len(data.modalities)):
+            imgs = data.sample_images(m, "train", bank, seed=int(cfg["seed"]))
+            tensors[f"partner_bank.{m}"] = (imgs.clamp(0, 1) * 255).round().to(torch.uint8)
+    meta = {**_common_meta(spec, cfg, data), "epoch": state["best_epoch"], "val": val, "kind": "best"}
+    save_checkpoint(rundir.best_path(run_dir), tensors, meta)
+
+
+def _save_last(run_dir, model, opt, sched, spec, cfg, state) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt_json = split_state(opt.state_dict(), "optim", tensors)
+    meta = {"mailnet_version": __import__("mailnet").__version__, "model": spec, "config": cfg, "kind": "last",
+            "state": state, "optimizer": opt_json, "scheduler": sched.state_dict() if sched is not None else None}
+    save_checkpoint(rundir.last_path(run_dir), tensors, meta)
+
+
+def _restore(run_dir: Path, model, opt, sched, dev) -> dict[str, Any]:
+    path = rundir.last_path(run_dir)
+    if not path.is_file():
+        raise MailnetError(f"{run_dir}: nothing to resume (no {path.relative_to(run_dir)}); start the run afresh")
+    tensors, meta = load_checkpoint(path, device=dev)
+    model.load_state_dict(_prefixed(tensors, "model."))
+    opt.load_state_dict(join_state(meta["optimizer"], tensors))
+    if sched is not None and meta.get("scheduler") is not None:
+        sched.load_state_dict(meta["scheduler"])
+    return meta["state"]
+
+
+def history_to_arrays(history: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    keys = history[0].keys() if history else []
+    return {k: np.array([r[k] for r in history], dtype=float) for k in keys}

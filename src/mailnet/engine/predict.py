@@ -1,0 +1,104 @@
+"""Class probabilities for new images from a checkpoint alone (no dataset needed).
+
+Unpaired models were trained on pairs of unrelated images, so a prediction for one modality still needs a
+partner image in every other branch. A modality the user does not give is filled from the small partner bank
+saved in the checkpoint (training images), and the probabilities are averaged over ``k`` partners; the output
+says which modalities were filled. Models random at inference are also averaged over ``draws`` seeded draws.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mailnet.data.types import ModalitySpec, TaskSpec
+from mailnet.engine.evaluation import probabilities
+from mailnet.engine.randomness import is_stochastic, reseed
+from mailnet.engine.runs import load_model
+from mailnet.errors import MailnetError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+@dataclass
+class Predictor:
+    model: nn.Module
+    modalities: list[ModalitySpec]
+    tasks: list[TaskSpec]
+    paired: bool
+    bank: dict[int, torch.Tensor]
+    device: torch.device
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
+        model, meta, tensors = load_model(path, device=device)
+        if "modalities" not in meta or "tasks" not in meta:
+            raise MailnetError(f"{path}: checkpoint lacks modality/task descriptions (use a best checkpoint)")
+        mods = [ModalitySpec(**m) for m in meta["modalities"]]
+        tasks = [TaskSpec(**{**t, "class_names": tuple(t.get("class_names") or ())}) for t in meta["tasks"]]
+        bank = {int(k.split(".")[1]): v.float().div(255) for k, v in tensors.items() if k.startswith("partner_bank.")}
+        return cls(model, mods, tasks, bool(meta.get("paired")), bank, torch.device(device))
+
+    def modality_index(self, name: str) -> int:
+        names = [m.name for m in self.modalities]
+        if name not in names:
+            raise MailnetError(f"unknown modality {name!r}; this model's modalities are {', '.join(names)}")
+        return names.index(name)
+
+    def load_image(self, path: str | Path, modality: int) -> torch.Tensor:
+        """Read an image file as the modality expects it: its channel count and size, pixels in [0, 1]."""
+        from PIL import Image, UnidentifiedImageError
+
+        spec = self.modalities[modality]
+        p = Path(path)
+        if not p.is_file():
+            raise MailnetError(f"{p}: image file not found (modality {spec.name})")
+        try:
+            with Image.open(p) as im:
+                im = im.convert("L" if spec.in_chans == 1 else "RGB")
+                arr = np.asarray(im, dtype=np.float32) / 255.0
+        except (UnidentifiedImageError, OSError) as e:
+            raise MailnetError(f"{p}: unreadable image ({e.__class__.__name__})") from None
+        x = torch.from_numpy(arr)
+        x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)
+        if spec.in_chans not in (1, 3):
+            x = x[:1].expand(spec.in_chans, -1, -1)
+        if x.shape[-2:] != (spec.img_size, spec.img_size):
+            x = F.interpolate(x[None], size=(spec.img_size, spec.img_size), mode="bilinear",
+                              antialias=True, align_corners=False)[0].clamp(0, 1)
+        return x
+
+    @torch.no_grad()
+    def predict(self, images: dict[int, torch.Tensor], k: int = 8, draws: int = 8, seed: int = 0) -> dict[str, Any]:
+        """Probabilities per task for one subject (paired) or one image per given modality (unpaired)."""
+        missing = [m for m in range(len(self.modalities)) if m not in images]
+        if missing and (self.paired or not self.bank):
+            names = ", ".join(self.modalities[m].name for m in missing)
+            raise MailnetError(f"missing image for modality {names} (this model needs every modality"
+                               + (")" if self.paired else "; the checkpoint has no partner bank)"))
+        rows = max(1, min(k, min(len(self.bank[m]) for m in missing))) if missing else 1
+        batch = []
+        for m in range(len(self.modalities)):
+            if m in images:
+                batch.append(images[m][None].expand(rows, -1, -1, -1))
+            else:
+                batch.append(self.bank[m][:rows])
+        batch = [x.to(self.device) for x in batch]
+        n_draws = draws if is_stochastic(self.model, batch) else 1
+        acc = [torch.zeros(self.tasks[t].num_classes) for t in range(len(self.tasks))]
+        for d in range(n_draws):
+            reseed(self.model, seed + d)
+            for t, lg in enumerate(self.model(batch)):
+                acc[t] += probabilities(lg.float(), self.tasks[t]).mean(0).cpu()
+        out: dict[str, Any] = {"filled_from_partner_bank": [self.modalities[m].name for m in missing],
+                               "partners": rows if missing else 0, "draws": n_draws, "tasks": {}}
+        for t, task in enumerate(self.tasks):
+            if not self.paired and task.modality is not None and task.modality in missing:
+                continue  # a task of a modality the user did not give would score a bank image
+            out["tasks"][task.name] = (acc[t] / n_draws).tolist()
+        return out

@@ -1,0 +1,141 @@
+"""End-to-end training on small real-data subsets: the run directory, resume after a kill, determinism,
+evaluate / predict from the results, and a 2-process torchrun run."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from mailnet.cli import main
+
+TINY = {
+    "name": "tiny",
+    "seed": 0,
+    "model": {"name": "mail", "kwargs": {"widths": [16, 32, 64, 128], "stem": "cifar"}},
+    "data": {
+        "mode": "unpaired",
+        "size": 28,
+        "equalize": "repeat",
+        "subset": {"train": 160, "val": 48, "test": 64},
+        "modalities": [
+            {"name": "pneumonia", "source": "medmnist", "flag": "pneumoniamnist", "channels": 1},
+            {"name": "breast", "source": "medmnist", "flag": "breastmnist", "channels": 1},
+        ],
+    },
+    "train": {"epochs": 3, "batch_size": 32, "lr": 0.002},
+    "eval": {"batch_size": 64, "mc_samples": 2, "partner_draws": 2, "partner_bank": 4},
+}
+
+
+def write_cfg(tmp_path: Path, **changes) -> Path:
+    cfg = json.loads(json.dumps(TINY))
+    for k, v in changes.items():
+        node = cfg
+        *head, last = k.split(".")
+        for h in head:
+            node = node[h]
+        node[last] = v
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def cli(*args: str) -> int:
+    return main(list(args))
+
+
+def test_train_writes_a_complete_run_directory(tmp_path, data_root, capsys):
+    cfg = write_cfg(tmp_path)
+    run = tmp_path / "run"
+    assert cli("train", "--config", str(cfg), "--run-dir", str(run), "--data-root", str(data_root), "--quiet",
+               "--device", "cpu") == 0
+    out = capsys.readouterr().out
+    assert "pneumonia" in out and "breast" in out and "AUC" in out
+    for f in ("config.yaml", "manifest.json", "metrics.csv", "metrics.json", "test_metrics.json",
+              "checkpoints/best.safetensors", "checkpoints/best.json", "checkpoints/last.safetensors",
+              "predictions_test.csv", "plots/curves.png", "plots/confusion_pneumonia.png",
+              "plots/roc_breast.png", "FINISHED"):
+        assert (run / f).is_file(), f
+    history = json.loads((run / "metrics.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    test = json.loads((run / "test_metrics.json").read_text())
+    # every modality is scored on its whole (here: subset) test split, each sample once
+    assert test["tasks"]["pneumonia"]["n"] == 64 and test["tasks"]["breast"]["n"] == 64
+    assert 0.0 <= test["tasks"]["pneumonia"]["acc"] <= 1.0
+    assert set(test["partner_sensitivity"]) == {"pneumonia", "breast"}
+    assert not list(run.rglob("*.tmp"))
+
+    # refuses to overwrite a run
+    assert cli("train", "--config", str(cfg), "--run-dir", str(run), "--data-root", str(data_root), "--quiet") == 2
+
+    # evaluate reproduces the training's test metrics from the saved checkpoint and manifest
+    assert cli("evaluate", str(run), "--data-root", str(data_root), "--device", "cpu") == 0
+    again = json.loads((run / "eval_test.json").read_text())
+    for task in ("pneumonia", "breast"):
+        assert again["tasks"][task]["acc"] == pytest.approx(test["tasks"][task]["acc"])
+        assert again["tasks"][task]["auc"] == pytest.approx(test["tasks"][task]["auc"])
+
+    # predict one image; the missing modality is filled from the partner bank and the output says so
+    from PIL import Image
+
+    arr = np.load(data_root / "pneumoniamnist" / "pneumoniamnist.npz")["test_images"][0]
+    Image.fromarray(arr).save(tmp_path / "x.png")
+    capsys.readouterr()
+    assert cli("predict", str(run), "--image", f"pneumonia={tmp_path / 'x.png'}") == 0
+    out = capsys.readouterr().out
+    assert "breast not given" in out and "pneumonia:" in out and "breast:" not in out
+    probs = [float(tok.split("=")[1]) for tok in out.strip().splitlines()[-1].split(":")[1].split()]
+    assert sum(probs) == pytest.approx(1.0, abs=1e-3)
+    assert cli("predict", str(run), "--image", f"retina={tmp_path / 'x.png'}") == 2
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "test_metrics.json").read_text())["tasks"]
+
+
+def test_same_seed_same_metrics_and_resume_after_kill(tmp_path, data_root):
+    cfg = write_cfg(tmp_path, **{"train.epochs": 4})
+    env = {**os.environ, "MAILNET_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "mailnet.cli", "train", "--config", str(cfg), "--quiet", "--device", "cpu"]
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    subprocess.run(base + ["--run-dir", str(a)], env=env, check=True)
+
+    # a second run, killed (SIGKILL) once its first epoch's checkpoint exists, then resumed
+    proc = subprocess.Popen(base + ["--run-dir", str(b)], env=env)
+    last = b / "checkpoints" / "last.safetensors"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (b / "FINISHED").exists()
+    subprocess.run([sys.executable, "-m", "mailnet.cli", "train", "--resume", str(b), "--quiet", "--device", "cpu"],
+                   env=env, check=True)
+    assert (b / "FINISHED").exists()
+    assert _metrics(a) == _metrics(b)
+    ha = json.loads((a / "metrics.json").read_text())
+    hb = json.loads((b / "metrics.json").read_text())
+    assert [r["val_loss"] for r in ha] == [r["val_loss"] for r in hb]
+
+
+def test_torchrun_two_cpu_processes(tmp_path, data_root):
+    cfg = write_cfg(tmp_path, **{"train.epochs": 1})
+    run = tmp_path / "ddp"
+    env = {**os.environ, "MAILNET_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "mailnet.cli", "train", "--config", str(cfg), "--run-dir", str(run), "--quiet", "--device", "cpu"]
+    subprocess.run(cmd, env=env, check=True, timeout=600)
+    test = json.loads((run / "test_metrics.json").read_text())
+    assert test["tasks"]["pneumonia"]["n"] == 64 and test["tasks"]["breast"]["n"] == 64
+    assert (run / "FINISHED").exists()
+    assert len(json.loads((run / "metrics.json").read_text())) == 1

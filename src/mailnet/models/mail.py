@@ -1,0 +1,173 @@
+"""MAIL (spec sec. 2) and Robust-MAIL (sec. 3): one ERLA backbone per modality, one shared EMCAM per stage,
+global-average-pooled branches concatenated, one linear head per task.
+
+    model = create_model("mail", in_chans=[1, 3], num_classes=[2, 5], img_size=28)
+    logits = model([x_1, x_2])        # pixels in [0, 1]; -> [ (B, 2), (B, 5) ]
+
+Robust-MAIL's randomness (random projection filters, modulated attention noise, MC dropout) is on in train *and*
+eval mode. Replay a draw with ``model.seed_noise(seed)`` before the forward (see :mod:`mailnet.layers.noise`).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from mailnet.errors import ModelError
+from mailnet.layers.emcam import EMCAM
+from mailnet.layers.erla import ERLA
+from mailnet.layers.input_norm import InputNorm
+from mailnet.layers.noise import Dropout, is_stochastic_at_eval, seed_noise, set_noise_generator
+from mailnet.layers.stem import make_stem, resolve_stem
+from mailnet.models.registry import register_model
+
+DEFAULT_WIDTHS = (64, 128, 256, 512)
+BLOCKS_PER_STAGE = 2
+
+
+class MAILBranch(nn.Module):
+    """One modality's backbone: InputNorm, stem, then 4 stages of 2 ERLA blocks (dropout after the first,
+    strided, block of stages 2-4). EMCAM is not here: it is shared and sits in :class:`MAIL`."""
+
+    def __init__(self, in_chans: int, stem: str, widths: Sequence[int], drop_rate: float, mc_dropout: bool,
+                 input_mean: float | Sequence[float], input_std: float | Sequence[float], **emila_kw):
+        super().__init__()
+        self.norm = InputNorm(in_chans, input_mean, input_std)
+        self.stem = make_stem(stem, in_chans, widths[0])
+        self.stages = nn.ModuleList()
+        self.drops = nn.ModuleList()
+        prev = widths[0]
+        for s, w in enumerate(widths):
+            stride = 1 if s == 0 else 2
+            blocks = [ERLA(prev, w, stride, **emila_kw)]
+            blocks += [ERLA(w, w, 1, **emila_kw) for _ in range(BLOCKS_PER_STAGE - 1)]
+            self.stages.append(nn.ModuleList(blocks))
+            self.drops.append(Dropout(drop_rate, mc=mc_dropout) if s > 0 and drop_rate > 0 else nn.Identity())
+            prev = w
+
+
+class MAIL(nn.Module):
+    """MAIL for M >= 1 modalities and T >= 1 tasks.
+
+    Args:
+        in_chans: channels per modality (M entries).
+        num_classes: classes per task head (T entries); every head reads the concatenated pooled features.
+        img_size: input size, only used to choose the stem when ``stem="auto"`` (>= 96 px: imagenet).
+        stem: ``auto`` / ``imagenet`` (7x7/2 + max-pool) / ``cifar`` (3x3/1).
+        drop_rate: dropout after the first block of stages 2-4 (0.25).
+        mc_dropout: keep that dropout active in eval mode (Monte-Carlo dropout).
+        widths: stage widths (default ResNet-18's); smaller ones make tiny test models.
+        groups: MSGDC group count (16; reduced by gcd where channels do not divide).
+        rpf_fraction: random projection filter fraction in every EMILA's MSGDC (0 = off).
+        attention_noise: Robust-MAIL's modulated noise in EMILA and EMCAM.
+        msgdc_bn: BN in the three MSGDC branches (Robust-MAIL).
+        noise_std: std of the Gaussian n behind the modulated noise (0.6).
+        input_mean, input_std: InputNorm constants (pixels in [0, 1] -> (x - mean) / std).
+    """
+
+    def __init__(self, in_chans: Sequence[int], num_classes: Sequence[int], img_size: int | None = None,
+                 stem: str = "auto", drop_rate: float = 0.25, mc_dropout: bool = False,
+                 widths: Sequence[int] = DEFAULT_WIDTHS, groups: int = 16, rpf_fraction: float = 0.0,
+                 attention_noise: bool = False, msgdc_bn: bool = False, noise_std: float = 0.6,
+                 input_mean: float | Sequence[float] = 0.5, input_std: float | Sequence[float] = 0.5):
+        super().__init__()
+        self.in_chans = _int_list(in_chans, "in_chans")
+        self.num_classes = _int_list(num_classes, "num_classes")
+        self.widths = _int_list(widths, "widths")
+        if len(self.widths) != 4:
+            raise ModelError(f"MAIL: widths needs 4 stage widths, got {len(self.widths)}")
+        if not 0.0 <= drop_rate < 1.0:
+            raise ModelError(f"MAIL: drop_rate must be in [0, 1), got {drop_rate}")
+        if not 0.0 <= rpf_fraction <= 1.0:
+            raise ModelError(f"MAIL: rpf_fraction must be in [0, 1], got {rpf_fraction}")
+        if groups < 1:
+            raise ModelError(f"MAIL: groups must be >= 1, got {groups}")
+        if noise_std < 0:
+            raise ModelError(f"MAIL: noise_std must be >= 0, got {noise_std}")
+        self.stem_kind = resolve_stem(stem, img_size)
+        self.img_size = img_size
+        self.config = dict(drop_rate=float(drop_rate), mc_dropout=bool(mc_dropout), groups=int(groups),
+                           rpf_fraction=float(rpf_fraction), attention_noise=bool(attention_noise),
+                           msgdc_bn=bool(msgdc_bn), noise_std=float(noise_std))
+        emila_kw = dict(groups=groups, msgdc_bn=msgdc_bn, rpf_fraction=rpf_fraction,
+                        attention_noise=attention_noise, noise_std=noise_std)
+        m = len(self.in_chans)
+        self.branches = nn.ModuleList(
+            MAILBranch(c, self.stem_kind, self.widths, drop_rate, mc_dropout, input_mean, input_std, **emila_kw)
+            for c in self.in_chans)
+        self.emcams = nn.ModuleList(
+            EMCAM(w, m, groups, attention_noise=attention_noise, noise_std=noise_std) for w in self.widths)
+        self.num_features = m * self.widths[-1]
+        self.heads = nn.ModuleList(nn.Linear(self.num_features, k) for k in self.num_classes)
+
+    @property
+    def num_modalities(self) -> int:
+        return len(self.in_chans)
+
+    def forward_features(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The concatenated global-average-pooled branch features, (B, M * widths[-1])."""
+        self.check_inputs(xs)
+        hs = [br.stem(br.norm(x)) for br, x in zip(self.branches, xs)]
+        for s, emcam in enumerate(self.emcams):
+            hs = [br.stages[s][0](h) for br, h in zip(self.branches, hs)]
+            hs = [br.drops[s](h) for br, h in zip(self.branches, hs)]
+            for b in range(1, BLOCKS_PER_STAGE):
+                hs = [br.stages[s][b](h) for br, h in zip(self.branches, hs)]
+            hs = emcam(hs)
+        return torch.cat([h.mean(dim=(2, 3)) for h in hs], dim=1)
+
+    def forward(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        feats = self.forward_features(xs)
+        return [head(feats) for head in self.heads]
+
+    def check_inputs(self, xs: Sequence[torch.Tensor]) -> None:
+        """One clear line for the usual mistakes: wrong count, wrong channels, mismatched batch or size."""
+        if isinstance(xs, torch.Tensor) or not isinstance(xs, (list, tuple)):
+            raise ModelError(f"MAIL expects a list of {self.num_modalities} tensors (one per modality), "
+                             f"got {type(xs).__name__}")
+        if len(xs) != self.num_modalities:
+            raise ModelError(f"MAIL built for {self.num_modalities} modalities got {len(xs)} inputs")
+        for i, (x, c) in enumerate(zip(xs, self.in_chans)):
+            if not isinstance(x, torch.Tensor) or x.dim() != 4:
+                shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ModelError(f"MAIL input for modality {i}: expected a (B, {c}, H, W) tensor, got {shape}")
+            if x.shape[1] != c:
+                raise ModelError(f"MAIL input for modality {i}: expected {c} channels, got {x.shape[1]}")
+            if x.shape[0] != xs[0].shape[0] or x.shape[2:] != xs[0].shape[2:]:
+                raise ModelError(f"MAIL input for modality {i}: batch/size {x.shape[0]}x{tuple(x.shape[2:])} differs "
+                                 f"from modality 0's {xs[0].shape[0]}x{tuple(xs[0].shape[2:])}; the shared EMCAM "
+                                 f"needs equal batch and image sizes")
+
+    # -- randomness ---------------------------------------------------------------------------------------------
+    def set_noise_generator(self, generator: torch.Generator | None) -> None:
+        """Draw every random number of this model (RPF kernels, attention noise, dropout) from ``generator``
+        (``None``: torch's global RNG)."""
+        set_noise_generator(self, generator)
+
+    def seed_noise(self, seed: int, device: torch.device | str | None = None) -> torch.Generator:
+        """Install a fresh generator seeded with ``seed`` (on the model's device) and return it; seeding again
+        with the same value replays the same draws for the same inputs."""
+        return seed_noise(self, seed, device)
+
+    @property
+    def stochastic_at_eval(self) -> bool:
+        """True when the model's output is random in eval mode (Robust-MAIL, or MC dropout)."""
+        return is_stochastic_at_eval(self)
+
+
+def _int_list(values: Sequence[int], name: str) -> list[int]:
+    if isinstance(values, int):
+        values = [values]
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ModelError(f"MAIL: {name} must be a list of positive integers, got {values!r}")
+    values = list(values)
+    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+        raise ModelError(f"MAIL: {name} must be a non-empty list of positive integers, got {values!r}")
+    return [int(v) for v in values]
+
+
+@register_model
+def mail(**kwargs) -> MAIL:
+    """MAIL (spec sec. 2): deterministic in eval mode; standard dropout 0.25 in training."""
+    return MAIL(**kwargs)

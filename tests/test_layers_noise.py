@@ -1,0 +1,50 @@
+import pytest
+import torch
+import torch.nn as nn
+
+from mailnet.layers.noise import Dropout, ModulatedNoise, modulated_noise, seed_noise, set_noise_generator
+
+
+def test_modulated_noise_formula():
+    n = torch.tensor([-1.0, -0.5, 0.0, 2.0])
+    assert torch.equal(modulated_noise(n, 2.0), torch.tensor([0.0, -0.5, 0.0, 12.0]))
+
+
+def test_modulated_noise_clips_to_unit_interval_and_is_random_in_eval_mode():
+    m = ModulatedNoise(0.6).eval()
+    x = torch.full((4000,), 0.5)
+    y1, y2 = m(x), m(x)
+    assert y1.min() >= 0 and y1.max() <= 1 and not torch.equal(y1, y2)
+    # E[n + n^2] = std^2 = 0.36 > 0: the clipped output is pushed up on average
+    assert y1.mean() > 0.55
+    assert not any(True for _ in m.parameters())
+    t = ModulatedNoise(0.6, trainable=True)
+    assert [p.shape for p in t.parameters()] == [torch.Size([])]
+
+
+def test_standard_dropout_is_off_in_eval_and_mc_dropout_is_on():
+    x = torch.ones(2000)
+    std = Dropout(0.25, mc=False).eval()
+    assert torch.equal(std(x), x)
+    mc = Dropout(0.25, mc=True).eval()
+    y = mc(x)
+    kept = y[y != 0]
+    assert torch.allclose(kept, torch.full_like(kept, 1.0 / 0.75))
+    assert (y == 0).float().mean().item() == pytest.approx(0.25, abs=0.05)
+    with pytest.raises(ValueError):
+        Dropout(1.0)
+
+
+def test_seeding_a_module_tree_replays_every_draw_and_none_falls_back_to_global_rng():
+    net = nn.Sequential(Dropout(0.5, mc=True), ModulatedNoise(0.6))
+    x = torch.full((64,), 0.3)
+    g = seed_noise(net, 3)
+    assert all(m.generator is g for m in net)
+    a = net(x)
+    seed_noise(net, 3)
+    assert torch.equal(net(x), a)
+    set_noise_generator(net, None)
+    torch.manual_seed(5)
+    b = net(x)
+    torch.manual_seed(5)
+    assert torch.equal(net(x), b)

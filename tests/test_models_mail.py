@@ -1,0 +1,130 @@
+import pytest
+import torch
+
+from mailnet import create_model, list_models
+from mailnet.errors import ModelError
+from mailnet.layers.noise import Dropout
+from mailnet.models.mail import MAIL
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on the shared, loaded 2-core machine, 2 OpenMP threads make these tiny convs ~100x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+TINY = (16, 32, 32, 64)
+
+
+def _xs(chans, size, b=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(b, c, size, size, generator=g) for c in chans]
+
+
+@pytest.mark.parametrize("chans,size,stem", [
+    ([1], 28, "cifar"), ([3, 1], 28, "cifar"), ([1, 3, 3], 28, "cifar"),
+    ([3, 3], 64, "cifar"), ([1, 3], 128, "imagenet"), ([3], 128, "imagenet"),
+])
+def test_shapes_for_sizes_channels_and_modalities(chans, size, stem):
+    classes = [2, 5, 3][: len(chans)]
+    m = create_model("mail", in_chans=chans, num_classes=classes, img_size=size, widths=TINY).eval()
+    assert m.stem_kind == stem
+    with torch.no_grad():
+        out = m(_xs(chans, size))
+    assert [tuple(o.shape) for o in out] == [(2, k) for k in classes]
+    assert m.forward_features(_xs(chans, size)).shape == (2, len(chans) * TINY[-1])
+
+
+def test_tasks_need_not_match_modalities():
+    m = MAIL([1, 1], [4], widths=TINY).eval()
+    (out,) = m(_xs([1, 1], 16))
+    assert out.shape == (2, 4)
+
+
+def test_every_parameter_gets_a_gradient():
+    m = MAIL([1, 3], [2, 3], img_size=16, widths=TINY)
+    out = m(_xs([1, 3], 16, b=3))
+    sum(o.sum() for o in out).backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing
+
+
+def test_modalities_interact_through_emcam():
+    m = MAIL([1, 1], [2, 2], widths=TINY).eval()
+    xs = _xs([1, 1], 16)
+    changed = [xs[0], 1.0 - xs[1]]
+    with torch.no_grad():
+        assert not torch.allclose(m.forward_features(xs)[:, :64], m.forward_features(changed)[:, :64])
+        for e in m.emcams:
+            e.cross_modal = False
+        assert torch.equal(m.forward_features(xs)[:, :64], m.forward_features(changed)[:, :64])
+
+
+def test_default_two_modality_128px_model_has_about_11_4m_parameters():
+    m = create_model("mail", in_chans=[3, 3], num_classes=[2, 2], img_size=128)
+    n = sum(p.numel() for p in m.parameters())
+    print(f"MAIL 2 modalities, 128 px imagenet stem, 2+2 classes: {n} parameters")
+    assert m.stem_kind == "imagenet" and m.widths == [64, 128, 256, 512]
+    assert 8e6 < n < 15e6
+    # no weight sharing across branches; one EMCAM per stage
+    assert m.branches[0].stages[0][0].emila1.proj.weight is not m.branches[1].stages[0][0].emila1.proj.weight
+    assert len(m.emcams) == 4
+
+
+def test_dropout_placement_and_mail_is_deterministic_in_eval():
+    m = MAIL([1, 1], [2, 2], widths=TINY)
+    drops = [d for d in m.branches[0].drops]
+    assert not isinstance(drops[0], Dropout) and all(isinstance(d, Dropout) and d.p == 0.25 for d in drops[1:])
+    assert not m.stochastic_at_eval
+    m.eval()
+    xs = _xs([1, 1], 16)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(m(xs), m(xs)))
+    m.train()
+    with torch.no_grad():
+        assert not torch.equal(m(xs)[0], m(xs)[0])  # dropout active in training
+
+
+def test_state_dict_round_trip_reproduces_outputs():
+    a = MAIL([1, 1], [2, 2], widths=TINY).eval()
+    b = MAIL([1, 1], [2, 2], widths=TINY).eval()
+    b.load_state_dict(a.state_dict())
+    xs = _xs([1, 1], 16)
+    with torch.no_grad():
+        assert torch.equal(a(xs)[1], b(xs)[1])
+    assert not any(k.endswith("dct.matrix") for k in a.state_dict())
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(in_chans=[], num_classes=[2]), "in_chans"),
+    (dict(in_chans=[3, 0], num_classes=[2, 2]), "in_chans"),
+    (dict(in_chans=[3], num_classes=["a"]), "num_classes"),
+    (dict(in_chans=[3], num_classes=[2], widths=(16, 32)), "4 stage widths"),
+    (dict(in_chans=[3], num_classes=[2], drop_rate=1.0), "drop_rate"),
+    (dict(in_chans=[3], num_classes=[2], rpf_fraction=-0.1), "rpf_fraction"),
+    (dict(in_chans=[3], num_classes=[2], stem="resnet"), "unknown stem"),
+])
+def test_bad_arguments_give_one_line_model_errors(kwargs, match):
+    with pytest.raises(ModelError, match=match):
+        create_model("mail", **kwargs)
+
+
+def test_bad_inputs_name_the_modality_and_expected_vs_got():
+    m = MAIL([1, 3], [2, 2], widths=TINY).eval()
+    with pytest.raises(ModelError, match="2 modalities got 1"):
+        m(_xs([1], 16))
+    with pytest.raises(ModelError, match="modality 1: expected 3 channels, got 1"):
+        m(_xs([1, 1], 16))
+    with pytest.raises(ModelError, match="list of 2 tensors"):
+        m(torch.rand(2, 1, 16, 16))
+    with pytest.raises(ModelError, match="modality 0: expected a"):
+        m([torch.rand(1, 16, 16), torch.rand(1, 3, 16, 16)])
+    with pytest.raises(ModelError, match="modality 1: batch/size"):
+        m([torch.rand(2, 1, 16, 16), torch.rand(2, 3, 32, 32)])
+
+
+def test_registry_lists_both_models():
+    names = list_models()
+    assert "mail" in names

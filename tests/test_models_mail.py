@@ -4,7 +4,7 @@ import torch
 from mailnet import create_model, list_models
 from mailnet.errors import ModelError
 from mailnet.layers.noise import Dropout
-from mailnet.models.mail import MAIL
+from mailnet.models.mail import MAIL, ROBUST_DEFAULTS
 
 
 @pytest.fixture(autouse=True)
@@ -127,4 +127,77 @@ def test_bad_inputs_name_the_modality_and_expected_vs_got():
 
 def test_registry_lists_both_models():
     names = list_models()
-    assert "mail" in names
+    assert "mail" in names and "robust_mail" in names
+
+
+def _robust(**kw):
+    return create_model("robust_mail", in_chans=[1, 3], num_classes=[2, 3], img_size=16, widths=TINY, **kw).eval()
+
+
+def test_robust_mail_has_all_three_defences_by_default():
+    from mailnet.layers.emila import EMILA
+    from mailnet.layers.rpf import RPFConv2d
+
+    m = _robust()
+    assert m.config["rpf_fraction"] == 0.25 and m.config["attention_noise"] and m.config["mc_dropout"]
+    emilas = [mod for mod in m.modules() if isinstance(mod, EMILA)]
+    assert emilas and all(e.attention_noise and isinstance(e.msgdc.bn_dw3, torch.nn.BatchNorm2d) for e in emilas)
+    assert all(isinstance(e.msgdc.pointwise, RPFConv2d) and e.msgdc.dw5.n_random > 0 for e in emilas)
+    assert all(e.noise is not None for e in m.emcams)
+    assert all(d.mc for br in m.branches for d in br.drops[1:])
+    assert m.stochastic_at_eval
+
+
+def test_robust_mail_is_random_in_eval_mode_and_replayable_with_a_seed():
+    m = _robust()
+    xs = _xs([1, 3], 16)
+    before = {k: v.clone() for k, v in m.state_dict().items() if "running" in k}
+    with torch.no_grad():
+        m.seed_noise(11)
+        a = m(xs)
+        b = m(xs)  # next draw
+        m.seed_noise(11)
+        a2 = m(xs)  # the first draw again
+        m.seed_noise(12)
+        c = m(xs)
+    assert not torch.equal(a[0], b[0])
+    assert all(torch.equal(x, y) for x, y in zip(a, a2))
+    assert not torch.equal(a[0], c[0])
+    # BatchNorm stays in eval mode: running statistics untouched by the random forwards
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())
+
+
+def test_replayed_draw_gives_identical_input_gradients():
+    m = _robust()
+    xs = [x.requires_grad_(True) for x in _xs([1, 3], 16)]
+    grads = []
+    for _ in range(2):
+        m.seed_noise(5)
+        loss = sum(o.sum() for o in m(xs))
+        grads.append(torch.autograd.grad(loss, xs))
+    assert all(torch.equal(g1, g2) for g1, g2 in zip(*grads))
+
+
+@pytest.mark.parametrize("on", ["rpf_fraction", "attention_noise", "mc_dropout"])
+def test_each_defence_alone_makes_eval_random_and_all_off_is_deterministic(on):
+    off = dict(rpf_fraction=0.0, attention_noise=False, mc_dropout=False)
+    xs = _xs([1, 3], 16)
+    det = _robust(**off)
+    assert not det.stochastic_at_eval
+    with torch.no_grad():
+        assert all(torch.equal(x, y) for x, y in zip(det(xs), det(xs)))
+    only = _robust(**{**off, on: ROBUST_DEFAULTS[on]})
+    assert only.stochastic_at_eval
+    with torch.no_grad():
+        assert not torch.equal(only(xs)[0], only(xs)[0])
+
+
+def test_robust_mail_trains_every_parameter():
+    m = _robust().train()
+    m.seed_noise(0)
+    sum(o.sum() for o in m(_xs([1, 3], 16, b=4))).backward()
+    params = dict(m.named_parameters())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params.values())
+    zero = [n for n, p in params.items() if p.grad.abs().sum() == 0]
+    # clipping in the noisy attention can zero a gradient on a given draw, but not for most parameters
+    assert len(zero) < 0.05 * len(params), zero

@@ -171,3 +171,16 @@ def _int_list(values: Sequence[int], name: str) -> list[int]:
 def mail(**kwargs) -> MAIL:
     """MAIL (spec sec. 2): deterministic in eval mode; standard dropout 0.25 in training."""
     return MAIL(**kwargs)
+
+
+ROBUST_DEFAULTS = dict(rpf_fraction=0.25, attention_noise=True, msgdc_bn=True, mc_dropout=True)
+
+
+@register_model
+def robust_mail(**kwargs) -> MAIL:
+    """Robust-MAIL (spec sec. 3): MAIL with random projection filters (``rpf_fraction=0.25``) and BN in every
+    EMILA's MSGDC, modulated attention noise in EMILA and EMCAM (``attention_noise=True``) and Monte-Carlo dropout
+    (``mc_dropout=True``), all random in eval mode too. Each can be switched off for ablation
+    (``rpf_fraction=0``, ``attention_noise=False``, ``mc_dropout=False``, ``msgdc_bn=False``).
+    Replay a draw: ``model.seed_noise(s)`` before each forward that must see the same draw."""
+    return MAIL(**{**ROBUST_DEFAULTS, **kwargs})

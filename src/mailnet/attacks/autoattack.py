@@ -1,0 +1,124 @@
+"""AutoAttack (Croce & Hein 2020) through torchattacks, for multimodal multi-head models.
+
+torchattacks expects ``model(one_tensor) -> one_logits`` and labels ``(N,)``. ``FlatView`` presents that: the
+perturbed modalities are flattened into one ``(N, D, 1, 1)`` tensor and split again inside, for one task head at
+a time. Three details make the translation exact:
+
+* per-modality budgets: the library has one eps, so modality m's pixels are stored scaled by
+  r_m = eps_ref / eps_m (eps_ref the smallest budget) and divided back inside; a library step of eps_ref is a
+  step of eps_m in that modality's pixels (clamped to [0, 1] inside and when decoding);
+* rows: the library calls the model on subsets of rows, but modalities left clean (``each`` threat) are per row,
+  so each row also carries its index in binary, one coordinate per bit in {0, 1}; a perturbation below 0.5 cannot
+  flip a rounded bit and the bits get no gradient (so eps_ref must stay below 0.5);
+* heads with fewer than 4 logits (binary tasks): DLR needs 3 logits and the targeted DLR 4, so the view pads the
+  logits with columns 10^4 below the smallest logit. Argmax and cross-entropy are unchanged; DLR on a padded
+  binary head reduces to the plain logit margin (scaled), whose sign of gradient is the same.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from mailnet.attacks.eot import attack_mode
+from mailnet.attacks.eps import per_modality
+from mailnet.attacks.losses import is_multilabel
+from mailnet.errors import ConfigError
+
+VERSIONS = ("rand", "standard")
+PAD_GAP = 1e4
+MIN_LOGITS = 4
+
+
+class FlatView(nn.Module):
+    """``model(list_of_images) -> list_of_logits`` seen as ``view(flat) -> logits of head `task```."""
+
+    def __init__(self, model: nn.Module, clean: Sequence[torch.Tensor], eps: Sequence[float], task: int):
+        super().__init__()
+        self.model = model
+        self.clean = [x.detach() for x in clean]
+        self.eps = list(eps)
+        self.task = task
+        self.perturbed = [m for m, e in enumerate(self.eps) if e > 0]
+        if not self.perturbed:
+            raise ConfigError("AutoAttack needs at least one modality with a positive budget")
+        self.eps_ref = min(self.eps[m] for m in self.perturbed)
+        if self.eps_ref >= 0.5:
+            raise ConfigError(f"AutoAttack wrapper: budget {self.eps_ref:.3f} >= 0.5 is not supported")
+        self.ratio = {m: self.eps_ref / self.eps[m] for m in self.perturbed}
+        self.sizes = [self.clean[m][0].numel() for m in self.perturbed]
+        self.n_bits = max(1, math.ceil(math.log2(self.clean[0].shape[0] + 1)))
+
+    def encode(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The clean rows (all by default) as the library's ``(N, D + bits, 1, 1)`` tensor in [0, 1]."""
+        n = self.clean[0].shape[0]
+        rows = torch.arange(n, device=self.clean[0].device) if rows is None else rows
+        parts = [self.clean[m][rows].flatten(1) * self.ratio[m] for m in self.perturbed]
+        bits = ((rows.view(-1, 1) >> torch.arange(self.n_bits, device=rows.device)) & 1).to(parts[0].dtype)
+        return torch.cat(parts + [bits], dim=1)[:, :, None, None]
+
+    def decode(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Library tensor -> full list of modality tensors for the rows it holds."""
+        flat = flat.flatten(1)
+        weights = 2 ** torch.arange(self.n_bits, device=flat.device)
+        rows = (flat[:, -self.n_bits:].round().long() * weights).sum(dim=1)
+        images = [x[rows] for x in self.clean]
+        offset = 0
+        for m, size in zip(self.perturbed, self.sizes):
+            piece = flat[:, offset:offset + size] / self.ratio[m]
+            images[m] = piece.clamp(0.0, 1.0).view(-1, *self.clean[m].shape[1:])
+            offset += size
+        return images
+
+    def forward(self, flat: torch.Tensor) -> torch.Tensor:
+        logits = self.model(self.decode(flat))[self.task]
+        k = logits.shape[1]
+        if k >= MIN_LOGITS:
+            return logits
+        floor = logits.min(dim=1, keepdim=True).values.detach()
+        pads = [floor - PAD_GAP * (i + 1) for i in range(MIN_LOGITS - k)]
+        return torch.cat([logits] + pads, dim=1)
+
+
+def _build(view: FlatView, eps: float, n_classes: int, version: str, steps: int, eot: int, seed: int):
+    import torchattacks
+
+    aa = torchattacks.AutoAttack(view, norm="Linf", eps=eps, version=version, n_classes=n_classes, seed=seed)
+    for sub in aa._autoattack.attacks:  # torchattacks leaves APGD at 10 iterations; the original AutoAttack uses 100
+        if hasattr(sub, "steps"):
+            sub.steps = steps
+        if version == "rand" and hasattr(sub, "eot_iter"):
+            sub.eot_iter = eot
+    return aa
+
+
+def autoattack(model: nn.Module, images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
+               masks: Sequence[torch.Tensor] | None = None, eps: float | Sequence[float] = 8 / 255, *,
+               task: int, version: str = "rand", steps: int = 100, eot: int = 20,
+               seed: int = 0) -> list[torch.Tensor]:
+    """AutoAttack on head ``task`` for the rows counted for that task; returns full-size adversarial images (rows
+    not counted for the task are returned clean). ``version='rand'`` is APGD-CE + APGD-DLR with ``eot`` draws per
+    step (for random defences); ``'standard'`` is APGD-CE, APGD-T, FAB-T and Square (deterministic models)."""
+    if version not in VERSIONS:
+        raise ConfigError(f"unknown AutoAttack version {version!r}; choose one of {', '.join(VERSIONS)}")
+    if is_multilabel(labels[task]):
+        raise ConfigError(f"task {task} is multi-label; AutoAttack scores single-label heads only")
+    eps_m = per_modality(eps, len(images))
+    out = [x.detach().clone() for x in images]
+    rows = torch.arange(images[0].shape[0], device=images[0].device)
+    if masks is not None:
+        rows = rows[masks[task].to(rows.device)]
+    if rows.numel() == 0:
+        return out
+    with attack_mode(model):
+        view = FlatView(model, [x[rows] for x in images], eps_m, task)
+        with torch.no_grad():
+            n_classes = int(model([x[rows[:1]] for x in images])[task].shape[1])
+        aa = _build(view, view.eps_ref, n_classes, version, steps, eot, seed)
+        flat_adv = aa(view.encode(), labels[task][rows])
+        adv_rows = view.decode(flat_adv)
+    for m in range(len(out)):
+        out[m][rows] = adv_rows[m].detach()
+    return out

@@ -1,0 +1,65 @@
+"""Epsilon parsing and per-modality budgets.
+
+Users write budgets the way papers do (``4/255``) or as plain pixel fractions (``0.0157``); an attack list on the
+command line is in /255 units (``--eps 1,2,4,8``). Everything inside the library is a float in [0, 1] pixel units.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from mailnet.errors import ConfigError
+
+
+def parse_eps(text: str | float | int, unit_255: bool = False, where: str = "eps") -> float:
+    """One budget as a pixel fraction.
+
+    ``'4/255'`` -> 4/255 (any ``a/b``). A bare number is in /255 units when ``unit_255`` is set (the attack CLI's
+    list) and otherwise a pixel fraction, except that a value >= 1 can only mean /255 units (an L-inf budget of a
+    whole pixel range is meaningless), so ``'4'`` -> 4/255 and ``'0.0157'`` -> 0.0157.
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+        value = value / 255.0 if (unit_255 or value >= 1) else value
+    else:
+        s = str(text).strip()
+        try:
+            if "/" in s:
+                num, den = s.split("/", 1)
+                value = float(num) / float(den)
+            else:
+                value = float(s)
+                if unit_255 or value >= 1:
+                    value /= 255.0
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"{where}: cannot read {text!r} as an epsilon (use e.g. 4/255, 0.0157 or 4)") from None
+    if not (0.0 <= value <= 1.0) or value != value:
+        raise ConfigError(f"{where}: epsilon {text!r} is outside [0, 1] pixel units")
+    return value
+
+
+def parse_eps_list(text: str | Sequence[str | float], unit_255: bool = True, where: str = "--eps") -> list[float]:
+    """A comma-separated list (``'1,2,4,8'`` -> [1/255, 2/255, 4/255, 8/255]); bare numbers are /255 units."""
+    items = [t for t in (text.split(",") if isinstance(text, str) else list(text))]
+    items = [t.strip() if isinstance(t, str) else t for t in items]
+    items = [t for t in items if t != ""]
+    if not items:
+        raise ConfigError(f"{where}: empty epsilon list")
+    return [parse_eps(t, unit_255=unit_255, where=where) for t in items]
+
+
+def per_modality(eps: float | Sequence[float], n_modalities: int, where: str = "eps") -> list[float]:
+    """Broadcast one budget to every modality, or check a per-modality list (0 = that modality stays clean)."""
+    if isinstance(eps, (int, float)):
+        out = [float(eps)] * n_modalities
+    else:
+        out = [float(e) for e in eps]
+        if len(out) != n_modalities:
+            raise ConfigError(f"{where}: {len(out)} per-modality budgets given for {n_modalities} modalities")
+    if any(e < 0 or e > 1 for e in out):
+        raise ConfigError(f"{where}: budgets must lie in [0, 1], got {out}")
+    return out
+
+
+def eps_to_255(eps: float) -> float:
+    """For tables and file names: 0.01568... -> 4.0."""
+    return round(eps * 255.0, 4)

@@ -1,0 +1,156 @@
+"""L-inf gradient attacks on multimodal, multi-head models: PGD (random start, restarts, EOT), BIM, MIM, FGSM.
+
+Every attack takes a model with the registry's calling convention (``model(list_of_tensors) -> list_of_logits``),
+pixels in [0, 1], and one budget per modality (0 keeps that modality clean, which is how the ``each`` threat is
+expressed). After every step the perturbation is projected on the budget and the image clamped to [0, 1].
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from mailnet.attacks.eot import attack_mode, eot_gradients, expected_correctness
+from mailnet.attacks.eps import per_modality
+from mailnet.attacks.losses import objective
+from mailnet.errors import ConfigError
+
+Tensors = Sequence[torch.Tensor]
+
+
+def _alphas(alpha: float | Sequence[float] | None, eps: list[float], steps: int, default_ratio: float) -> list[float]:
+    if alpha is None:
+        return [default_ratio * e / max(1, steps) for e in eps]
+    return per_modality(alpha, len(eps), where="alpha")
+
+
+def project(adv: torch.Tensor, clean: torch.Tensor, eps: float) -> torch.Tensor:
+    """Back into the L-inf ball of radius ``eps`` around ``clean``, then into the pixel range [0, 1]."""
+    return torch.min(torch.max(adv, clean - eps), clean + eps).clamp_(0.0, 1.0)
+
+
+def _random_start(x: torch.Tensor, eps: float, gen: torch.Generator) -> torch.Tensor:
+    noise = torch.rand(x.shape, generator=gen, device=gen.device, dtype=x.dtype).to(x.device)
+    return (x + (2.0 * noise - 1.0) * eps).clamp_(0.0, 1.0)
+
+
+def _check(images: Tensors, labels: Tensors, masks: Tensors | None) -> None:
+    if isinstance(images, torch.Tensor):
+        raise ConfigError("attacks take a list of image tensors, one per modality (wrap single-input models)")
+    if masks is not None and len(masks) != len(labels):
+        raise ConfigError(f"{len(masks)} masks given for {len(labels)} tasks")
+    for m, x in enumerate(images):
+        if x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ConfigError(f"modality {m}: attack inputs must be pixels in [0, 1] (normalise inside the model)")
+
+
+def _one_run(model: nn.Module, clean: list[torch.Tensor], labels: Tensors, masks: Tensors | None, eps: list[float],
+             alphas: list[float], steps: int, random_start: bool, loss: str, eot: int, momentum: float | None,
+             task: int | None, gen: torch.Generator) -> list[torch.Tensor]:
+    perturbed = [e > 0 for e in eps]
+    adv = [_random_start(x, e, gen) if (p and random_start) else x.clone() for x, e, p in zip(clean, eps, perturbed)]
+    velocity = [torch.zeros_like(x) if p else None for x, p in zip(clean, perturbed)]
+
+    def obj(logits: list[torch.Tensor]) -> torch.Tensor:
+        return objective(logits, labels, masks, loss=loss, task=task)
+
+    for _ in range(steps):
+        grads, _ = eot_gradients(model, adv, perturbed, obj, draws=eot)
+        for m, g in enumerate(grads):
+            if g is None:
+                continue
+            if momentum is not None:  # MIM: accumulate L1-normalised gradients, step along the sign of the sum
+                l1 = g.abs().flatten(1).mean(dim=1).clamp_min(1e-12).view(-1, *([1] * (g.dim() - 1)))
+                velocity[m] = momentum * velocity[m] + g / l1
+                g = velocity[m]
+            adv[m] = project(adv[m] + alphas[m] * g.sign(), clean[m], eps[m])
+    return [a.detach() for a in adv]
+
+
+def pgd(model: nn.Module, images: Tensors, labels: Tensors, masks: Tensors | None = None,
+        eps: float | Sequence[float] = 8 / 255, *, steps: int = 10, alpha: float | Sequence[float] | None = None,
+        random_start: bool = True, restarts: int = 1, loss: str = "ce", eot: int = 1,
+        momentum: float | None = None, task: int | None = None, seed: int = 0, score_draws: int = 1,
+        train_mode: bool = False) -> list[torch.Tensor]:
+    """Projected gradient ascent on the summed (masked) per-head loss; returns one adversarial tensor per modality.
+
+    ``eps``/``alpha``: one value or one per modality (eps 0 = modality left clean); ``alpha`` defaults to
+    2.5 * eps / steps (Madry et al.). ``eot``: gradients averaged over that many forward passes per step (random
+    models). ``restarts``: further random starts for the rows whose masked heads are not all fooled yet; each row
+    keeps the run that fools most heads in a fresh forward pass (ties: higher loss). ``task``: attack only that
+    head (None: all heads summed). ``momentum``: MIM's decay (None: plain sign steps). ``seed``: random starts
+    only (the model's own randomness is the model's business). The model runs in eval mode (``train_mode``: in
+    train mode, for adversarial training) with its randomness as deployed; its mode is restored afterwards.
+    """
+    _check(images, labels, masks)
+    if steps < 1 or restarts < 1 or eot < 1:
+        raise ConfigError(f"steps, restarts and eot must be >= 1 (got {steps}, {restarts}, {eot})")
+    clean = [x.detach() for x in images]
+    eps_m = per_modality(eps, len(clean))
+    alphas = _alphas(alpha, eps_m, steps, 2.5)
+    gen = torch.Generator(device=clean[0].device if clean[0].is_cuda else "cpu").manual_seed(int(seed))
+    with attack_mode(model, train=train_mode):
+        best = _one_run(model, clean, labels, masks, eps_m, alphas, steps, random_start, loss, eot, momentum, task, gen)
+        if restarts == 1:
+            return best
+        best_score, best_loss = _score(model, best, labels, masks, loss, task, score_draws)
+        for _ in range(restarts - 1):
+            rows = (best_score > 0).nonzero().flatten()
+            if rows.numel() == 0:
+                break
+            sub = lambda ts: [t[rows] for t in ts]  # noqa: E731
+            cand = _one_run(model, sub(clean), sub(labels), None if masks is None else sub(masks), eps_m, alphas,
+                            steps, random_start, loss, eot, momentum, task, gen)
+            score, cur_loss = _score(model, cand, sub(labels), None if masks is None else sub(masks), loss, task,
+                                     score_draws)
+            better = (score < best_score[rows]) | ((score == best_score[rows]) & (cur_loss > best_loss[rows]))
+            take = rows[better]
+            for m in range(len(best)):
+                best[m][take] = cand[m][better]
+            best_score[take], best_loss[take] = score[better], cur_loss[better]
+    return best
+
+
+@torch.no_grad()
+def _score(model: nn.Module, adv: Tensors, labels: Tensors, masks: Tensors | None, loss: str, task: int | None,
+           draws: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: how many of its counted heads are still right (lower is better for the attacker), and the loss."""
+    corr = expected_correctness(model, adv, labels, draws)
+    weight = torch.ones_like(corr) if masks is None else torch.stack([m.to(corr.dtype) for m in masks])
+    if task is not None:
+        keep = torch.zeros_like(weight)
+        keep[task] = 1
+        weight = weight * keep
+    return (corr * weight).sum(dim=0), objective(model(list(adv)), labels, masks, loss=loss, task=task)
+
+
+def fgsm(model: nn.Module, images: Tensors, labels: Tensors, masks: Tensors | None = None,
+         eps: float | Sequence[float] = 8 / 255, *, random_start: bool = False, alpha: float | Sequence[float] | None = None,
+         loss: str = "ce", eot: int = 1, task: int | None = None, seed: int = 0,
+         train_mode: bool = False) -> list[torch.Tensor]:
+    """One signed-gradient step of size eps (Goodfellow et al.); with ``random_start`` and alpha = 1.25 eps by
+    default it is the FGSM-RS of fast adversarial training (Wong et al. 2020)."""
+    eps_m = per_modality(eps, len(images))
+    if alpha is None:
+        alpha = [(1.25 if random_start else 1.0) * e for e in eps_m]
+    return pgd(model, images, labels, masks, eps_m, steps=1, alpha=alpha, random_start=random_start, restarts=1,
+               loss=loss, eot=eot, task=task, seed=seed, train_mode=train_mode)
+
+
+def bim(model: nn.Module, images: Tensors, labels: Tensors, masks: Tensors | None = None,
+        eps: float | Sequence[float] = 8 / 255, *, steps: int = 10, alpha: float | Sequence[float] | None = None,
+        loss: str = "ce", eot: int = 1, task: int | None = None) -> list[torch.Tensor]:
+    """Basic iterative method (Kurakin et al.): PGD from the clean image, steps of eps / steps by default."""
+    eps_m = per_modality(eps, len(images))
+    return pgd(model, images, labels, masks, eps_m, steps=steps, alpha=_alphas(alpha, eps_m, steps, 1.0),
+               random_start=False, loss=loss, eot=eot, task=task)
+
+
+def mim(model: nn.Module, images: Tensors, labels: Tensors, masks: Tensors | None = None,
+        eps: float | Sequence[float] = 8 / 255, *, steps: int = 10, alpha: float | Sequence[float] | None = None,
+        decay: float = 1.0, loss: str = "ce", eot: int = 1, task: int | None = None) -> list[torch.Tensor]:
+    """Momentum iterative method (Dong et al. 2018): BIM with an accumulated, L1-normalised gradient."""
+    eps_m = per_modality(eps, len(images))
+    return pgd(model, images, labels, masks, eps_m, steps=steps, alpha=_alphas(alpha, eps_m, steps, 1.0),
+               random_start=False, momentum=decay, loss=loss, eot=eot, task=task)

@@ -1,0 +1,143 @@
+"""Sanity checks that must hold or the robustness evaluation is broken (design doc section 4).
+
+They read the suite's records only (no model), so a table from anywhere can be checked. "Beyond noise" means
+beyond two standard errors of the difference of two accuracies on n rows (at least 1.5 rows' worth): random
+defences and random starts make every number noisy.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+LARGE_EPS_255 = 32.0  # budgets at least this large must drive accuracy to about 0
+NEAR_ZERO = 0.10
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tolerance(p1: float, p2: float, n: int) -> float:
+    n = max(1, int(n))
+    se = math.sqrt(max(p1 * (1 - p1), 0.0) / n + max(p2 * (1 - p2), 0.0) / n)
+    return max(2.0 * se, 1.5 / n)
+
+
+def _key(r: dict, *fields: str) -> tuple:
+    return tuple(r.get(f) for f in fields)
+
+
+def check_large_eps(records: Sequence[dict], threshold: float = NEAR_ZERO) -> list[Check]:
+    """Accuracy falls to about 0 at a large budget (else gradients are masked or the attack is broken)."""
+    out = []
+    for r in records:
+        if r["eps_255"] >= LARGE_EPS_255 and r.get("threat") == "joint":
+            ok = r["robust_acc"] <= threshold + tolerance(r["robust_acc"], 0.0, r["n"]) / 2
+            out.append(Check("accuracy ~0 at large eps", ok,
+                             f"{r['attack']} eps={r['eps_255']:g}/255 task={r['task']}: robust acc "
+                             f"{r['robust_acc']:.3f} (must be <= {threshold:.2f})"))
+    return out
+
+
+def check_more_steps(records: Sequence[dict]) -> list[Check]:
+    """More PGD steps never raise robust accuracy (same attack, budget, variant, task and EOT)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        if r["attack"] == "pgd":
+            groups[_key(r, "eps_255", "perturbed", "task", "eot", "loss")].append(r)
+    out = []
+    for rs in groups.values():
+        rs = sorted(rs, key=lambda r: r["steps"])
+        for lo, hi in zip(rs, rs[1:]):
+            if hi["steps"] == lo["steps"]:
+                continue
+            ok = hi["robust_acc"] <= lo["robust_acc"] + tolerance(hi["robust_acc"], lo["robust_acc"], hi["n"])
+            out.append(Check("more PGD steps never help the model", ok,
+                             f"eps={hi['eps_255']:g}/255 task={hi['task']}: {lo['steps']} steps -> "
+                             f"{lo['robust_acc']:.3f}, {hi['steps']} steps -> {hi['robust_acc']:.3f}"))
+    return out
+
+
+def check_autoattack_le_pgd(records: Sequence[dict]) -> list[Check]:
+    """AutoAttack is at least as strong as our PGD (else our PGD is evaluated wrong, or AutoAttack is crippled)."""
+    pgd = {_key(r, "eps_255", "perturbed", "task"): r for r in records if r["attack"] == "pgd" and r["role"] == "main"}
+    out = []
+    for r in records:
+        if r["attack"] != "autoattack":
+            continue
+        p = pgd.get(_key(r, "eps_255", "perturbed", "task"))
+        if p is None:
+            continue
+        ok = r["robust_acc"] <= p["robust_acc"] + tolerance(r["robust_acc"], p["robust_acc"], r["n"])
+        out.append(Check("AutoAttack <= PGD", ok, f"eps={r['eps_255']:g}/255 perturbed={r['perturbed']} "
+                         f"task={r['task']}: AutoAttack {r['robust_acc']:.3f}, PGD {p['robust_acc']:.3f}"))
+    return out
+
+
+def check_eot_le_noeot(records: Sequence[dict]) -> list[Check]:
+    """For a random model, EOT-PGD is at least as strong as the same PGD without EOT."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        if r["attack"] == "pgd":
+            groups[_key(r, "eps_255", "perturbed", "task", "loss")].append(r)
+    out = []
+    for rs in groups.values():
+        with_eot = [r for r in rs if r["eot"] > 1]
+        without = [r for r in rs if r["eot"] == 1]
+        for e in with_eot:
+            for w in without:
+                if w["steps"] > e["steps"]:
+                    continue  # a longer no-EOT run is not the comparison the check is about
+                ok = e["robust_acc"] <= w["robust_acc"] + tolerance(e["robust_acc"], w["robust_acc"], e["n"])
+                out.append(Check("EOT <= no-EOT (random model)", ok,
+                                 f"eps={e['eps_255']:g}/255 task={e['task']}: EOT={e['eot']} -> "
+                                 f"{e['robust_acc']:.3f}, no EOT ({w['steps']} steps) -> {w['robust_acc']:.3f}"))
+    return out
+
+
+def check_monotone_eps(records: Sequence[dict]) -> list[Check]:
+    """A larger budget never helps the model (same attack, variant, task, settings)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        if r["role"] == "main":
+            groups[_key(r, "attack", "perturbed", "task", "steps", "eot")].append(r)
+    out = []
+    for rs in groups.values():
+        rs = sorted(rs, key=lambda r: r["eps"])
+        for lo, hi in zip(rs, rs[1:]):
+            ok = hi["robust_acc"] <= lo["robust_acc"] + tolerance(hi["robust_acc"], lo["robust_acc"], hi["n"])
+            out.append(Check("accuracy does not grow with eps", ok,
+                             f"{hi['attack']} perturbed={hi['perturbed']} task={hi['task']}: eps "
+                             f"{lo['eps_255']:g} -> {lo['robust_acc']:.3f}, {hi['eps_255']:g} -> {hi['robust_acc']:.3f}"))
+    return out
+
+
+def check_robust_le_clean(records: Sequence[dict]) -> list[Check]:
+    out = []
+    for r in records:
+        ok = r["robust_acc"] <= r["clean_acc"] + tolerance(r["robust_acc"], r["clean_acc"], r["n"])
+        if not ok:
+            out.append(Check("robust <= clean", False, f"{r['attack']} eps={r['eps_255']:g}/255 task={r['task']}: "
+                             f"robust {r['robust_acc']:.3f} > clean {r['clean_acc']:.3f}"))
+    return out
+
+
+CHECKS = (check_large_eps, check_more_steps, check_autoattack_le_pgd, check_eot_le_noeot, check_monotone_eps,
+          check_robust_le_clean)
+
+
+def run_sanity(records: Sequence[dict]) -> list[Check]:
+    """Every check on one table; failing ones have ``passed=False``."""
+    return [c for fn in CHECKS for c in fn(records)]
+
+
+def failures(checks: Sequence[Check]) -> list[Check]:
+    return [c for c in checks if not c.passed]

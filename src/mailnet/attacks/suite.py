@@ -1,0 +1,208 @@
+"""The robustness suite: attacks x budgets x threat variants -> clean and robust accuracy per task.
+
+Every number comes with the settings that produced it (a flat record per attack, budget, perturbed modality and
+task), so tables, plots and the sanity checks all read the same list of records.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+from mailnet.attacks.autoattack import autoattack
+from mailnet.attacks.eot import attack_mode, expected_correctness, is_random
+from mailnet.attacks.eps import eps_to_255
+from mailnet.attacks.pgd import bim, fgsm, mim, pgd
+from mailnet.attacks.reference import REFERENCE, reference_attack
+from mailnet.attacks.subset import AttackRows
+from mailnet.errors import ConfigError
+
+ATTACKS = ("pgd", "autoattack", "reference", "fgsm", "bim", "mim")
+THREATS = ("joint", "each")
+LARGE_EPS = 64 / 255  # sanity probe: any model should be near 0 here
+
+
+@dataclass
+class SuiteSettings:
+    """Everything that decides the numbers; recorded with the results."""
+
+    steps: int = 50
+    restarts: int = 2
+    eot: int = 20  # draws per step for random models (deterministic models always get 1)
+    loss: str = "ce"
+    alpha_ratio: float = 2.5  # PGD step = alpha_ratio * eps / steps
+    aa_version: str = "rand"  # APGD-CE + APGD-DLR (with EOT for random models); 'standard' is very slow on CPU
+    aa_steps: int = 100
+    eval_draws: int = 1  # forward passes averaged when scoring a (random) model
+    seed: int = 0
+    batch_size: int = 128
+    eps_ratio: list[float] | None = None  # per-modality budget multipliers (None: same eps everywhere)
+    sanity: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SuiteResult:
+    records: list[dict] = field(default_factory=list)
+    clean: list[dict] = field(default_factory=list)
+    random_model: bool = False
+
+
+def threat_variants(threat: str, n_modalities: int, names: Sequence[str]) -> list[tuple[str, list[float]]]:
+    """(label, per-modality multiplier) pairs: ``joint`` -> all ones; ``each`` -> one modality at a time."""
+    if threat == "joint":
+        return [("all", [1.0] * n_modalities)]
+    if threat == "each":
+        return [(names[m], [1.0 if j == m else 0.0 for j in range(n_modalities)]) for m in range(n_modalities)]
+    raise ConfigError(f"unknown threat model {threat!r}; choose one of {', '.join(THREATS)}")
+
+
+def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], settings: SuiteSettings, eot: int,
+               steps: int | None = None, restarts: int | None = None) -> tuple[list[list[torch.Tensor]], dict]:
+    """One attack on one chunk: adversarial images per task (shared by all tasks except AutoAttack, which attacks
+    one head at a time) and the attack's own settings for the record."""
+    steps = settings.steps if steps is None else steps
+    restarts = settings.restarts if restarts is None else restarts
+    x, y, m = rows.images, rows.labels, rows.masks
+    n_tasks = len(y)
+    if name == "pgd":
+        alpha = [settings.alpha_ratio * e / steps for e in eps]
+        adv = pgd(model, x, y, m, eps, steps=steps, alpha=alpha, random_start=True, restarts=restarts,
+                  loss=settings.loss, eot=eot, seed=settings.seed)
+        info = {"steps": steps, "restarts": restarts, "eot": eot, "loss": settings.loss,
+                "alpha_ratio": settings.alpha_ratio, "random_start": True}
+    elif name == "reference":
+        adv = reference_attack(model, x, y, m, eps)
+        info = {"steps": REFERENCE["steps"], "restarts": 1, "eot": 1, "loss": "ce",
+                "alpha_ratio": REFERENCE["alpha_ratio"] * REFERENCE["steps"], "random_start": False}
+    elif name == "fgsm":
+        adv = fgsm(model, x, y, m, eps, loss=settings.loss, eot=eot)
+        info = {"steps": 1, "restarts": 1, "eot": eot, "loss": settings.loss, "alpha_ratio": 1.0,
+                "random_start": False}
+    elif name == "bim":
+        adv = bim(model, x, y, m, eps, steps=steps, loss=settings.loss, eot=eot)
+        info = {"steps": steps, "restarts": 1, "eot": eot, "loss": settings.loss, "alpha_ratio": 1.0,
+                "random_start": False}
+    elif name == "mim":
+        adv = mim(model, x, y, m, eps, steps=steps, loss=settings.loss, eot=eot)
+        info = {"steps": steps, "restarts": 1, "eot": eot, "loss": settings.loss, "alpha_ratio": 1.0,
+                "random_start": False, "momentum": 1.0}
+    elif name == "autoattack":
+        per_task = []
+        for t in range(n_tasks):
+            per_task.append(autoattack(model, x, y, m, eps, task=t, version=settings.aa_version,
+                                       steps=settings.aa_steps, eot=eot, seed=settings.seed))
+        info = {"steps": settings.aa_steps, "restarts": 1, "eot": eot if settings.aa_version == "rand" else 1,
+                "loss": "ce+dlr" if settings.aa_version == "rand" else "ce+dlr-t+fab-t+square",
+                "version": settings.aa_version, "random_start": True}
+        return per_task, info
+    else:
+        raise ConfigError(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
+    return [adv] * n_tasks, info
+
+
+def _accuracy_sums(model: nn.Module, per_task_images: list[list[torch.Tensor]], rows: AttackRows,
+                   draws: int) -> list[float]:
+    """Per task, the summed correctness over the rows counted for that task (a fresh draw scores each row)."""
+    sums = []
+    with attack_mode(model):
+        for t, images in enumerate(per_task_images):
+            corr = expected_correctness(model, images, rows.labels, draws)[t]
+            sums.append(float((corr * rows.masks[t].to(corr.dtype)).sum()))
+    return sums
+
+
+def clean_accuracy(model: nn.Module, rows: AttackRows, settings: SuiteSettings) -> list[float]:
+    sums = [0.0] * len(rows.labels)
+    for chunk in rows.chunks(settings.batch_size):
+        for t, s in enumerate(_accuracy_sums(model, [chunk.images] * len(chunk.labels), chunk, settings.eval_draws)):
+            sums[t] += s
+    return [s / max(1, n) for s, n in zip(sums, rows.counted())]
+
+
+def attack_accuracy(name: str, model: nn.Module, rows: AttackRows, eps: list[float], settings: SuiteSettings,
+                    eot: int, **overrides) -> tuple[list[float], dict, float]:
+    """Robust accuracy per task for one attack at one per-modality budget, chunk by chunk."""
+    sums = [0.0] * len(rows.labels)
+    info: dict = {}
+    start = time.perf_counter()
+    for chunk in rows.chunks(settings.batch_size):
+        adv, info = run_attack(name, model, chunk, eps, settings, eot, **overrides)
+        for t, s in enumerate(_accuracy_sums(model, adv, chunk, settings.eval_draws)):
+            sums[t] += s
+    return [s / max(1, n) for s, n in zip(sums, rows.counted())], info, time.perf_counter() - start
+
+
+def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_list: Sequence[float],
+              threat: str | Sequence[str] = "joint", settings: SuiteSettings | None = None,
+              task_names: Sequence[str] | None = None, modality_names: Sequence[str] | None = None,
+              log: Callable[[str], None] | None = None) -> SuiteResult:
+    """Clean accuracy, then every attack x eps x threat variant; plus the sanity probes when ``settings.sanity``.
+
+    ``eps_list`` in pixel units; ``settings.eps_ratio`` scales it per modality. Random models (detected by two
+    forward passes on the same rows) get ``settings.eot`` draws per gradient step, deterministic ones 1.
+    """
+    settings = settings or SuiteSettings()
+    log = log or (lambda s: None)
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown:
+        raise ConfigError(f"unknown attack(s) {', '.join(unknown)}; choose from {', '.join(ATTACKS)}")
+    threats = [threat] if isinstance(threat, str) else list(threat)
+    n_mod, n_tasks = len(rows.images), len(rows.labels)
+    task_names = list(task_names or [f"task{t}" for t in range(n_tasks)])
+    modality_names = list(modality_names or [f"modality{m}" for m in range(n_mod)])
+    ratio = settings.eps_ratio or [1.0] * n_mod
+    if len(ratio) != n_mod:
+        raise ConfigError(f"eps_ratio has {len(ratio)} values for {n_mod} modalities")
+    torch.manual_seed(settings.seed)
+    with attack_mode(model):
+        random_model = is_random(model, rows.take(slice(0, 8)).images)
+    eot = settings.eot if random_model else 1
+    result = SuiteResult(random_model=random_model)
+    clean = clean_accuracy(model, rows, settings)
+    counted = rows.counted()
+    result.clean = [{"task": task_names[t], "n": counted[t], "clean_acc": clean[t]} for t in range(n_tasks)]
+    log("clean accuracy: " + ", ".join(f"{task_names[t]} {clean[t]:.4f} (n={counted[t]})" for t in range(n_tasks)))
+
+    def record(attack: str, eps: float, label: str, mult: list[float], role: str, **overrides) -> None:
+        per_mod = [eps * r * k for r, k in zip(ratio, mult)]
+        draws = overrides.pop("eot", eot)
+        acc, info, secs = attack_accuracy(attack, model, rows, per_mod, settings, draws, **overrides)
+        for t in range(n_tasks):
+            result.records.append({
+                "attack": attack, "role": role, "threat": "joint" if label == "all" else "each",
+                "perturbed": label, "eps": eps, "eps_255": eps_to_255(eps), "eps_per_modality": per_mod,
+                "task": task_names[t], "n": counted[t], "clean_acc": clean[t], "robust_acc": acc[t],
+                **info, "seconds": round(secs, 3)})
+        log(f"{attack:10s} {role:5s} eps={eps_to_255(eps):g}/255 perturbed={label}: "
+            + ", ".join(f"{task_names[t]} {acc[t]:.4f}" for t in range(n_tasks)) + f"  ({secs:.1f}s)")
+
+    for th in threats:
+        for label, mult in threat_variants(th, n_mod, modality_names):
+            for attack in attacks:
+                for eps in eps_list:
+                    record(attack, eps, label, mult, "main")
+    if settings.sanity:
+        _probes(record, attacks, eps_list, settings, random_model, n_mod)
+    return result
+
+
+def _probes(record: Callable, attacks: Sequence[str], eps_list: Sequence[float], settings: SuiteSettings,
+            random_model: bool, n_mod: int) -> None:
+    """Cheap extra runs the sanity checks compare against (joint threat, one budget near 4/255)."""
+    joint = [1.0] * n_mod
+    record("pgd", LARGE_EPS, "all", joint, "probe", steps=min(settings.steps, 20), restarts=1)
+    if "pgd" not in attacks or not eps_list:
+        return
+    mid = min(eps_list, key=lambda e: abs(math.log(max(e, 1e-6) * 255 / 4)))
+    fewer = max(1, settings.steps // 5)
+    if fewer < settings.steps:
+        record("pgd", mid, "all", joint, "probe", steps=fewer, restarts=1)
+    if random_model and settings.eot > 1:
+        record("pgd", mid, "all", joint, "probe", eot=1)

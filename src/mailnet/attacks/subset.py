@@ -58,15 +58,19 @@ def stack_batches(batches: Iterable[dict]) -> AttackRows:
 
 
 def select_subset(rows: AttackRows, n: int | None, seed: int = 0) -> AttackRows:
-    """Up to ``n`` counted rows per task, drawn with ``seed`` (``None``/0: every row); kept in pass order."""
+    """Up to ``n`` counted rows per task, drawn with ``seed`` (``None``/0: every row); kept in pass order.
+
+    The draw is over the task's sample indices sorted, so it picks the same samples whatever order the pass
+    visited them in (and whatever partners they were paired with)."""
     if not n:
         return rows
     rng = np.random.RandomState(seed)
     keep_for_task = []
-    for mask in rows.masks:
+    for mask, index in zip(rows.masks, rows.index):
         counted = np.flatnonzero(mask.numpy())
-        chosen = counted if len(counted) <= n else np.sort(rng.choice(counted, size=n, replace=False))
-        keep_for_task.append(chosen)
+        counted = counted[np.argsort(index.numpy()[counted], kind="stable")]  # by sample index, not row order
+        chosen = counted if len(counted) <= n else rng.choice(counted, size=n, replace=False)
+        keep_for_task.append(np.sort(chosen))
     union = np.unique(np.concatenate(keep_for_task)) if keep_for_task else np.array([], dtype=np.int64)
     sub = rows.take(torch.as_tensor(union, dtype=torch.long))
     masks = []

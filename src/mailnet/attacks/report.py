@@ -1,0 +1,86 @@
+"""Writing the suite's results: a flat CSV, a JSON with every setting and the sanity checks, and a PNG of
+accuracy vs epsilon (one panel per task, one line per attack, clean accuracy as a dashed line)."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Sequence
+
+from mailnet.utils import atomic_write, write_json, write_text
+
+CSV_FIELDS = ("attack", "role", "threat", "perturbed", "task", "eps_255", "eps", "n", "clean_acc", "robust_acc",
+              "steps", "restarts", "eot", "loss", "alpha_ratio", "random_start", "version", "seconds")
+
+
+def records_csv(records: Sequence[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in records:
+        writer.writerow({k: r.get(k, "") for k in CSV_FIELDS})
+    return buf.getvalue()
+
+
+def text_table(records: Sequence[dict], clean: Sequence[dict]) -> str:
+    """Robust accuracy, one row per (attack, perturbed, task), one column per eps (main records only)."""
+    main = [r for r in records if r["role"] == "main"]
+    eps_values = sorted({r["eps_255"] for r in main})
+    head = f"{'attack':11s} {'perturbed':12s} {'task':14s} {'clean':>7s} " + " ".join(f"{e:>7g}" for e in eps_values)
+    lines = [head + "   (robust accuracy at eps/255)", "-" * len(head)]
+    rows: dict[tuple, dict] = {}
+    for r in main:
+        rows.setdefault((r["attack"], r["perturbed"], r["task"]), {})[r["eps_255"]] = r
+    for (attack, pert, task), by_eps in rows.items():
+        any_r = next(iter(by_eps.values()))
+        cells = " ".join(f"{by_eps[e]['robust_acc']:7.4f}" if e in by_eps else f"{'-':>7s}" for e in eps_values)
+        lines.append(f"{attack:11s} {pert:12s} {task:14s} {any_r['clean_acc']:7.4f} {cells}")
+    return "\n".join(lines)
+
+
+def plot_accuracy_vs_eps(records: Sequence[dict], clean: Sequence[dict], path: str | Path, title: str = "") -> None:
+    """One panel per task; one line per (attack, perturbed) pair; the clean accuracy as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    main = [r for r in records if r["role"] == "main"]
+    tasks = [c["task"] for c in clean]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, c in zip(axes[0], clean):
+        lines: dict[str, list[tuple[float, float]]] = {}
+        for r in main:
+            if r["task"] == c["task"]:
+                label = r["attack"] if r["perturbed"] == "all" else f"{r['attack']} ({r['perturbed']} only)"
+                lines.setdefault(label, []).append((r["eps_255"], r["robust_acc"]))
+        for label, pts in lines.items():
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        ax.axhline(c["clean_acc"], color="gray", linestyle="--", label="clean")
+        ax.set_title(f"{c['task']} (n={c['n']})")
+        ax.set_xlabel("eps (/255)")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+
+    def _save(tmp: str) -> None:
+        fig.savefig(tmp, dpi=110, format="png")
+
+    atomic_write(path, _save)
+    plt.close(fig)
+
+
+def write_results(out_dir: str | Path, stem: str, payload: dict, records: Sequence[dict], clean: Sequence[dict],
+                  title: str = "") -> dict[str, Path]:
+    """``<stem>.json`` (payload), ``<stem>.csv`` (records) and ``<stem>.png`` under ``out_dir``."""
+    out = Path(out_dir)
+    paths = {"json": out / f"{stem}.json", "csv": out / f"{stem}.csv", "png": out / f"{stem}.png"}
+    write_text(paths["csv"], records_csv(records))
+    plot_accuracy_vs_eps(records, clean, paths["png"], title=title)
+    write_json(paths["json"], payload)
+    return paths

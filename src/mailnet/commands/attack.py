@@ -1,0 +1,122 @@
+"""``mailnet attack``: clean and robust accuracy of a trained run under white-box attacks, with sanity checks.
+
+Budgets are given in /255 units (``--eps 1,2,4,8``; ``4/255`` or ``0.0157`` are read as written). Results go to
+``OUT/attack_<split>.{json,csv,png}`` (default OUT: ``RUN_DIR/attack``); the JSON records every setting, the
+attacked subset's sample indices and the sanity checks.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("attack", help="adversarial robustness of a run (PGD, AutoAttack, reference protocol)",
+                       description=__doc__)
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--attack", default="pgd,autoattack,reference",
+                   help="comma list from: pgd, autoattack, reference, fgsm, bim, mim (default: %(default)s)")
+    p.add_argument("--eps", default="1,2,4,8", help="budgets in /255 units, comma separated (default: %(default)s)")
+    p.add_argument("--eps-ratio", help="per-modality budget multipliers, e.g. 1,0.5 (default: 1 for all)")
+    p.add_argument("--steps", type=int, default=50, help="PGD/BIM/MIM steps (default: %(default)s)")
+    p.add_argument("--restarts", type=int, default=2, help="PGD random restarts (default: %(default)s)")
+    p.add_argument("--eot", type=int, default=20, help="EOT draws per step for random models (default: %(default)s)")
+    p.add_argument("--threat", default="joint", help="joint, each, or joint,each (default: %(default)s)")
+    p.add_argument("--loss", default="ce", choices=["ce", "dlr"], help="PGD/FGSM/BIM/MIM loss (default: ce)")
+    p.add_argument("--alpha-ratio", type=float, default=2.5, help="PGD step = ratio * eps / steps (default: 2.5)")
+    p.add_argument("--aa-version", default="rand", choices=["rand", "standard"],
+                   help="AutoAttack version: rand = APGD-CE + APGD-DLR with EOT (default); standard is slow on CPU")
+    p.add_argument("--aa-steps", type=int, default=100, help="APGD iterations (default: %(default)s)")
+    p.add_argument("--eval-draws", type=int, default=1, help="forward passes averaged when scoring (default: 1)")
+    p.add_argument("--subset", type=int, default=200, help="rows per task attacked, 0 = all (default: %(default)s)")
+    p.add_argument("--subset-seed", type=int, default=0, help="seed of the subset and of eval partners (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random starts and the model's noise (default: 0)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--which", default="best", choices=["best", "last"], help="checkpoint of the run")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-root")
+    p.add_argument("--no-sanity", action="store_true", help="skip the sanity probes (checks on the table still run)")
+    p.add_argument("--out", help="output folder (default: RUN_DIR/attack)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    import time
+
+    import torch
+
+    from mailnet.attacks.eps import eps_to_255, parse_eps_list
+    from mailnet.attacks.report import text_table, write_results
+    from mailnet.attacks.sanity import failures, run_sanity
+    from mailnet.attacks.subset import select_subset, stack_batches, subset_ids
+    from mailnet.attacks.suite import ATTACKS, THREATS, SuiteSettings, run_suite
+    from mailnet.engine.randomness import reseed
+    from mailnet.engine.runs import load_run
+    from mailnet.engine.trainer import resolve_device
+    from mailnet.errors import ConfigError
+
+    attacks = [a.strip() for a in args.attack.split(",") if a.strip()]
+    bad = [a for a in attacks if a not in ATTACKS]
+    if bad or not attacks:
+        raise ConfigError(f"--attack: unknown attack(s) {', '.join(bad) or '(none)'}; choose from {', '.join(ATTACKS)}")
+    threats = [t.strip() for t in args.threat.split(",") if t.strip()]
+    if not threats or any(t not in THREATS for t in threats):
+        raise ConfigError(f"--threat: {args.threat!r}; choose joint, each or joint,each")
+    eps_list = parse_eps_list(args.eps, unit_255=True, where="--eps")
+    ratio = None
+    if args.eps_ratio:
+        try:
+            ratio = [float(v) for v in args.eps_ratio.split(",")]
+        except ValueError:
+            raise ConfigError(f"--eps-ratio: cannot read {args.eps_ratio!r} as numbers") from None
+    for name, value in (("--steps", args.steps), ("--restarts", args.restarts), ("--eot", args.eot),
+                        ("--aa-steps", args.aa_steps), ("--eval-draws", args.eval_draws),
+                        ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+    if args.subset < 0:
+        raise ConfigError(f"--subset must be >= 0, got {args.subset}")
+
+    device = resolve_device(args.device)
+    run_dir = Path(args.run_dir)
+    model, data, cfg = load_run(run_dir, which=args.which, device=device, data_root=args.data_root)
+    rows = stack_batches(data.loader(args.split, args.batch_size, partner_seed=args.subset_seed))
+    rows = select_subset(rows, args.subset, seed=args.subset_seed).to(device)
+    tasks = [t.name for t in data.tasks]
+    modalities = [m.name for m in data.modalities]
+    if ratio is not None and len(ratio) != len(modalities):
+        raise ConfigError(f"--eps-ratio: {len(ratio)} values for {len(modalities)} modalities ({', '.join(modalities)})")
+    settings = SuiteSettings(steps=args.steps, restarts=args.restarts, eot=args.eot, loss=args.loss,
+                             alpha_ratio=args.alpha_ratio, aa_version=args.aa_version, aa_steps=args.aa_steps,
+                             eval_draws=args.eval_draws, seed=args.seed, batch_size=args.batch_size,
+                             eps_ratio=ratio, sanity=not args.no_sanity)
+    reseed(model, args.seed)
+    start = time.perf_counter()
+    print(f"attacking {run_dir} ({cfg['model']['name'] if isinstance(cfg.get('model'), dict) else ''}) on "
+          f"{args.split}: {len(rows)} rows, counted per task " + ", ".join(f"{t}={n}" for t, n in zip(tasks, rows.counted())))
+    result = run_suite(model, rows, attacks, eps_list, threats, settings, task_names=tasks,
+                       modality_names=modalities, log=lambda s: print(s, flush=True))
+    checks = run_sanity(result.records)
+    failed = failures(checks)
+    payload = {
+        "run_dir": str(run_dir), "checkpoint": args.which, "split": args.split, "device": str(device),
+        "model": cfg.get("model"), "random_model": result.random_model,
+        "attacks": attacks, "eps_255": [eps_to_255(e) for e in eps_list], "threats": threats,
+        "settings": {**settings.to_dict(), "subset": args.subset, "subset_seed": args.subset_seed,
+                     "eot_used": settings.eot if result.random_model else 1},
+        "subset_indices": dict(zip(tasks, subset_ids(rows.to("cpu")))),
+        "clean": result.clean, "records": result.records,
+        "sanity": {"passed": not failed, "checks": [c.to_dict() for c in checks]},
+        "seconds": round(time.perf_counter() - start, 2), "torch": torch.__version__,
+    }
+    out_dir = Path(args.out) if args.out else run_dir / "attack"
+    title = f"{run_dir.name}: {args.split}, steps={args.steps}, restarts={args.restarts}, eot={payload['settings']['eot_used']}"
+    paths = write_results(out_dir, f"attack_{args.split}", payload, result.records, result.clean, title=title)
+    print(text_table(result.records, result.clean))
+    for c in failed:
+        print(f"WARNING: sanity check failed: {c.name}: {c.detail}", file=sys.stderr, flush=True)
+    print(f"sanity checks: {len(checks) - len(failed)}/{len(checks)} passed")
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0

@@ -9,6 +9,8 @@ eval mode. Replay a draw with ``model.seed_noise(seed)`` before the forward (see
 """
 from __future__ import annotations
 
+import inspect
+import numbers
 from typing import Sequence
 
 import torch
@@ -157,20 +159,32 @@ class MAIL(nn.Module):
 
 
 def _int_list(values: Sequence[int], name: str) -> list[int]:
-    if isinstance(values, int):
+    if isinstance(values, numbers.Integral):
         values = [values]
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise ModelError(f"MAIL: {name} must be a list of positive integers, got {values!r}")
     values = list(values)
-    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+    if not values or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in values):
         raise ModelError(f"MAIL: {name} must be a non-empty list of positive integers, got {values!r}")
     return [int(v) for v in values]
+
+
+def _build(name: str, kwargs: dict) -> MAIL:
+    """MAIL(**kwargs), with unknown or missing arguments reported as one-line ``ModelError``s."""
+    params = inspect.signature(MAIL.__init__).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise ModelError(f"{name}: unknown argument(s) {', '.join(unknown)}")
+    missing = [k for k in ("in_chans", "num_classes") if k not in kwargs]
+    if missing:
+        raise ModelError(f"{name}: missing argument(s) {', '.join(missing)}")
+    return MAIL(**kwargs)
 
 
 @register_model
 def mail(**kwargs) -> MAIL:
     """MAIL (spec sec. 2): deterministic in eval mode; standard dropout 0.25 in training."""
-    return MAIL(**kwargs)
+    return _build("mail", kwargs)
 
 
 ROBUST_DEFAULTS = dict(rpf_fraction=0.25, attention_noise=True, msgdc_bn=True, mc_dropout=True)
@@ -183,4 +197,4 @@ def robust_mail(**kwargs) -> MAIL:
     (``mc_dropout=True``), all random in eval mode too. Each can be switched off for ablation
     (``rpf_fraction=0``, ``attention_noise=False``, ``mc_dropout=False``, ``msgdc_bn=False``).
     Replay a draw: ``model.seed_noise(s)`` before each forward that must see the same draw."""
-    return MAIL(**{**ROBUST_DEFAULTS, **kwargs})
+    return _build("robust_mail", {**ROBUST_DEFAULTS, **kwargs})

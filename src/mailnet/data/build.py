@@ -1,0 +1,154 @@
+"""``build_data``: from the ``data:`` config section to a ``MultimodalData`` ready for the engine."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mailnet.data.compose import MultimodalData
+from mailnet.data.config import DataCfg, ModalityCfg, parse_data_config
+from mailnet.data.dataset import ModalityRuntime, TaskRuntime
+from mailnet.data.manifest import check_manifest, manifest_splits
+from mailnet.data.plan import seeded_split, seeded_subset
+from mailnet.data.sources.base import SPLITS, ImageSource
+from mailnet.data.sources.csv_manifest import CsvSource
+from mailnet.data.sources.image_folder import ImageFolderSource
+from mailnet.data.sources.medmnist_npz import MedMNISTSource, choose_size
+from mailnet.data.sources.paired_csv import PairedCsv, PairedTaskDef
+from mailnet.data.types import ModalitySpec, TaskSpec
+from mailnet.errors import DataError
+from mailnet.paths import resolve_data_root
+
+
+def build_data(cfg: dict, *, data_root: str | os.PathLike | None = None, seed: int = 0,
+               manifest: dict | None = None) -> MultimodalData:
+    """Validate ``cfg`` (the ``data:`` section), open every source and fix the splits.
+
+    ``manifest`` (from ``load_manifest``) replaces split derivation, the pairing seed and the equalisation policy
+    with the recorded ones, so the run sees exactly the recorded data.
+    """
+    dc = parse_data_config(cfg)
+    root = resolve_data_root(data_root or dc.root)
+    if manifest is not None:
+        check_manifest(manifest)
+        if manifest["mode"] != dc.mode:
+            raise DataError(f"manifest is for mode {manifest['mode']!r} but the config says {dc.mode!r}")
+        seed, equalize = int(manifest["seed"]), manifest["equalize"]
+        split_seed = int(manifest.get("split_seed", dc.split_seed))
+        subset = manifest.get("subset")
+    else:
+        equalize, split_seed, subset = dc.equalize, dc.split_seed, dc.subset
+    builder = _build_paired if dc.mode == "paired" else _build_unpaired
+    mods, tasks, extra = builder(dc, root, split_seed, subset, manifest)
+    for mod in mods:
+        for split in SPLITS:
+            if mod.split_size(split) == 0:
+                raise DataError(f"modality {mod.spec.name!r} ({mod.source.info().location}): split {split!r} has zero samples")
+    return MultimodalData(mode=dc.mode, modalities=mods, tasks=tasks, seed=seed, equalize=equalize,
+                          split_seed=split_seed, subset=subset, config=dc.raw, extra=extra)
+
+
+def _resolve(path: str, root: Path) -> Path:
+    """Relative paths are tried against the working directory, then against the data root."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    return root / p
+
+
+def _open_source(mc: ModalityCfg, root: Path) -> ImageSource:
+    o = mc.options
+    if mc.source == "medmnist":
+        size = choose_size(root, o["flag"], mc.size, o.get("source_size"))
+        return MedMNISTSource(o["flag"], root, size=size, download=o["download"])
+    if mc.source == "folder":
+        return ImageFolderSource(_resolve(o["root"], root), task_type=o.get("task_type"),
+                                 class_names=list(o["class_names"]) if o.get("class_names") else None)
+    return CsvSource(_resolve(o["csv"], root), path_column=o["path_column"], label_column=o.get("label_column"),
+                     label_columns=o.get("label_columns"), split_column=o.get("split_column"),
+                     image_root=_resolve(o["image_root"], root) if o.get("image_root") else None,
+                     task_type=o.get("task_type"), num_classes=o.get("num_classes"), class_names=o.get("class_names"))
+
+
+def derive_splits(pools: dict[str, int], labels: dict[str, np.ndarray], fractions: dict[str, float],
+                  split_seed: int) -> dict[str, tuple[str, np.ndarray]]:
+    """Official splits when the source has them; missing val/test carved out of train (or out of ``all``) by a
+    seeded, class-stratified split."""
+    if "all" in pools:
+        parts = seeded_split(pools["all"], fractions, split_seed, labels.get("all"))
+        return {s: ("all", parts[s]) for s in SPLITS}
+    out = {s: (s, np.arange(pools[s], dtype=np.int64)) for s in SPLITS if s in pools}
+    missing = [s for s in ("val", "test") if s not in pools]
+    if missing:
+        want = {s: fractions[s] for s in missing}
+        parts = seeded_split(pools["train"], want, split_seed, labels.get("train"))
+        out["train"] = ("train", parts["train"])
+        for s in missing:
+            out[s] = ("train", parts[s])
+    return out
+
+
+def _apply_subset(splits: dict[str, tuple[str, np.ndarray]], subset: dict | None, split_seed: int,
+                  m: int) -> dict[str, tuple[str, np.ndarray]]:
+    if not subset:
+        return splits
+    return {s: (pool, seeded_subset(idx, int(subset[s]), split_seed, m, s) if s in subset else idx)
+            for s, (pool, idx) in splits.items()}
+
+
+def _channels(mc: ModalityCfg, native: int) -> int:
+    return native if mc.channels == "keep" else int(mc.channels)
+
+
+def _build_unpaired(dc: DataCfg, root: Path, split_seed: int, subset: dict | None, manifest: dict | None):
+    mods: list[ModalityRuntime] = []
+    tasks: list[TaskRuntime] = []
+    for m, mc in enumerate(dc.modalities):
+        src = _open_source(mc, root)
+        info = src.info()
+        if sum(info.pools.values()) == 0:
+            raise DataError(f"modality {mc.name!r} ({info.location}): zero samples")
+        if manifest is not None:
+            splits = manifest_splits(manifest, m, mc.name, info.pools)
+        else:
+            fractions = mc.options.get("split_fractions", dc.split_fractions)
+            all_labels = {p: src.labels(p) for p in info.pools}
+            splits = _apply_subset(derive_splits(info.pools, all_labels, fractions, split_seed), subset, split_seed, m)
+        spec = ModalitySpec(name=mc.name, in_chans=_channels(mc, info.channels), img_size=mc.size)
+        mods.append(ModalityRuntime(spec, src, mc.augment, splits, info.kind))
+        task_type = mc.options.get("task_type") or info.task_type
+        tspec = TaskSpec(name=mc.name, task_type=task_type, num_classes=info.num_classes,
+                         class_names=tuple(info.class_names), modality=m)
+        tasks.append(TaskRuntime(tspec, {s: src.labels(pool)[idx] for s, (pool, idx) in splits.items()}))
+    return mods, tasks, {}
+
+
+def _build_paired(dc: DataCfg, root: Path, split_seed: int, subset: dict | None, manifest: dict | None):
+    table = PairedCsv(
+        _resolve(dc.manifest_csv, root),
+        modality_columns=[mc.options["column"] for mc in dc.modalities],
+        tasks=[PairedTaskDef(t.name, t.column, t.columns, t.task_type, t.num_classes, t.class_names) for t in dc.tasks],
+        split_column=dc.split_column,
+        image_root=_resolve(dc.image_root, root) if dc.image_root else None,
+    )
+    pools = table.pools()
+    if manifest is not None:
+        splits = manifest_splits(manifest, 0, dc.modalities[0].name, pools)
+        for m, mc in enumerate(dc.modalities[1:], start=1):
+            other = manifest_splits(manifest, m, mc.name, pools)
+            if any(not np.array_equal(other[s][1], splits[s][1]) for s in SPLITS):
+                raise DataError(f"manifest: paired modality {mc.name!r} has different split rows than the first")
+    else:
+        first_task = {p: table.task_labels(0, p) for p in pools}
+        splits = _apply_subset(derive_splits(pools, first_task, dc.split_fractions, split_seed), subset, split_seed, 0)
+    mods = []
+    for m, mc in enumerate(dc.modalities):
+        src = table.sources[m]
+        spec = ModalitySpec(name=mc.name, in_chans=_channels(mc, src.channels), img_size=mc.size)
+        mods.append(ModalityRuntime(spec, src, mc.augment, dict(splits), "paired-csv"))
+    tasks = []
+    for t, (name, tt, k, names) in enumerate(table.task_info):
+        labels = {s: table.task_labels(t, pool)[idx] for s, (pool, idx) in splits.items()}
+        tasks.append(TaskRuntime(TaskSpec(name=name, task_type=tt, num_classes=k, class_names=names), labels))
+    return mods, tasks, {"paired_csv": str(table.path)}

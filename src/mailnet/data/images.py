@@ -1,0 +1,60 @@
+"""Turning stored image arrays into model inputs: float (C, H, W) in [0, 1] at the modality's size and channels."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mailnet.errors import DataError
+
+_GRAY_WEIGHTS = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+
+
+def _scale(arr: np.ndarray) -> torch.Tensor:
+    if arr.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(arr)).float().div_(255.0)
+    if arr.dtype == np.uint16:
+        return torch.from_numpy(arr.astype(np.float32)).div_(65535.0)
+    if arr.dtype.kind == "f":
+        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    raise DataError(f"images must be uint8, uint16 or float, got dtype {arr.dtype}")
+
+
+def to_nchw(arr: np.ndarray) -> torch.Tensor:
+    """``(N, H, W)`` or ``(N, H, W, C)`` -> float ``(N, C, H, W)`` in [0, 1]; alpha channels are dropped."""
+    x = _scale(arr)
+    if x.ndim == 3:
+        x = x.unsqueeze(-1)
+    if x.shape[-1] == 4:
+        x = x[..., :3]
+    return x.permute(0, 3, 1, 2).contiguous()
+
+
+def set_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Gray -> 3 by replication (the reference), RGB -> 1 by luminance, otherwise unchanged."""
+    c = x.shape[1]
+    if c == channels:
+        return x
+    if c == 1 and channels == 3:
+        return x.expand(-1, 3, -1, -1).contiguous()
+    if c == 3 and channels == 1:
+        return (x * _GRAY_WEIGHTS.to(x.dtype)).sum(dim=1, keepdim=True)
+    raise DataError(f"cannot convert {c}-channel images to {channels} channels")
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear (antialiased when shrinking) to ``size x size``; values stay in [0, 1]."""
+    if x.shape[-2:] == (size, size):
+        return x
+    shrink = x.shape[-1] > size or x.shape[-2] > size
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink).clamp_(0.0, 1.0)
+
+
+def prepare(images: np.ndarray | list[np.ndarray], *, channels: int, size: int) -> torch.Tensor:
+    """A stacked array is converted in one go; a list (files of mixed sizes) one image at a time."""
+    if isinstance(images, np.ndarray):
+        return resize(set_channels(to_nchw(images), channels), size)
+    if not images:
+        return torch.zeros(0, channels, size, size)
+    out = [resize(set_channels(to_nchw(a[None]), channels), size) for a in images]
+    return torch.cat(out, dim=0)

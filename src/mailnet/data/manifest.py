@@ -1,0 +1,64 @@
+"""Reading a saved split/pairing manifest back, and checking it against the data it is applied to."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mailnet.data.compose import MANIFEST_FORMAT, MANIFEST_VERSION
+from mailnet.data.sources.base import SPLITS
+from mailnet.errors import DataError
+
+
+def load_manifest(path: str | os.PathLike) -> dict:
+    """Read a manifest written by ``MultimodalData.save_manifest``; malformed files are one-line DataErrors."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: data manifest not found")
+    try:
+        with open(path) as f:
+            m = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: unreadable data manifest ({type(e).__name__}: {e})") from None
+    check_manifest(m, where=str(path))
+    return m
+
+
+def check_manifest(m: object, *, where: str = "manifest") -> None:
+    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
+        raise DataError(f"{where}: not a mailnet data manifest (format must be {MANIFEST_FORMAT!r})")
+    if m.get("version") != MANIFEST_VERSION:
+        raise DataError(f"{where}: unsupported manifest version {m.get('version')!r} (expected {MANIFEST_VERSION})")
+    for k in ("mode", "seed", "equalize", "modalities"):
+        if k not in m:
+            raise DataError(f"{where}: missing key {k!r}")
+    if not isinstance(m["modalities"], list) or not m["modalities"]:
+        raise DataError(f"{where}: 'modalities' must be a non-empty list")
+
+
+def manifest_splits(m: dict, modality: int, name: str, pools: dict[str, int],
+                    where: str = "manifest") -> dict[str, tuple[str, np.ndarray]]:
+    """The recorded splits of one modality, checked against the pools its source really has."""
+    mods = m["modalities"]
+    if modality >= len(mods):
+        raise DataError(f"{where}: has {len(mods)} modalities, the config has more (no entry for {name!r})")
+    entry = mods[modality]
+    if entry.get("name") != name:
+        raise DataError(f"{where}: modality {modality} is {entry.get('name')!r} in the manifest but {name!r} in the config")
+    out: dict[str, tuple[str, np.ndarray]] = {}
+    for split in SPLITS:
+        rec = entry.get("splits", {}).get(split)
+        if not isinstance(rec, dict) or "pool" not in rec or "indices" not in rec:
+            raise DataError(f"{where}: modality {name!r} has no {split!r} split record")
+        pool = rec["pool"]
+        if pool not in pools:
+            raise DataError(f"{where}: modality {name!r} split {split!r} reads pool {pool!r}, which the data lacks "
+                            f"(has {', '.join(pools)})")
+        idx = np.asarray(rec["indices"], dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= pools[pool]):
+            raise DataError(f"{where}: modality {name!r} split {split!r}: index {int(idx.max())} out of range for "
+                            f"pool {pool!r} of {pools[pool]} samples (different data?)")
+        out[split] = (pool, idx)
+    return out

@@ -1,0 +1,58 @@
+"""What every image source offers the composer: named pools of images with labels, and a self-description.
+
+A *pool* is a group of samples as the source stores them: MedMNIST has ``train``/``val``/``test``; an image folder
+without split sub-folders has a single ``all`` pool that the composer splits (seeded, and recorded in the
+manifest). Keeping pools separate from splits lets one manifest format describe every source.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+SPLIT_ALIASES: dict[str, str] = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """The facts a source knows about itself before any resizing or channel handling."""
+
+    kind: str  # medmnist | folder | csv | paired-csv
+    ident: str  # flag or path, enough for a user to find the data again
+    channels: int  # native channels (1 gray, 3 RGB)
+    num_classes: int
+    task_type: str  # binary | multi-class | multi-label | ordinal
+    class_names: tuple[str, ...] = field(default=())
+    pools: dict[str, int] = field(default_factory=dict)
+    image_size: int | None = None  # native square size when uniform, else None
+    location: str = ""  # the file or folder read
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["class_names"] = list(self.class_names)
+        return d
+
+
+class ImageSource(ABC):
+    """One modality's images and labels, held so that ``images(pool, idx)`` is cheap to call per batch."""
+
+    @abstractmethod
+    def info(self) -> SourceInfo:
+        """The source's description (channels, classes, task type, pool sizes)."""
+
+    @abstractmethod
+    def labels(self, pool: str) -> np.ndarray:
+        """All labels of a pool: int64 ``(N,)`` for single-label tasks, int64 0/1 ``(N, K)`` for multi-label."""
+
+    @abstractmethod
+    def images(self, pool: str, idx: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """Images at ``idx``: a stacked array ``(n, H, W[, C])`` or a list of ``(H, W[, C])`` arrays
+        (uint8 0..255, uint16 0..65535 or float in [0, 1])."""
+
+    def pool_size(self, pool: str) -> int:
+        return int(self.info().pools[pool])
+
+    def describe(self) -> dict:
+        return self.info().to_dict()

@@ -1,0 +1,95 @@
+"""Image folders: ``root/<split>/<class>/*`` (official splits) or ``root/<class>/*`` (one ``all`` pool that the
+composer splits with a seeded, saved split). Class names are the sorted folder names."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mailnet.data.image_files import FileImages, is_image_file, probe_image
+from mailnet.data.sources.base import SPLIT_ALIASES, SPLITS, ImageSource, SourceInfo
+from mailnet.errors import DataError
+
+
+def _subdirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _class_files(class_dir: Path) -> list[Path]:
+    files = sorted(p for p in class_dir.rglob("*") if is_image_file(p))
+    if not files:
+        raise DataError(f"{class_dir}: empty class folder (no image files)")
+    return files
+
+
+class ImageFolderSource(ImageSource):
+    """Images grouped by class folder; ``task_type`` may be given (e.g. ``ordinal``), else binary or multi-class."""
+
+    def __init__(self, root: str | os.PathLike, *, task_type: str | None = None,
+                 class_names: list[str] | None = None, check_headers: bool = True) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: image folder not found")
+        top = _subdirs(self.root)
+        split_dirs = {SPLIT_ALIASES[d.name.lower()]: d for d in top if d.name.lower() in SPLIT_ALIASES}
+        layout: dict[str, Path]
+        if split_dirs:
+            if "train" not in split_dirs:
+                raise DataError(f"{self.root}: split folders found ({', '.join(sorted(split_dirs))}) but no 'train' folder")
+            layout = split_dirs
+        else:
+            layout = {"all": self.root}
+        classes = sorted({c.name for d in layout.values() for c in _subdirs(d)})
+        if not classes:
+            raise DataError(f"{self.root}: no class folders found (expected root/<class>/* or root/<split>/<class>/*)")
+        if class_names is not None:
+            if sorted(class_names) != classes and list(class_names) != classes:
+                raise DataError(f"{self.root}: class_names {list(class_names)} do not match the folders {classes}")
+            classes = list(class_names)
+        self.class_names = tuple(classes)
+        self.num_classes = len(classes)
+        self.task_type = task_type or ("binary" if self.num_classes == 2 else "multi-class")
+        if self.task_type == "multi-label":
+            raise DataError(f"{self.root}: an image folder cannot hold multi-label data; use a CSV manifest")
+        self._files: dict[str, FileImages] = {}
+        self._labels: dict[str, np.ndarray] = {}
+        for pool, pdir in layout.items():
+            paths: list[Path] = []
+            labels: list[int] = []
+            for ci, cname in enumerate(classes):
+                cdir = pdir / cname
+                if not cdir.is_dir():
+                    continue
+                files = _class_files(cdir)
+                paths += files
+                labels += [ci] * len(files)
+            if not paths:
+                raise DataError(f"{pdir}: no images in any class folder")
+            if check_headers:
+                for p in paths:
+                    probe_image(p)
+            self._files[pool] = FileImages(paths)
+            self._labels[pool] = np.asarray(labels, dtype=np.int64)
+        first = self._files["train" if "train" in self._files else "all"]
+        self.channels, self.native_size = first.native()
+
+    def info(self) -> SourceInfo:
+        return SourceInfo(
+            kind="folder", ident=str(self.root), channels=self.channels, num_classes=self.num_classes,
+            task_type=self.task_type, class_names=self.class_names,
+            pools={p: len(f) for p, f in self._files.items()}, image_size=self.native_size, location=str(self.root),
+        )
+
+    def labels(self, pool: str) -> np.ndarray:
+        return self._labels[pool]
+
+    def images(self, pool: str, idx: np.ndarray) -> list[np.ndarray]:
+        return self._files[pool].get(idx)
+
+    def file_list(self, pool: str) -> list[str]:
+        """Paths relative to the root, recorded in the manifest so a split can be audited file by file."""
+        return [str(p.relative_to(self.root)) for p in self._files[pool].paths]
+
+
+__all__ = ["ImageFolderSource", "SPLITS"]

@@ -1,0 +1,146 @@
+"""CSV manifests: reading the table, resolving image paths and parsing label columns, with row-precise errors."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mailnet.data.labels import check_labels
+from mailnet.data.sources.base import SPLIT_ALIASES
+from mailnet.errors import DataError
+
+MISSING_VALUES = {"", "nan", "NaN", "NAN", "na", "NA", "null", "None"}
+
+
+class CsvTable:
+    """A whole CSV file held as columns of strings; rows are numbered as in the file (header = line 1)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(f"{self.path}: CSV manifest not found")
+        try:
+            with open(self.path, newline="", encoding="utf-8-sig") as f:
+                reader = csv.reader(f)
+                header = next(reader, None)
+                rows = [r for r in reader if any(c.strip() for c in r)]
+        except (UnicodeDecodeError, csv.Error, OSError) as e:
+            raise DataError(f"{self.path}: unreadable CSV ({type(e).__name__}: {e})") from None
+        if not header:
+            raise DataError(f"{self.path}: empty CSV (no header row)")
+        self.header = [h.strip() for h in header]
+        for i, r in enumerate(rows):
+            if len(r) != len(self.header):
+                raise DataError(f"{self.path}: line {i + 2} has {len(r)} fields, the header has {len(self.header)}")
+        if not rows:
+            raise DataError(f"{self.path}: no data rows (a modality with zero samples)")
+        self.rows = [[c.strip() for c in r] for r in rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def require(self, *columns: str) -> None:
+        missing = [c for c in columns if c not in self.header]
+        if missing:
+            raise DataError(f"{self.path}: missing column(s) {', '.join(missing)} (columns: {', '.join(self.header)})")
+
+    def column(self, name: str) -> list[str]:
+        self.require(name)
+        j = self.header.index(name)
+        return [r[j] for r in self.rows]
+
+    def paths(self, column: str, image_root: Path) -> list[Path]:
+        """Image paths of a column, relative ones resolved against ``image_root``; every file must exist."""
+        out: list[Path] = []
+        missing: list[tuple[int, str]] = []
+        for i, v in enumerate(self.column(column)):
+            if v in MISSING_VALUES:
+                raise DataError(f"{self.path}: line {i + 2} column {column!r}: empty image path")
+            p = Path(v).expanduser()
+            p = p if p.is_absolute() else image_root / p
+            if not p.is_file():
+                missing.append((i + 2, str(p)))
+            out.append(p)
+        if missing:
+            line, p = missing[0]
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise DataError(f"{self.path}: line {line} column {column!r}: image file not found: {p}{more}")
+        return out
+
+    def pools(self, split_column: str | None) -> np.ndarray:
+        """Each row's pool name: its split column value (train/val/test), or ``all`` when there is no column."""
+        if split_column is None:
+            return np.asarray(["all"] * len(self), dtype=object)
+        vals = self.column(split_column)
+        out = []
+        for i, v in enumerate(vals):
+            key = SPLIT_ALIASES.get(v.lower())
+            if key is None:
+                raise DataError(f"{self.path}: line {i + 2} column {split_column!r}: unknown split {v!r} (train/val/test)")
+            out.append(key)
+        return np.asarray(out, dtype=object)
+
+    def labels(self, *, column: str | None, columns: list[str] | None, task_type: str | None,
+               num_classes: int | None, class_names: list[str] | None) -> tuple[np.ndarray, str, int, tuple[str, ...]]:
+        """Parse one task's labels. Returns (labels, task_type, num_classes, class_names).
+
+        A single column holds class indices or class names; ``columns`` (multi-label) holds one 0/1 column per class.
+        """
+        where = f"{self.path}"
+        if columns:
+            self.require(*columns)
+            mat = np.zeros((len(self), len(columns)), dtype=np.float64)
+            for j, c in enumerate(columns):
+                for i, v in enumerate(self.column(c)):
+                    mat[i, j] = _number(v, where=f"{where}: line {i + 2} column {c!r}")
+            names = tuple(class_names or columns)
+            labs = check_labels(mat, task_type="multi-label", num_classes=len(columns), where=f"{where}: columns {columns}")
+            return labs, "multi-label", len(columns), names
+        if column is None:
+            raise DataError(f"{where}: no label column given")
+        raw = self.column(column)
+        for i, v in enumerate(raw):
+            if v in MISSING_VALUES:
+                raise DataError(f"{where}: line {i + 2} column {column!r}: missing label (empty or NaN)")
+        numeric = all(_is_number(v) for v in raw)
+        if numeric:
+            vals = np.asarray([_number(v, where=f"{where}: line {i + 2} column {column!r}") for i, v in enumerate(raw)])
+            k = num_classes or (len(class_names) if class_names else int(vals.max()) + 1)
+            names = tuple(class_names or [str(i) for i in range(k)])
+        else:
+            names = tuple(class_names or sorted(set(raw)))
+            lookup = {n: i for i, n in enumerate(names)}
+            bad = [(i, v) for i, v in enumerate(raw) if v not in lookup]
+            if bad:
+                i, v = bad[0]
+                raise DataError(f"{where}: line {i + 2} column {column!r}: label {v!r} is not one of {list(names)}")
+            vals = np.asarray([lookup[v] for v in raw])
+            k = num_classes or len(names)
+        tt = task_type or ("binary" if k == 2 else "multi-class")
+        if tt == "multi-label":
+            raise DataError(f"{where}: multi-label tasks need 'label_columns' (one 0/1 column per class)")
+        labs = check_labels(vals, task_type=tt, num_classes=k, where=f"{where}: column {column!r}")
+        if len(names) != k:
+            names = tuple(str(i) for i in range(k))
+        return labs, tt, k, names
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+def _number(v: str, *, where: str) -> float:
+    try:
+        x = float(v)
+    except ValueError:
+        raise DataError(f"{where}: {v!r} is not a number") from None
+    if math.isnan(x) or math.isinf(x):
+        raise DataError(f"{where}: NaN or infinite value")
+    return x

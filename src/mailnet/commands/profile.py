@@ -1,0 +1,54 @@
+"""``mailnet profile``: parameters, MACs/FLOPs, batch-1 latency and training-step throughput of one or more models.
+
+With ``--compare`` all models are built in one process and timed in turn inside every repetition, so the ratios
+against the baseline (the first model, or ``--baseline``) stay fair on a busy machine.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profile", help="measure parameters, MACs and wall-clock cost of models", description=__doc__)
+    p.add_argument("--model", help="model to profile (e.g. mail); may be combined with --compare")
+    p.add_argument("--compare", help="comma-separated models profiled side by side, e.g. mail,resnet18_late_fusion")
+    p.add_argument("--baseline", help="model the ratios are taken against (default: the first one)")
+    p.add_argument("--modalities", type=int, default=2, help="number of modalities (and tasks) (default: 2)")
+    p.add_argument("--size", type=int, default=128, help="image side in pixels (default: 128)")
+    p.add_argument("--in-chans", type=int, default=3, help="channels per modality (default: 3)")
+    p.add_argument("--num-classes", type=int, default=2, help="classes per task (default: 2)")
+    p.add_argument("--stem", default="auto", choices=["auto", "imagenet", "cifar"])
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads) (default: 2)")
+    p.add_argument("--batch", type=int, default=64, help="training/throughput batch (default: 64)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--iters", type=int, help="timed batch-1 forward passes (default: 20; --quick: 3)")
+    p.add_argument("--batch-iters", type=int, help="timed batch forward passes and train steps (default: 3)")
+    p.add_argument("--warmup", type=int, help="untimed warm-up calls (default: 2; --quick: 1)")
+    p.add_argument("--quick", action="store_true", help="a fast smoke run: batch 8, few repetitions")
+    p.add_argument("--json", dest="json_out", help="write every number (and raw timings) to this JSON file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mailnet.errors import ConfigError
+    from mailnet.profiling import compare, format_table
+    from mailnet.utils import write_json
+
+    names = ([args.model] if args.model else []) + [n.strip() for n in (args.compare or "").split(",") if n.strip()]
+    if not names:
+        raise ConfigError("profile: give --model NAME or --compare NAME1,NAME2,...")
+    quick = args.quick
+    rows = compare(
+        names, baseline=args.baseline, modalities=args.modalities, size=args.size, in_chans=args.in_chans,
+        num_classes=args.num_classes, stem=args.stem, threads=args.threads, device=args.device,
+        batch=args.batch if not quick or args.batch != 64 else 8,
+        latency_iters=args.iters if args.iters is not None else (3 if quick else 20),
+        batch_iters=args.batch_iters if args.batch_iters is not None else (1 if quick else 3),
+        warmup=args.warmup if args.warmup is not None else (1 if quick else 2),
+    )
+    print(format_table(rows))
+    if args.json_out:
+        options = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+        write_json(args.json_out, {"command": "mailnet profile", "options": options, "results": rows})
+        print(f"saved {args.json_out}")
+    return 0

@@ -12,15 +12,6 @@ from mailnet.models import create_model, list_models
 BASELINES = ("resnet18_single", "resnet18_late_fusion", "drifa")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on the shared 2-core machine two threads contend and run many times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def small_drifa() -> nn.Module:
     return create_model("drifa", in_chans=[1, 3], num_classes=[2, 3], img_size=16)

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mailnet.errors import ConfigError
+from mailnet.errors import ConfigError, ModelError
 
 COUNTER = "fvcore.nn.FlopCountAnalysis (1 fused multiply-add counted once = 1 MAC; FLOPs = 2 x MACs)"
 
@@ -86,12 +86,12 @@ def count_macs(model: nn.Module, inputs: Sequence[torch.Tensor]) -> dict:
     Returns ``{"macs", "flops", "macs_by_operator", "uncounted_ops", "counter"}``; ``uncounted_ops`` maps each
     operator type fvcore skipped to the number of times it occurred in the trace.
     """
-    from fvcore.nn import FlopCountAnalysis
-
     was_training = model.training
     model.eval()
     try:
         with _quiet_fvcore(), torch.no_grad():
+            from fvcore.nn import FlopCountAnalysis  # its import warns that torch.jit.script is deprecated
+
             analysis = FlopCountAnalysis(_ListCall(model), tuple(inputs))
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
             macs = int(analysis.total())
@@ -226,6 +226,12 @@ def compare(names: Sequence[str], baseline: str | None = None, **settings) -> li
     names = list(dict.fromkeys(names))
     if not names:
         raise ConfigError("profile: no model names given")
+    from mailnet.models import list_models
+
+    known = list_models()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ModelError(f"profile: unknown model(s) {', '.join(unknown)}; known models: {', '.join(known)}")
     baseline = baseline or names[0]
     if baseline not in names:
         raise ConfigError(f"profile: baseline {baseline!r} is not among the compared models ({', '.join(names)})")

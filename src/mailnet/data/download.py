@@ -18,6 +18,7 @@ def download_medmnist(flag: str, size: int, root: str | os.PathLike) -> Path:
     if have is not None:
         return have
     target_dir = Path(root) / flag
+    created = not target_dir.exists()
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -31,9 +32,12 @@ def download_medmnist(flag: str, size: int, root: str | os.PathLike) -> Path:
         partial = target_dir / npz_name(flag, size)
         if partial.exists():
             partial.unlink()
-        first = " ".join(str(e).split())[:200]
+        if created and target_dir.is_dir() and not any(target_dir.iterdir()):
+            target_dir.rmdir()
+        cause = e.__context__ or e.__cause__ or e  # medmnist hides the network error behind a generic text
+        first = " ".join(str(cause).split())[:160]
         raise DataError(
-            f"download of {npz_name(flag, size)} failed (no network or server refused: {type(e).__name__}: {first}); "
+            f"download of {npz_name(flag, size)} failed ({type(cause).__name__}: {first}); "
             f"fetch {download_url(flag, size)} by hand into {target_dir}"
         ) from None
     path = find_npz(root, flag, size)

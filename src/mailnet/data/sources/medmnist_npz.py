@@ -6,7 +6,10 @@ which is what makes 28 px training fast on a CPU.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
+import sys
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -22,10 +25,25 @@ _CACHE: "OrderedDict[tuple, dict[str, np.ndarray]]" = OrderedDict()
 _CACHE_MAX = 8
 
 
+@functools.lru_cache(maxsize=1)
 def medmnist_info() -> dict:
-    from medmnist import INFO
+    """``medmnist.INFO`` without importing the whole package (which pulls in scikit-learn and costs seconds)."""
+    loaded = sys.modules.get("medmnist.info")
+    if loaded is not None:
+        return loaded.INFO
+    spec = importlib.util.find_spec("medmnist")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the 'medmnist' package is not installed (pip install medmnist); it lists the datasets")
+    path = Path(list(spec.submodule_search_locations)[0]) / "info.py"
+    try:
+        mspec = importlib.util.spec_from_file_location("_mailnet_medmnist_info", path)
+        module = importlib.util.module_from_spec(mspec)
+        mspec.loader.exec_module(module)
+        return module.INFO
+    except Exception:  # unusual installs: fall back to the regular import
+        from medmnist import INFO
 
-    return INFO
+        return INFO
 
 
 def medmnist_flags_2d() -> list[str]:

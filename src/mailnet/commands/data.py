@@ -1,0 +1,94 @@
+"""``mailnet data``: see which datasets a data root holds, and fetch MedMNIST files."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("data", help="describe or download datasets", description=__doc__)
+    sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    d = sub.add_parser("describe", help="table of the datasets found (split sizes, classes, task types, channels)")
+    d.add_argument("flags", nargs="*", metavar="FLAG", help="MedMNIST flags (default: every one present)")
+    d.add_argument("--data-root", default=None, help="data folder (default: $MAILNET_DATA, ../shared/data, ~/.medmnist)")
+    d.add_argument("--size", type=int, action="append", default=None, help="only these sizes (28/64/128/224)")
+    d.add_argument("--config", default=None, help="describe the composed data of a YAML config's 'data:' section")
+    d.add_argument("--seed", type=int, default=0, help="pairing seed used with --config")
+    d.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    d.set_defaults(func=run)
+
+    g = sub.add_parser("download", help="download a MedMNIST file through the medmnist package")
+    g.add_argument("flag", metavar="FLAG")
+    g.add_argument("--size", type=int, default=28, help="28, 64, 128 or 224 (default 28)")
+    g.add_argument("--data-root", default=None, help="where to put it (as root/FLAG/FILE)")
+    g.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mailnet.paths import resolve_data_root
+
+    root = resolve_data_root(args.data_root)
+    if args.data_command == "download":
+        from mailnet.data.download import download_medmnist
+
+        path = download_medmnist(args.flag, args.size, root)
+        print(f"{args.flag} ({args.size} px): {path}")
+        return 0
+    if args.config:
+        return _describe_config(args, root)
+    from mailnet.data.describe import describe_root, format_table
+    from mailnet.errors import DataError
+
+    rows = describe_root(root, args.flags or None, args.size)
+    if not rows:
+        raise DataError(f"no MedMNIST .npz files found under {root} (expected e.g. {root}/pneumoniamnist/pneumoniamnist.npz); "
+                        "set --data-root or $MAILNET_DATA, or run `mailnet data download FLAG`")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"data root: {root}")
+    print(format_table(rows, [("dataset", "dataset"), ("size", "px"), ("channels", "ch"), ("task_type", "task"),
+                              ("num_classes", "classes"), ("train", "train"), ("val", "val"), ("test", "test"),
+                              ("class_names", "class names")]))
+    return 0
+
+
+def _describe_config(args: argparse.Namespace, root) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from mailnet.data import build_data
+    from mailnet.data.describe import format_table
+    from mailnet.errors import ConfigError
+
+    path = Path(args.config)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(cfg, dict) or "data" not in cfg:
+        raise ConfigError(f"{path}: no 'data:' section")
+    data = build_data(cfg["data"], data_root=args.data_root, seed=args.seed)
+    desc = data.describe()
+    if args.json:
+        print(json.dumps(desc, indent=2))
+        return 0
+    rows = []
+    for mod, task in zip(desc["modalities"], desc["tasks"]) if not data.paired else []:
+        rows.append({**mod, **{k: v for k, v in task.items() if k not in ("name", "splits")}, **mod["splits"]})
+    print(f"mode: {desc['mode']}  equalize: {desc['equalize']}  seed: {desc['seed']}  rows per pass: {desc['rows_per_pass']}")
+    if rows:
+        print(format_table(rows, [("name", "modality"), ("ident", "source"), ("in_chans", "ch"), ("img_size", "px"),
+                                  ("task_type", "task"), ("num_classes", "classes"), ("train", "train"),
+                                  ("val", "val"), ("test", "test")]))
+    else:
+        print(format_table([{**m, **m["splits"]} for m in desc["modalities"]],
+                           [("name", "modality"), ("ident", "source"), ("in_chans", "ch"), ("img_size", "px"),
+                            ("train", "train"), ("val", "val"), ("test", "test")]))
+        print(format_table(desc["tasks"], [("name", "task"), ("task_type", "type"), ("num_classes", "classes"),
+                                           ("class_names", "class names")]))
+    return 0

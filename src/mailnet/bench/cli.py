@@ -1,0 +1,54 @@
+"""What ``mailnet bench`` does with its parsed arguments (kept out of ``mailnet.commands`` so the CLI stays thin)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mailnet.bench.runner import BenchOptions, run_bench
+from mailnet.bench.store import Store
+from mailnet.bench.suite import load_suite
+
+
+def default_out(suite_name: str, quick: bool) -> Path:
+    return Path("benchmarks") / "work" / (suite_name + ("-quick" if quick else ""))
+
+
+def run_bench_command(args: argparse.Namespace, command: str) -> int:
+    from mailnet.bench.machine import machine_info
+    from mailnet.bench.report import benchmarks_block, update_marked_block, write_report
+    from mailnet.engine.trainer import resolve_device
+
+    suite = load_suite(args.suite, quick=args.quick)
+    out = Path(args.out) if args.out else default_out(suite.name, args.quick)
+    save = (not args.quick) if args.save_results is None else bool(args.save_results)
+    results_dir = Path(args.results_dir) if args.results_dir else None
+    if args.list:
+        return _list(suite, Store(out, results_dir, False))
+    device = resolve_device(args.device).type  # fail now on a bad --device, not after the first job
+    opts = BenchOptions(out=out, device=args.device, data_root=args.data_root, results_dir=results_dir,
+                        save_results=save, report_only=args.report_only, verbose=args.verbose,
+                        progress=not args.no_progress)
+    print(f"bench {suite.name}{' (quick)' if args.quick else ''}: {len(suite.jobs())} runs -> {out}"
+          + (f"; records saved to {results_dir}" if save else ""), flush=True)
+    outcome = run_bench(suite, opts)
+    machine = machine_info(device)
+    report = write_report(outcome, out, machine, command)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items()))
+    print(f"report: {report} (+ {out / 'results.csv'}, {out / 'charts'}/); {counts}")
+    if args.update_benchmarks:
+        target = Path(args.update_benchmarks)
+        update_marked_block(target, benchmarks_block(outcome, machine, command, out))
+        print(f"updated the generated block of {target}")
+    return 0
+
+
+def _list(suite, store: Store) -> int:
+    from mailnet.engine import rundir
+
+    for job in suite.jobs():
+        rec, where = store.find_record(job.key)
+        run = store.run_dir(job.key)
+        status = (f"done ({where})" if rec is not None else "finished run" if rundir.is_finished(run)
+                  else "partial run" if run.exists() else "to do")
+        print(f"{job.key}  {job.label:<40} {status}")
+    return 0

@@ -1,0 +1,55 @@
+"""Stable content hashes: the key under which a finished run (or measurement) is found again.
+
+Two configs that would produce the same numbers must hash alike on any machine and Python version, so the hash is
+taken over canonical JSON (sorted keys, no whitespace); only keys that cannot change a result (the run's display
+name and output folder) are left out.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any
+
+# Bump when the meaning of a stored result changes (e.g. a metric is redefined), so old results are not reused.
+SCHEMA = 1
+# Top-level config keys that only name or place a run.
+EXCLUDED_KEYS: tuple[str, ...] = ("name", "output")
+HASH_CHARS = 16
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=_default)
+
+
+def stable_hash(obj: Any, chars: int = HASH_CHARS) -> str:
+    """A short hex digest of ``obj``'s canonical JSON."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:chars]
+
+
+def result_relevant(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config without the keys that do not change results (seed included, it does)."""
+    out = copy.deepcopy(cfg)
+    for key in EXCLUDED_KEYS:
+        out.pop(key, None)
+    return out
+
+
+def config_hash(cfg: dict[str, Any]) -> str:
+    """The key of one training run: the resolved config, seed included, name and output dir excluded."""
+    return stable_hash({"schema": SCHEMA, "config": result_relevant(cfg)})
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
+    if isinstance(o, tuple):
+        return list(o)
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+    except ImportError:  # pragma: no cover
+        pass
+    raise TypeError(f"cannot hash a value of type {type(o).__name__}")

@@ -1,0 +1,465 @@
+"""The bench report: ``report.md`` (tables), ``results.csv`` (every number, one row each) and PNG charts.
+
+Everything here reads only the small records of ``mailnet.bench.runner`` (never weights), so a report can be
+rebuilt at any time from committed results (``mailnet bench SUITE --report-only``).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mailnet.bench.runner import BenchOutcome
+from mailnet.bench.suite import attack_key
+from mailnet.errors import MailnetError
+from mailnet.utils import write_text
+
+ACC_METRICS = (("acc", "ACC"), ("auc", "AUC"), ("f1", "F1"))
+CSV_FIELDS = ("suite", "composition", "model", "model_name", "seed", "key", "kind", "task", "metric", "attack", "eps",
+              "epoch", "value")
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+# ------------------------------------------------------------------------------------------------------ numbers
+
+
+def mean_std(values: list[float]) -> tuple[float, float, int]:
+    """Mean and population std (ddof=0, as ``engine.report.seeds_summary``) of the finite values, and their count."""
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    if not v:
+        return float("nan"), float("nan"), 0
+    return float(np.mean(v)), float(np.std(v)), len(v)
+
+
+def fmt_ms(values: list[float], digits: int = 4) -> str:
+    m, s, n = mean_std(values)
+    if n == 0:
+        return "-"
+    return f"{m:.{digits}f}" if n == 1 else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def _records_by(outcome: BenchOutcome) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """composition -> model label -> the records of its finished seeds (suite order kept)."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for job in outcome.jobs:
+        per_model = out.setdefault(job.composition.name, {}).setdefault(job.model.label, [])
+        rec = outcome.records.get(job.key)
+        if rec is not None:
+            per_model.append(rec)
+    return out
+
+
+def _task_names(recs: list[dict[str, Any]]) -> list[str]:
+    names: list[str] = []
+    for r in recs:
+        for t in r["test"]["tasks"]:
+            if t not in names:
+                names.append(t)
+    return names
+
+
+def _attack_rows(rec: dict[str, Any], akey: str | None) -> list[dict[str, Any]]:
+    if akey is None:
+        return []
+    entry = rec.get("attacks", {}).get(akey)
+    return list(entry.get("rows", [])) if entry else []
+
+
+def _mean_task_acc(rec: dict[str, Any]) -> float:
+    accs = [m["acc"] for m in rec["test"]["tasks"].values()]
+    return float(np.mean(accs)) if accs else float("nan")
+
+
+# ------------------------------------------------------------------------------------------------------ CSV
+
+
+def csv_rows(outcome: BenchOutcome) -> list[dict[str, Any]]:
+    """One row per measurement: test metrics, per-epoch history, robust accuracy, cost."""
+    suite = outcome.suite.name
+    akey = attack_key(outcome.suite.attacks) if outcome.suite.attacks else None
+    rows: list[dict[str, Any]] = []
+    for job in outcome.jobs:
+        rec = outcome.records.get(job.key)
+        if rec is None:
+            continue
+        base = {"suite": suite, "composition": job.composition.name, "model": job.model.label,
+                "model_name": job.model.name, "seed": job.seed, "key": job.key}
+        for task, m in rec["test"]["tasks"].items():
+            for metric, value in m.items():
+                if isinstance(value, (int, float)):
+                    rows.append({**base, "kind": "test", "task": task, "metric": metric, "value": value})
+        for metric in ("mean_acc", "mean_auc", "loss"):
+            if isinstance(rec["test"].get(metric), (int, float)):
+                rows.append({**base, "kind": "test", "task": "mean" if metric != "loss" else "",
+                             "metric": metric, "value": rec["test"][metric]})
+        rows.append({**base, "kind": "train", "metric": "train_seconds", "value": rec.get("train_seconds")})
+        for h in rec.get("history", []):
+            for metric, value in h.items():
+                if metric != "epoch" and isinstance(value, (int, float)):
+                    rows.append({**base, "kind": "history", "metric": metric, "epoch": h["epoch"], "value": value})
+        for r in _attack_rows(rec, akey):
+            for metric in ("robust_acc", "clean_acc"):
+                if r.get(metric) is not None:
+                    rows.append({**base, "kind": "attack", "task": r["task"], "metric": metric,
+                                 "attack": r["attack"], "eps": r["eps"], "value": r[metric]})
+    for c in outcome.costs:
+        if c.record is None:
+            continue
+        base = {"suite": suite, "composition": c.composition, "model": c.model, "key": c.key, "kind": "cost"}
+        for metric in ("params", "macs", "flops", "latency_ms", "forward_samples_per_s", "train_step_ms",
+                       "train_samples_per_s"):
+            value = c.record["cost"].get(metric)
+            if value is not None:
+                rows.append({**base, "task": f"{c.size}px" if c.size else "", "metric": metric, "value": value})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_FIELDS})
+    write_text(path, buf.getvalue())
+
+
+# ------------------------------------------------------------------------------------------------------ markdown
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def header_section(outcome: BenchOutcome, machine: dict[str, Any], command: str) -> str:
+    s = outcome.suite
+    v = machine["versions"]
+    lines = [f"# Benchmark report: `{s.name}`" + (" (quick)" if s.quick else ""), ""]
+    if s.description:
+        lines += [s.description.strip(), ""]
+    lines += [
+        f"- **Command**: `{command}`",
+        f"- **Date**: {machine['date']}",
+        f"- **Git commit**: `{machine.get('git_commit') or 'unknown (not a git checkout)'}`",
+        f"- **Machine (this report)**: {machine['cpu']} ({machine['cpu_count']} logical CPUs), torch threads "
+        f"{machine['torch_threads']}, GPU: {machine['gpu'] or 'none'}, device: {machine.get('device')}",
+        f"- **Versions**: torch {v['torch']}, torchvision {v['torchvision']}, numpy {v['numpy']}, "
+        f"mailnet {v['mailnet']}, Python {machine['python']}",
+    ]
+    trained_on = sorted({_machine_line(r.get("machine")) for r in outcome.records.values() if r.get("machine")})
+    if trained_on:
+        lines.append("- **Runs were trained on**: " + "; ".join(trained_on))
+    if s.expected_wall_time:
+        lines.append(f"- **Expected wall time**: {s.expected_wall_time}")
+    jobs = outcome.jobs
+    lines.append(f"- **Suite**: {len(s.models)} models x {len(s.compositions)} compositions x {len(s.seeds)} seeds "
+                 f"= {len(jobs)} runs; base config `{s.base_source}`; seeds {', '.join(map(str, s.seeds))}")
+    t = jobs[0].cfg["train"] if jobs else {}
+    if t:
+        lines.append(f"- **Training**: epochs {t['epochs']}, batch {t['batch_size']}, {t['optimizer']} lr {t['lr']}, "
+                     f"schedule {t['schedule']}, select {t['select']}"
+                     + (f", max {t['max_steps_per_epoch']} steps/epoch" if t.get("max_steps_per_epoch") else ""))
+    subsets = {c.name: jobs[0].cfg["data"].get("subset") for c in s.compositions} if jobs else {}
+    if any(subsets.values()):
+        lines.append(f"- **Data subsets**: {next(iter(subsets.values()))}")
+    if s.attacks:
+        a = s.attacks
+        lines.append(f"- **Attacks**: {', '.join(a['names'])}; eps {', '.join(a['eps'])}; steps {a['steps']}, "
+                     f"restarts {a['restarts']}, EOT {a['eot']}, on {a['subset'] or 'all'} test samples per task")
+    if s.cost:
+        c = s.cost
+        lines.append(f"- **Cost**: sizes {c['sizes'] or 'as trained'}, {c['threads']} CPU threads, batch {c['batch']}"
+                     f", {c['latency_iters']} latency / {c['batch_iters']} batch repetitions (medians)")
+    done = len(outcome.records)
+    lines.append(f"- **Progress**: {done}/{len(jobs)} runs finished"
+                 + ("" if done == len(jobs) else " (missing runs are listed at the end)"))
+    lines += [f"- **Note**: {n}" for n in outcome.notes]
+    return "\n".join(lines)
+
+
+def _machine_line(m: dict[str, Any]) -> str:
+    return f"{m.get('cpu')} / GPU {m.get('gpu') or 'none'} / device {m.get('device')}"
+
+
+def accuracy_section(outcome: BenchOutcome) -> str:
+    parts = ["## Accuracy (test split, mean ± std over seeds)"]
+    for comp, per_model in _records_by(outcome).items():
+        recs = [r for rs in per_model.values() for r in rs]
+        tasks = _task_names(recs)
+        if not tasks:
+            parts.append(f"### {comp}\n\n_no finished runs yet_")
+            continue
+        header = ["model", "seeds"] + [f"{t} {h}" for t in tasks for _, h in ACC_METRICS]
+        rows = []
+        for model, rs in per_model.items():
+            row = [model, str(len(rs))]
+            for t in tasks:
+                for k, _ in ACC_METRICS:
+                    row.append(fmt_ms([r["test"]["tasks"][t][k] for r in rs if t in r["test"]["tasks"]]))
+            rows.append(row)
+        parts.append(f"### {comp}\n\n{_table(header, rows)}")
+    return "\n\n".join(parts)
+
+
+def robustness_section(outcome: BenchOutcome) -> str:
+    s = outcome.suite
+    if not s.attacks:
+        return ""
+    akey = attack_key(s.attacks)
+    a = s.attacks
+    parts = [f"## Robust accuracy (mean ± std over seeds; steps {a['steps']}, restarts {a['restarts']}, "
+             f"EOT {a['eot']}, {a['subset'] or 'all'} samples per task)"]
+    for comp, per_model in _records_by(outcome).items():
+        table: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for model, rs in per_model.items():
+            for r in rs:
+                for row in _attack_rows(r, akey):
+                    cell = table[(model, row["attack"], row["task"])]
+                    cell[row["eps"]].append(row["robust_acc"])
+                    if row.get("clean_acc") is not None:
+                        cell["clean"].append(row["clean_acc"])
+        if not table:
+            parts.append(f"### {comp}\n\n_no attack results yet_")
+            continue
+        header = ["model", "attack", "task", "clean"] + [f"ε={e}" for e in a["eps"]]
+        rows = []
+        for (model, attack, task), cell in table.items():
+            # the clean accuracy is measured once per eps on the same samples; report its mean over those rows
+            rows.append([model, attack, task, fmt_ms(cell.get("clean", []), 3)]
+                        + [fmt_ms(cell.get(e, []), 3) for e in a["eps"]])
+        parts.append(f"### {comp}\n\n{_table(header, rows)}")
+    return "\n\n".join(parts)
+
+
+def cost_section(outcome: BenchOutcome) -> str:
+    if not outcome.suite.cost:
+        return ""
+    s = outcome.suite.cost
+    parts = [f"## Cost ({s['threads']} CPU threads unless a GPU is named; batch {s['batch']} for throughput)"]
+    by_comp: dict[str, list] = defaultdict(list)
+    for c in outcome.costs:
+        by_comp[c.composition].append(c)
+    per_epoch = _epoch_seconds(outcome)
+    for comp, entries in by_comp.items():
+        rows = []
+        for c in entries:
+            if c.record is None:
+                rows.append([c.model, f"{c.size}" if c.size else "-", "-", "-", "-", "-", "-",
+                             per_epoch.get((comp, c.model), "-")])
+                continue
+            r = c.record["cost"]
+            size = c.size or (r.get("settings") or {}).get("size") or "-"
+            rows.append([c.model, str(size), f"{r['params'] / 1e6:.2f}", f"{r['macs'] / 1e9:.4f}",
+                         f"{r['latency_ms']:.2f}", f"{r['forward_samples_per_s']:.1f}",
+                         f"{r['train_samples_per_s']:.1f}", per_epoch.get((comp, c.model), "-")])
+        header = ["model", "px", "params (M)", "GMACs", "latency b1 (ms)", "inference (samples/s)",
+                  "training (samples/s)", "s / epoch (runs)"]
+        parts.append(f"### {comp}\n\n{_table(header, rows)}")
+    tools = sorted({c.record["cost"].get("tool") for c in outcome.costs if c.record})
+    counters = sorted({c.record["cost"].get("counter") for c in outcome.costs if c.record and
+                       c.record["cost"].get("counter")})
+    if tools or counters:
+        parts.append("Measured with " + "; ".join(tools) + (". MACs counted by " + "; ".join(counters)
+                                                             if counters else "") + ".")
+    return "\n\n".join(parts)
+
+
+def _epoch_seconds(outcome: BenchOutcome) -> dict[tuple[str, str], str]:
+    """Mean wall seconds per training epoch in the actual runs (whatever machine each ran on)."""
+    out = {}
+    for comp, per_model in _records_by(outcome).items():
+        for model, rs in per_model.items():
+            secs = [h["seconds"] for r in rs for h in r.get("history", []) if "seconds" in h]
+            if secs:
+                out[(comp, model)] = f"{np.mean(secs):.1f}"
+    return out
+
+
+def missing_section(outcome: BenchOutcome) -> str:
+    missing = outcome.missing()
+    if not missing:
+        return ""
+    lines = ["## Missing runs", ""] + [f"- `{j.label}` (key `{j.key}`)" for j in missing]
+    return "\n".join(lines)
+
+
+def charts_section(charts: list[str]) -> str:
+    if not charts:
+        return ""
+    return "## Charts\n\n" + "\n\n".join(f"![{Path(c).stem}]({c})" for c in charts)
+
+
+def build_markdown(outcome: BenchOutcome, machine: dict[str, Any], command: str, charts: list[str]) -> str:
+    sections = [header_section(outcome, machine, command), accuracy_section(outcome), robustness_section(outcome),
+                cost_section(outcome), charts_section(charts), missing_section(outcome)]
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------------ charts
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _cost_by(outcome: BenchOutcome) -> dict[tuple[str, str], dict[str, Any]]:
+    """(composition, model) -> the cost row at the trained size (the first size measured)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for c in outcome.costs:
+        if c.record is not None and (c.composition, c.model) not in out:
+            out[(c.composition, c.model)] = c.record["cost"]
+    return out
+
+
+def plot_charts(outcome: BenchOutcome, out_dir: Path) -> list[str]:
+    """Write the PNG charts that have data; returns their paths relative to ``out_dir``."""
+    plt = _plt()
+    charts: list[str] = []
+    by = _records_by(outcome)
+    comps = [c for c, pm in by.items() if any(pm.values())]
+    if not comps:
+        return charts
+    (out_dir / "charts").mkdir(parents=True, exist_ok=True)
+    costs = _cost_by(outcome)
+    for metric, label, name in (("macs", "GMACs (log scale)", "accuracy_vs_macs"),
+                                ("latency_ms", "batch-1 latency, ms (log scale)", "accuracy_vs_latency")):
+        if not any((c, m) in costs for c in comps for m in by[c]):
+            continue
+        fig, axes = plt.subplots(1, len(comps), figsize=(5 * len(comps), 4), squeeze=False)
+        for ax, comp in zip(axes[0], comps):
+            for model, rs in by[comp].items():
+                cost = costs.get((comp, model))
+                if not rs or cost is None:
+                    continue
+                x = cost[metric] / (1e9 if metric == "macs" else 1.0)
+                m, s, _ = mean_std([_mean_task_acc(r) for r in rs])
+                ax.errorbar([x], [m], yerr=[s], fmt="o", capsize=3, label=model)
+                ax.annotate(model, (x, m), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.set(xscale="log", xlabel=label, ylabel="test ACC (mean over tasks)", title=comp)
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        charts.append(_save(plt, fig, out_dir, name))
+    if outcome.suite.attacks:
+        path = _plot_robust(plt, outcome, by, comps, out_dir)
+        if path:
+            charts.append(path)
+    charts.append(_plot_curves(plt, by, comps, out_dir))
+    return charts
+
+
+def _plot_robust(plt, outcome: BenchOutcome, by, comps: list[str], out_dir: Path) -> str | None:
+    from mailnet.bench.suite import eps_value
+
+    a = outcome.suite.attacks
+    akey = attack_key(a)
+    fig, axes = plt.subplots(1, len(comps), figsize=(5 * len(comps), 4), squeeze=False)
+    drew = False
+    for ax, comp in zip(axes[0], comps):
+        for model, rs in by[comp].items():
+            attacks = sorted({row["attack"] for r in rs for row in _attack_rows(r, akey)})
+            for attack in attacks:
+                xs, ys, es = [], [], []
+                for e in ["0"] + a["eps"]:
+                    per_seed = []
+                    for r in rs:
+                        rows = [row for row in _attack_rows(r, akey) if row["attack"] == attack]
+                        vals = ([row["clean_acc"] for row in rows if row.get("clean_acc") is not None] if e == "0"
+                                else [row["robust_acc"] for row in rows if row["eps"] == e])
+                        if vals:
+                            per_seed.append(float(np.mean(vals)))
+                    m, s, n = mean_std(per_seed)
+                    if n:
+                        xs.append(eps_value(e) * 255)
+                        ys.append(m)
+                        es.append(s)
+                if xs:
+                    ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=f"{model} {attack}")
+                    drew = True
+        ax.set(xlabel="ε (× 1/255)", ylabel="accuracy (mean over tasks)", title=comp, ylim=(0, 1))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if not drew:
+        plt.close(fig)
+        return None
+    fig.tight_layout()
+    return _save(plt, fig, out_dir, "robust_accuracy_vs_eps")
+
+
+def _plot_curves(plt, by, comps: list[str], out_dir: Path) -> str:
+    fig, axes = plt.subplots(2, len(comps), figsize=(5 * len(comps), 7), squeeze=False)
+    for j, comp in enumerate(comps):
+        for model, rs in by[comp].items():
+            for row, key, ylabel in ((0, "train_loss", "train loss"), (1, "val_mean_acc", "validation ACC (mean)")):
+                hist = [r.get("history", []) for r in rs if r.get("history")]
+                if not hist:
+                    continue
+                n = min(len(h) for h in hist)
+                ys = np.array([[h[i][key] for i in range(n)] for h in hist], dtype=float)
+                epochs = [hist[0][i]["epoch"] for i in range(n)]
+                axes[row][j].plot(epochs, ys.mean(axis=0), marker="o", label=model)
+                if len(hist) > 1:
+                    axes[row][j].fill_between(epochs, ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0), alpha=0.2)
+                axes[row][j].set(xlabel="epoch", ylabel=ylabel, title=comp)
+        for row in range(2):
+            axes[row][j].grid(alpha=0.3)
+            axes[row][j].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(plt, fig, out_dir, "training_curves")
+
+
+def _save(plt, fig, out_dir: Path, name: str) -> str:
+    from mailnet.utils import atomic_write
+
+    rel = f"charts/{name}.png"
+    atomic_write(out_dir / rel, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
+    return rel
+
+
+# ------------------------------------------------------------------------------------------------------ writing
+
+
+def write_report(outcome: BenchOutcome, out_dir: Path, machine: dict[str, Any], command: str) -> Path:
+    """Write ``report.md``, ``results.csv`` and the charts into ``out_dir``; returns the report's path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    charts = plot_charts(outcome, out_dir)
+    write_csv(out_dir / "results.csv", csv_rows(outcome))
+    md = build_markdown(outcome, machine, command, charts)
+    path = out_dir / "report.md"
+    write_text(path, md)
+    return path
+
+
+def update_marked_block(path: Path, block: str) -> None:
+    """Replace what lies between the bench markers in ``path`` (appending the markers at the end when absent);
+    the rest of the file is left byte for byte as it was."""
+    text = path.read_text() if path.is_file() else ""
+    b, e = text.find(BEGIN), text.find(END)
+    if (b == -1) != (e == -1) or (b != -1 and e < b):
+        raise MailnetError(f"{path}: the markers {BEGIN} and {END} must both appear, in that order")
+    body = f"{BEGIN}\n{block.strip()}\n{END}"
+    if b == -1:
+        new = text + ("" if not text or text.endswith("\n") else "\n") + ("\n" if text else "") + body + "\n"
+    else:
+        new = text[:b] + body + text[e + len(END):]
+    write_text(path, new)
+
+
+def benchmarks_block(outcome: BenchOutcome, machine: dict[str, Any], command: str, report_dir: Path) -> str:
+    """The generated part of BENCHMARKS.md: the report's tables one heading level down, and where they came from."""
+    md = build_markdown(outcome, machine, command, charts=[])
+    demoted = "\n".join(("#" + line) if line.startswith("#") else line for line in md.splitlines())
+    commit = machine.get("git_commit") or "unknown"
+    return (f"_Generated by `{command}` from commit `{commit}` on {machine['date']}; do not edit by hand "
+            f"(rerun the command instead). Charts: `{report_dir}/charts/`._\n\n{demoted}")

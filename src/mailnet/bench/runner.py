@@ -1,0 +1,229 @@
+"""Run a suite's jobs, reusing everything already finished, with one progress bar over the whole suite.
+
+Each job is: find its record (output folder, then the shared results folder) -> else reuse, resume or start its
+run directory -> attack its best checkpoint -> profile its model once per (model, composition). A record is written
+the moment a stage finishes, so an interrupted suite loses at most the stage in flight; rerunning continues there.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailnet.bench import stages
+from mailnet.bench.stages import AttackSuiteMissing
+from mailnet.bench.hashing import stable_hash
+from mailnet.bench.store import Store
+from mailnet.bench.suite import Job, Suite, attack_key
+from mailnet.engine import rundir
+
+
+@dataclass
+class BenchOptions:
+    out: Path
+    device: str = "auto"
+    data_root: str | None = None
+    results_dir: Path | None = Path("benchmarks/results")
+    save_results: bool = False
+    report_only: bool = False
+    verbose: bool = False  # the trainer's own per-epoch output
+    progress: bool = True
+
+
+@dataclass
+class CostEntry:
+    composition: str
+    model: str
+    size: int | None
+    key: str | None
+    record: dict[str, Any] | None
+
+
+@dataclass
+class BenchOutcome:
+    """What the report is built from: every job with its record (None when missing) and every cost entry."""
+
+    suite: Suite
+    jobs: list[Job]
+    records: dict[str, dict[str, Any]]
+    costs: list[CostEntry]
+    counts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def missing(self) -> list[Job]:
+        return [j for j in self.jobs if j.key not in self.records]
+
+
+def run_bench(suite: Suite, opts: BenchOptions) -> BenchOutcome:
+    """Run (or, with ``report_only``, only collect) every job of ``suite``."""
+    store = Store(opts.out, opts.results_dir, opts.save_results)
+    jobs = suite.jobs()
+    device = _device_kind(opts.device)
+    outcome = BenchOutcome(suite=suite, jobs=jobs, records={}, costs=[], counts={})
+    pairs = list(dict.fromkeys((j.composition.name, j.model.label) for j in jobs))
+    sizes = (suite.cost or {}).get("sizes") or [None]
+    n_cost = len(pairs) * len(sizes) if suite.cost else 0
+    total = len(jobs) * (2 if suite.attacks else 1) + n_cost
+    bar = _bar(total, opts.progress and not opts.report_only, suite.name)
+    state = {"attacks_available": True}
+    costed: set[tuple[str, str]] = set()
+    try:
+        for job in jobs:
+            rec = _train_unit(job, store, opts, outcome, bar)
+            if suite.attacks:
+                rec = _attack_unit(job, rec, store, opts, outcome, bar, state) if rec is not None else rec
+            pair = (job.composition.name, job.model.label)
+            if suite.cost and pair not in costed and rec is not None and rec.get("model_spec"):
+                costed.add(pair)
+                for size in sizes:
+                    outcome.costs.append(_cost_unit(pair, size, rec, store, opts, device, outcome, bar))
+        for pair in pairs:  # pairs with no finished job at all (report-only, or a failed start)
+            if suite.cost and pair not in costed:
+                outcome.costs += [CostEntry(pair[0], pair[1], size, None, None) for size in sizes]
+    finally:
+        bar.close()
+    return outcome
+
+
+# ------------------------------------------------------------------------------------------------------ units
+
+
+def _train_unit(job: Job, store: Store, opts: BenchOptions, outcome: BenchOutcome, bar) -> dict[str, Any] | None:
+    bar.set_description(f"{job.label} train")
+    rec, where = store.find_record(job.key)
+    run = store.run_dir(job.key)
+    if rec is not None:
+        _log(outcome, bar, "reused", job, f"record {where}")
+    elif rundir.is_finished(run) and rundir.test_metrics_path(run).is_file():
+        rec = _new_record(job, run, outcome, opts)
+        store.save_record(rec)
+        _log(outcome, bar, "reused", job, f"finished run {run}")
+    elif opts.report_only:
+        _log(outcome, bar, "missing", job, "not run yet")
+    else:
+        t0 = time.perf_counter()
+        how = stages.train_stage(job, run, device=opts.device, data_root=opts.data_root, verbose=opts.verbose)
+        rec = _new_record(job, run, outcome, opts)
+        store.save_record(rec)
+        mean_acc = rec["test"].get("mean_acc")
+        _log(outcome, bar, how, job, f"{time.perf_counter() - t0:.1f}s, test mean ACC {mean_acc:.4f} -> {run}")
+    if rec is not None:
+        outcome.records[job.key] = rec
+    bar.update(1)
+    return rec
+
+
+def _attack_unit(job: Job, rec: dict[str, Any], store: Store, opts: BenchOptions, outcome: BenchOutcome, bar,
+                 state: dict[str, Any]) -> dict[str, Any]:
+    settings = outcome.suite.attacks
+    akey = attack_key(settings)
+    bar.set_description(f"{job.label} attack")
+    if akey in rec.get("attacks", {}):
+        _log(outcome, bar, "reused", job, "attack results")
+    elif opts.report_only or not state["attacks_available"]:
+        _log(outcome, bar, "missing", job, "attack results")
+    else:
+        run = store.run_dir(job.key)
+        if not rundir.best_path(run).is_file():  # the record came without weights: train again to attack
+            how = stages.train_stage(job, run, device=opts.device, data_root=opts.data_root, verbose=opts.verbose)
+            _log(outcome, bar, how, job, "weights needed for the attack (the stored record has none)")
+        try:
+            t0 = time.perf_counter()
+            result = stages.attack_stage(run, settings, device=opts.device, data_root=opts.data_root)
+        except AttackSuiteMissing as e:
+            state["attacks_available"] = False
+            outcome.notes.append(f"attacks skipped: {e}")
+            _log(outcome, bar, "skipped", job, f"attacks ({e})")
+        else:
+            result["seconds"] = time.perf_counter() - t0
+            rec.setdefault("attacks", {})[akey] = {"settings": settings, **result}
+            store.save_record(rec)
+            _log(outcome, bar, "attacked", job, f"{result['seconds']:.1f}s")
+    bar.update(1)
+    return rec
+
+
+def _cost_unit(pair: tuple[str, str], size: int | None, rec: dict[str, Any], store: Store, opts: BenchOptions,
+               device: str, outcome: BenchOutcome, bar) -> CostEntry:
+    comp, model = pair
+    settings = outcome.suite.cost
+    key = stable_hash({"spec": rec["model_spec"], "size": size, "settings": settings, "device": device})
+    bar.set_description(f"{comp}/{model} cost")
+    cost, where = store.find_cost(key)
+    label = f"{comp}/{model} cost" + (f" @{size}px" if size else "")
+    if cost is not None:
+        _log(outcome, bar, "reused", label, f"cost record {where}")
+    elif opts.report_only:
+        _log(outcome, bar, "missing", label, "cost not measured yet")
+    else:
+        t0 = time.perf_counter()
+        row = stages.cost_stage(rec["model_spec"], size, settings, device)
+        from mailnet.bench.machine import machine_info
+
+        cost = {"key": key, "composition": comp, "model": model, "size": size, "spec": rec["model_spec"],
+                "cost": row, "machine": machine_info(device)}
+        store.save_cost(cost)
+        _log(outcome, bar, "profiled", label, f"{time.perf_counter() - t0:.1f}s")
+    bar.update(1)
+    return CostEntry(comp, model, size, key, cost)
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+
+
+def _new_record(job: Job, run: Path, outcome: BenchOutcome, opts: BenchOptions) -> dict[str, Any]:
+    from mailnet.bench.machine import machine_info
+
+    rec = stages.job_record(job, run, outcome.suite.name)
+    rec["machine"] = machine_info(_device_kind(opts.device))
+    return rec
+
+
+def _device_kind(device: str) -> str:
+    from mailnet.engine.trainer import resolve_device
+
+    return resolve_device(device).type
+
+
+def _log(outcome: BenchOutcome, bar, how: str, job: Job | str, detail: str) -> None:
+    outcome.counts[how] = outcome.counts.get(how, 0) + 1
+    label = job.label if isinstance(job, Job) else job
+    bar.write(f"[{how}] {label}: {detail}")
+
+
+class _PlainBar:
+    """The progress interface without a bar (report-only, or --no-progress): lines still go to stdout."""
+
+    def set_description(self, _: str) -> None: ...
+
+    def update(self, _: int) -> None: ...
+
+    def write(self, line: str) -> None:
+        print(line, flush=True)
+
+    def close(self) -> None: ...
+
+
+class _TqdmBar:
+    def __init__(self, total: int, name: str):
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, desc=name, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def set_description(self, text: str) -> None:
+        self._bar.set_description(text)
+
+    def update(self, n: int) -> None:
+        self._bar.update(n)
+
+    def write(self, line: str) -> None:
+        self._bar.write(line, file=sys.stdout)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _bar(total: int, enabled: bool, name: str):
+    return _TqdmBar(total, name) if enabled else _PlainBar()

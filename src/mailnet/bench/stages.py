@@ -1,0 +1,176 @@
+"""The three things a bench does to a job, each a thin seam over the library module that owns it:
+
+- ``train_stage``: ``mailnet.engine.trainer.train`` into the job's run directory (reuse / resume / fresh);
+- ``attack_stage``: the attack suite (``mailnet.attacks``) on the run's best checkpoint;
+- ``cost_stage``: the profiler (``mailnet.profiling``) on the exact model the job trained.
+
+Each returns plain JSON-able dicts in the bench's own small schema, so the report never depends on the internals
+of the modules it measures with.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from mailnet.bench.suite import Job
+from mailnet.engine import rundir
+from mailnet.errors import MailnetError
+
+
+class AttackSuiteMissing(MailnetError):
+    """The attack suite is not importable here: attacks are skipped (and reported as such), not fatal."""
+
+
+# ------------------------------------------------------------------------------------------------------ training
+
+
+def train_stage(job: Job, run: Path, *, device: str, data_root: str | None, verbose: bool) -> str:
+    """Make sure ``run`` holds the finished run of ``job``; returns how: reused | resumed | trained."""
+    from mailnet.engine.trainer import train
+
+    if rundir.is_finished(run) and rundir.test_metrics_path(run).is_file():
+        return "reused"
+    if rundir.last_path(run).is_file() and rundir.config_path(run).is_file():
+        train(job.cfg, run, device=device, data_root=data_root, resume=True, progress=verbose)
+        return "resumed"
+    if run.exists():  # interrupted before its first checkpoint: nothing worth keeping
+        shutil.rmtree(run)
+    train(job.cfg, run, device=device, data_root=data_root, resume=False, progress=verbose)
+    return "trained"
+
+
+def job_record(job: Job, run: Path, suite_name: str) -> dict[str, Any]:
+    """The small, weight-free record of a finished run: what ran, its test metrics and its training history."""
+    test = json.loads(rundir.test_metrics_path(run).read_text())
+    test.pop("run_dir", None)
+    history_path = run / "metrics.json"
+    history = json.loads(history_path.read_text()) if history_path.is_file() else []
+    best_meta = rundir.best_path(run).with_suffix(".json")
+    spec = json.loads(best_meta.read_text()).get("model") if best_meta.is_file() else None
+    return {
+        "key": job.key, "suite": suite_name, "composition": job.composition.name, "model": job.model.label,
+        "model_name": job.model.name, "seed": job.seed, "config": job.cfg, "model_spec": spec, "test": test,
+        "history": history, "train_seconds": float(sum(r.get("seconds", 0.0) for r in history)), "attacks": {},
+    }
+
+
+# ------------------------------------------------------------------------------------------------------ attacks
+
+
+def attack_stage(run: Path, settings: dict[str, Any], *, device: str, data_root: str | None) -> dict[str, Any]:
+    """Attack the run's best checkpoint; returns ``{"rows": [...], "clean": {...}, "details": ...}``.
+
+    A row is ``{"attack", "eps" (text as in the suite), "eps_value", "task", "robust_acc", "clean_acc", "n"}``.
+    """
+    try:
+        from mailnet.attacks import suite as attack_suite  # noqa: F401
+    except ImportError:
+        raise AttackSuiteMissing("the attack suite (mailnet.attacks.suite) is not available in this checkout") from None
+    return _attack_with_suite(run, settings, device=device, data_root=data_root)
+
+
+def _attack_with_suite(run: Path, settings: dict[str, Any], *, device: str, data_root: str | None) -> dict[str, Any]:
+    raise MailnetError("attack suite integration pending")
+
+
+# ------------------------------------------------------------------------------------------------------ cost
+
+
+def cost_inputs(spec: dict[str, Any], size: int | None) -> dict[str, Any]:
+    """The profile settings that describe the job's model input: modality count, size, channels, classes."""
+    kw = spec["kwargs"]
+    chans, classes = list(kw["in_chans"]), list(kw["num_classes"])
+    return {"modalities": len(chans), "size": int(size or kw["img_size"]), "in_chans": max(chans),
+            "num_classes": max(classes)}
+
+
+def cost_stage(spec: dict[str, Any], size: int | None, settings: dict[str, Any], device: str) -> dict[str, Any]:
+    """Parameters, MACs, batch-1 latency and training throughput of the model ``spec`` describes."""
+    from mailnet import profiling
+
+    inputs = cost_inputs(spec, size)
+    extra = {k: v for k, v in spec["kwargs"].items() if k not in ("in_chans", "num_classes", "img_size")}
+    prof = {"threads": settings["threads"], "batch": settings["batch"], "latency_iters": settings["latency_iters"],
+            "batch_iters": settings["batch_iters"], "warmup": settings["warmup"],
+            "device": "cuda" if device.startswith("cuda") else "cpu", **inputs}
+    if "stem" in extra:
+        prof["stem"] = extra.pop("stem")
+    accepts = inspect.signature(profiling.compare).parameters
+    if extra and "model_kwargs" in accepts:
+        prof["model_kwargs"] = extra
+        extra = {}
+    if extra:
+        row = _fallback_profile(spec["name"], {**extra, "stem": prof.get("stem", "auto")}, prof)
+    else:
+        row = profiling.compare([spec["name"]], **prof)[0]
+    keep = ("params", "macs", "flops", "latency_ms", "forward_batch_ms", "forward_samples_per_s", "train_step_ms",
+            "train_samples_per_s", "stochastic", "counter", "uncounted_ops", "settings")
+    out = {k: row.get(k) for k in keep}
+    out["tool"] = row.get("tool", "mailnet.profiling.compare")
+    return out
+
+
+def _fallback_profile(name: str, kwargs: dict[str, Any], prof: dict[str, Any]) -> dict[str, Any]:
+    """The exact model (with its constructor kwargs, which ``profiling.compare`` cannot take): counts from the
+    profiler's own counters, times as medians of plain ``perf_counter`` loops."""
+    import statistics
+
+    import torch
+    import torch.nn.functional as F
+
+    from mailnet import profiling
+    from mailnet.models import create_model
+
+    dev = torch.device(prof["device"])
+    with profiling.torch_threads(prof["threads"] if dev.type == "cpu" else None):
+        torch.manual_seed(0)
+        m, s, c, k, b = prof["modalities"], prof["size"], prof["in_chans"], prof["num_classes"], prof["batch"]
+        model = create_model(name, in_chans=[c] * m, num_classes=[k] * m, img_size=s, **kwargs)
+        one = [torch.rand(1, c, s, s) for _ in range(m)]
+        counts = profiling.count_macs(model, one)
+        params = profiling.count_parameters(model)
+        model.to(dev)
+        one = [x.to(dev) for x in one]
+        batch = [torch.rand(b, c, s, s, device=dev) for _ in range(m)]
+        labels = [torch.randint(0, k, (b,), device=dev) for _ in range(m)]
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+        def timed(fn) -> float:
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t0 = time.perf_counter()
+            fn()
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            return time.perf_counter() - t0
+
+        @torch.inference_mode()
+        def forward(xs):
+            model.eval()
+            model(xs)
+
+        def step():
+            model.train()
+            opt.zero_grad(set_to_none=True)
+            sum(F.cross_entropy(z, y) for z, y in zip(model(batch), labels)).backward()
+            opt.step()
+
+        for _ in range(prof["warmup"]):
+            forward(one)
+        lat = [timed(lambda: forward(one)) for _ in range(prof["latency_iters"])]
+        timed(lambda: forward(batch))
+        fwd = [timed(lambda: forward(batch)) for _ in range(prof["batch_iters"])]
+        timed(step)
+        trn = [timed(step) for _ in range(prof["batch_iters"])]
+        threads = torch.get_num_threads()
+    lat_ms, fwd_ms, trn_ms = (1000 * statistics.median(t) for t in (lat, fwd, trn))
+    return {"params": params, "macs": counts["macs"], "flops": counts["flops"], "latency_ms": lat_ms,
+            "forward_batch_ms": fwd_ms, "forward_samples_per_s": 1000 * b / fwd_ms, "train_step_ms": trn_ms,
+            "train_samples_per_s": 1000 * b / trn_ms, "stochastic": None, "counter": counts.get("counter"),
+            "uncounted_ops": counts.get("uncounted_ops"),
+            "settings": {**prof, "model_kwargs": kwargs, "threads_used": threads, "torch": torch.__version__},
+            "tool": "bench fallback (profiling.count_macs + perf_counter medians; compare() takes no model kwargs)"}

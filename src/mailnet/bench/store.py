@@ -1,0 +1,81 @@
+"""Where finished results live, so that a suite can be stopped and continued, here or on another machine.
+
+Layout under the bench output folder ``OUT``::
+
+    OUT/runs/<key>/            the training run directory (weights, history, plots) of the job with hash <key>
+    OUT/records/<key>.json     the job's small result record (test metrics, history, attack results)
+    OUT/cost/<key>.json        one cost measurement (model spec x input shape x profile settings)
+
+and, when results are saved for committing, the same records as ``RESULTS/<key>.json`` and
+``RESULTS/cost-<key>.json`` (default ``benchmarks/results``). Records never hold weights.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mailnet.utils import write_json
+
+RECORD_SCHEMA = 1
+
+
+class Store:
+    """Finds and saves job records and cost records in the output folder and the shared results folder."""
+
+    def __init__(self, out: Path, results_dir: Path | None, save_results: bool):
+        self.out = Path(out)
+        self.results_dir = Path(results_dir) if results_dir is not None else None
+        self.save_results = save_results and self.results_dir is not None
+
+    def run_dir(self, key: str) -> Path:
+        return self.out / "runs" / key
+
+    def _record_paths(self, key: str) -> list[Path]:
+        paths = [self.out / "records" / f"{key}.json"]
+        if self.results_dir is not None:
+            paths.append(self.results_dir / f"{key}.json")
+        return paths
+
+    def _cost_paths(self, key: str) -> list[Path]:
+        paths = [self.out / "cost" / f"{key}.json"]
+        if self.results_dir is not None:
+            paths.append(self.results_dir / f"cost-{key}.json")
+        return paths
+
+    def find_record(self, key: str) -> tuple[dict[str, Any] | None, Path | None]:
+        """The first readable record for ``key`` (the output folder first, then the results folder)."""
+        for p in self._record_paths(key):
+            rec = _read(p)
+            if rec is not None and rec.get("key") == key and rec.get("schema") == RECORD_SCHEMA:
+                return rec, p
+        return None, None
+
+    def save_record(self, rec: dict[str, Any]) -> None:
+        rec["schema"] = RECORD_SCHEMA
+        write_json(self._record_paths(rec["key"])[0], rec)
+        if self.save_results:
+            write_json(self.results_dir / f"{rec['key']}.json", rec)
+
+    def find_cost(self, key: str) -> tuple[dict[str, Any] | None, Path | None]:
+        for p in self._cost_paths(key):
+            rec = _read(p)
+            if rec is not None and rec.get("key") == key:
+                return rec, p
+        return None, None
+
+    def save_cost(self, rec: dict[str, Any]) -> None:
+        write_json(self._cost_paths(rec["key"])[0], rec)
+        if self.save_results:
+            write_json(self.results_dir / f"cost-{rec['key']}.json", rec)
+
+
+def _read(p: Path) -> dict[str, Any] | None:
+    """A record, or None when absent or unreadable (a half-copied file is treated as missing, not fatal)."""
+    if not p.is_file():
+        return None
+    try:
+        obj = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None

@@ -1,0 +1,58 @@
+"""``mailnet bench``: train, attack and profile every model x composition x seed of a suite, then write the report.
+
+Finished runs are found again by the hash of their resolved config (in ``OUT/runs`` and in ``--results-dir``), so
+an interrupted suite continues where it stopped and a report can be rebuilt from committed results alone.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="run a benchmark suite and write its report", description=__doc__)
+    p.add_argument("suite", help="suite file, e.g. benchmarks/quick.yaml")
+    p.add_argument("--quick", action="store_true", help="apply the suite's quick: section (smaller, faster)")
+    p.add_argument("--out", help="output folder (default: benchmarks/work/SUITE[-quick])")
+    p.add_argument("--data-root", help="folder with the datasets (default: $MAILNET_DATA, ../shared/data, ~/.medmnist)")
+    p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
+    p.add_argument("--results-dir", default="benchmarks/results",
+                   help="shared folder of finished-run records, read and (with --save-results) written")
+    save = p.add_mutually_exclusive_group()
+    save.add_argument("--save-results", dest="save_results", action="store_true", default=None,
+                      help="write finished-run records to --results-dir (default: on, except for --quick)")
+    save.add_argument("--no-save-results", dest="save_results", action="store_false")
+    p.add_argument("--report-only", action="store_true", help="run nothing: rebuild the report from finished results")
+    p.add_argument("--update-benchmarks", metavar="FILE",
+                   help="also rewrite the generated block of FILE (e.g. BENCHMARKS.md) from this report")
+    p.add_argument("--list", action="store_true", help="list the suite's jobs, their keys and status, and stop")
+    p.add_argument("--verbose", action="store_true", help="show the trainer's per-epoch output")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (status lines only)")
+    p.set_defaults(func=run)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as a user would retype it (the options that were given, in canonical order)."""
+    parts = ["mailnet", "bench", args.suite]
+    if args.quick:
+        parts.append("--quick")
+    for opt, value in (("--out", args.out), ("--data-root", args.data_root), ("--results-dir", args.results_dir)):
+        if value and not (opt == "--results-dir" and value == "benchmarks/results"):
+            parts += [opt, str(value)]
+    if args.device != "auto":
+        parts += ["--device", args.device]
+    if args.save_results is not None:
+        parts.append("--save-results" if args.save_results else "--no-save-results")
+    for flag in ("report_only", "verbose"):
+        if getattr(args, flag):
+            parts.append("--" + flag.replace("_", "-"))
+    if args.update_benchmarks:
+        parts += ["--update-benchmarks", args.update_benchmarks]
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mailnet.bench.cli import run_bench_command
+
+    return run_bench_command(args, command_line(args))

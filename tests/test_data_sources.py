@@ -1,0 +1,163 @@
+"""Image folders, CSV manifests and paired data, on small generated fixtures; the batched augmentation."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from mailnet.data import CsvSource, ImageFolderSource, build_data, load_manifest
+from mailnet.data.augment import AugOp, apply_ops, gaussian_kernels
+
+
+def write_png(path: Path, rng: np.random.Generator, size: int = 12, rgb: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (size, size, 3) if rgb else (size, size)
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(path)
+
+
+def make_folder(root: Path, *, splits: bool, classes=("cat", "dog", "emu"), per_class=6, rgb=False) -> Path:
+    rng = np.random.default_rng(0)
+    for s in (["train", "val", "test"] if splits else [None]):
+        for c in classes:
+            for i in range(per_class):
+                base = root / s / c if s else root / c
+                write_png(base / f"{i}.png", rng, size=10 + i, rgb=rgb)  # mixed sizes on purpose
+    return root
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def test_folder_with_split_dirs(tmp_path):
+    root = make_folder(tmp_path / "pets", splits=True)
+    src = ImageFolderSource(root)
+    info = src.info()
+    assert info.class_names == ("cat", "dog", "emu") and info.task_type == "multi-class" and info.channels == 1
+    assert info.pools == {"train": 18, "val": 18, "test": 18}
+    data = build_data({"modalities": [{"name": "pets", "source": "folder", "root": str(root), "size": 16,
+                                       "augment": ["hflip", {"rotate": 10}]}]})
+    batch = next(iter(data.loader("train", 7)))
+    assert batch["images"][0].shape == (7, 3, 16, 16)
+    assert 0 <= batch["images"][0].min() and batch["images"][0].max() <= 1
+    assert set(batch["labels"][0].tolist()) <= {0, 1, 2}
+
+
+def test_folder_without_splits_is_split_seeded_and_saved(tmp_path):
+    root = make_folder(tmp_path / "flat", splits=False, per_class=10, rgb=True)
+    cfg = {"modalities": [{"name": "flat", "source": "folder", "root": str(root), "channels": "keep",
+                           "split_fractions": {"val": 0.2, "test": 0.3}}], "split_seed": 5}
+    data = build_data(cfg)
+    assert data.split_sizes("train") == [15] and data.split_sizes("val") == [6] and data.split_sizes("test") == [9]
+    assert data.modalities[0].in_chans == 3
+    man = data.manifest()["modalities"][0]["splits"]
+    allidx = sorted(man["train"]["indices"] + man["val"]["indices"] + man["test"]["indices"])
+    assert allidx == list(range(30)) and man["test"]["pool"] == "all"
+    again = build_data(cfg)
+    assert again.manifest()["modalities"] == data.manifest()["modalities"]
+    other = build_data({**cfg, "split_seed": 6})
+    assert other.manifest()["modalities"][0]["splits"]["test"] != man["test"]
+
+
+def test_csv_source_with_split_column_and_class_names(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(12):
+        write_png(tmp_path / "img" / f"{i}.png", rng, rgb=i % 2 == 0)
+        rows.append([f"img/{i}.png", ["low", "mid", "high"][i % 3], ["train", "val", "test"][i % 3 if i > 2 else 0]])
+    path = write_csv(tmp_path / "list.csv", ["path", "grade", "split"], rows)
+    src = CsvSource(path, label_column="grade", class_names=["low", "mid", "high"], task_type="ordinal")
+    info = src.info()
+    assert info.task_type == "ordinal" and info.num_classes == 3 and info.pools["train"] == 6
+    assert src.labels("train").tolist() == [0, 1, 2, 0, 0, 0]
+    data = build_data({"modalities": [{"name": "g", "source": "csv", "csv": str(path), "label_column": "grade",
+                                       "class_names": ["low", "mid", "high"], "task_type": "ordinal",
+                                       "channels": 1, "size": 8}]})
+    batch = next(iter(data.loader("test", 4)))
+    assert batch["images"][0].shape == (3, 1, 8, 8) and data.tasks[0].task_type == "ordinal"  # rows 5, 8, 11
+
+
+def test_csv_multilabel(tmp_path):
+    rng = np.random.default_rng(2)
+    rows = []
+    for i in range(10):
+        write_png(tmp_path / f"{i}.png", rng)
+        rows.append([f"{i}.png", i % 2, (i // 2) % 2, 1])
+    path = write_csv(tmp_path / "ml.csv", ["path", "a", "b", "c"], rows)
+    data = build_data({"modalities": [{"name": "ml", "source": "csv", "csv": str(path),
+                                       "label_columns": ["a", "b", "c"], "split_fractions": {"val": 0.2, "test": 0.2}}]})
+    assert data.tasks[0].task_type == "multi-label" and data.tasks[0].num_classes == 3
+    batch = next(iter(data.loader("train", 6)))
+    y = batch["labels"][0]
+    assert y.dtype == torch.float32 and y.shape[1] == 3 and set(y.flatten().tolist()) <= {0.0, 1.0}
+
+
+def make_paired(tmp_path: Path, n: int = 20) -> Path:
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(n):
+        write_png(tmp_path / "ct" / f"{i}.png", rng, size=14)
+        write_png(tmp_path / "mr" / f"{i}.png", rng, size=9, rgb=True)
+        split = "train" if i < 12 else ("val" if i < 16 else "test")
+        rows.append([f"subj{i}", f"ct/{i}.png", f"mr/{i}.png", i % 2, i % 4, split])
+    return write_csv(tmp_path / "paired.csv", ["subject", "ct", "mr", "tumour", "stage", "split"], rows)
+
+
+def paired_cfg(path: Path) -> dict:
+    return {"mode": "paired", "manifest_csv": str(path), "size": 12,
+            "modalities": [{"name": "ct", "column": "ct", "channels": 1}, {"column": "mr", "augment": ["hflip"]}],
+            "tasks": [{"name": "tumour", "column": "tumour"}, {"name": "stage", "column": "stage", "task_type": "ordinal"}]}
+
+
+def test_paired_manifest_rows_are_subjects(tmp_path):
+    path = make_paired(tmp_path)
+    data = build_data(paired_cfg(path), seed=1)
+    assert data.paired and [m.in_chans for m in data.modalities] == [1, 3]
+    assert [(t.task_type, t.num_classes, t.modality) for t in data.tasks] == [("binary", 2, None), ("ordinal", 4, None)]
+    assert data.num_samples("train") == [12, 12] and data.num_samples("test") == [4, 4]
+    raw = list(csv.DictReader(open(path)))
+    for batch in data.loader("train", 5):
+        assert all(m.all() for m in batch["mask"])
+        assert torch.equal(batch["index"][0], batch["index"][1])
+        for i, y0, y1 in zip(batch["index"][0].tolist(), batch["labels"][0].tolist(), batch["labels"][1].tolist()):
+            assert (int(raw[i]["tumour"]), int(raw[i]["stage"])) == (y0, y1)  # train pool rows 0..11 are csv rows
+        assert batch["images"][0].shape[1:] == (1, 12, 12) and batch["images"][1].shape[1:] == (3, 12, 12)
+    data.save_manifest(tmp_path / "m.json")
+    again = build_data(paired_cfg(path), manifest=load_manifest(tmp_path / "m.json"))
+    a, b = next(iter(data.loader("train", 6, epoch=3))), next(iter(again.loader("train", 6, epoch=3)))
+    assert all(torch.equal(x, y) for k in a for x, y in zip(a[k], b[k]))
+
+
+def test_batched_geometry_matches_torchvision():
+    x = torch.rand(3, 2, 20, 20)
+    rngs = [np.random.default_rng(i) for i in range(3)]
+    op = AugOp("affine", {"degrees": 30.0, "translate_px": 3.0, "scale": (0.8, 1.2), "shear": 10.0})
+    ours = op.apply(x, torch.tensor([op.draw(r) for r in rngs], dtype=torch.float64))
+    for i, r in enumerate(np.random.default_rng(i) for i in range(3)):
+        angle, tx, ty, s, sh = op.draw(r)
+        ref = TF.affine(x[i], angle=angle, translate=[int(tx), int(ty)], scale=s, shear=[sh, 0.0],
+                        interpolation=InterpolationMode.BILINEAR)
+        assert torch.allclose(ours[i], ref, atol=1e-4)
+
+
+def test_batched_blur_matches_torchvision_and_seeds_are_per_image():
+    x = torch.rand(2, 3, 15, 15)
+    blur = AugOp("blur", {"kernel": 3})
+    ours = blur.apply(x, torch.tensor([[0.7], [1.9]], dtype=torch.float64))
+    for i, s in enumerate((0.7, 1.9)):
+        assert torch.allclose(ours[i], TF.gaussian_blur(x[i], [3, 3], [s, s]), atol=1e-5)
+    assert torch.allclose(gaussian_kernels(torch.tensor([1.0]), 5).sum(), torch.tensor(1.0))
+    ops = (AugOp("rotate", {"degrees": 20.0}), AugOp("translate", {"px": 5.0}))
+    full = apply_ops(x.clone(), ops, [np.random.default_rng(10), np.random.default_rng(11)])
+    alone = apply_ops(x[1:].clone(), ops, [np.random.default_rng(11)])
+    assert torch.allclose(full[1:], alone, atol=1e-6)  # an image's result depends on its own generator only

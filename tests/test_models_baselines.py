@@ -9,7 +9,8 @@ from mailnet.errors import ModelError
 from mailnet.layers.drifa_attention import MultiBranchFusionAttention, MultimodalSharedAttention
 from mailnet.models import create_model, list_models
 
-BASELINES = ("resnet18_single", "resnet18_late_fusion", "drifa")
+BASELINES = ("resnet18_single", "resnet18_late_fusion", "drifa", "cascaded_fusion")
+TINY_MAIL = dict(widths=(16, 16, 32, 32))  # MAIL-backbone models shrunk for the slower behavioural tests
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +73,38 @@ def test_single_heads_are_independent_late_fusion_heads_are_not():
     assert not torch.allclose(l0[0], l1[0])  # head 1 reads the concatenation
 
 
-@pytest.mark.parametrize("name", ["resnet18_late_fusion", "drifa"])
+@pytest.mark.parametrize("name", ["resnet18_late_fusion", "drifa", "cascaded_fusion"])
 def test_every_parameter_gets_a_gradient(name, small_drifa):
-    model = small_drifa if name == "drifa" else create_model(name, in_chans=[1, 3], num_classes=[2, 3], img_size=16)
+    extra = TINY_MAIL if name == "cascaded_fusion" else {}
+    model = small_drifa if name == "drifa" else create_model(name, in_chans=[1, 3], num_classes=[2, 3], img_size=16,
+                                                             **extra)
     model.train().zero_grad(set_to_none=True)
     out = model(_inputs([1, 3], 16, batch=3))
     sum(o.logsumexp(dim=1).sum() - o[:, 0].sum() for o in out).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    missing = [n for n, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert missing == []
+
+
+def test_cascaded_attention_is_a_relay_race_mail_is_not():
+    """Cascaded: modality 1 is gated before modality 2 is seen, so branch 1 ignores modality 2 while branch 2 sees
+    modality 1. MAIL's parallel EMCAM makes every branch depend on every modality."""
+    torch.manual_seed(0)
+    xs = _inputs([1, 1, 1], 16)
+    kw = dict(in_chans=[1, 1, 1], num_classes=[2, 2, 2], img_size=16, **TINY_MAIL)
+    cascaded = create_model("cascaded_fusion", **kw).eval()
+    mail = create_model("mail", **kw).eval()
+    w = TINY_MAIL["widths"][-1]
+    with torch.no_grad():
+        base = cascaded.forward_features(xs).split(w, dim=1)
+        second_changed = cascaded.forward_features([xs[0], xs[1] + 0.3, xs[2]]).split(w, dim=1)
+        first_changed = cascaded.forward_features([xs[0] + 0.3, xs[1], xs[2]]).split(w, dim=1)
+        mail_base = mail.forward_features(xs).split(w, dim=1)
+        mail_changed = mail.forward_features([xs[0], xs[1] + 0.3, xs[2]]).split(w, dim=1)
+    assert torch.equal(base[0], second_changed[0])
+    assert not torch.allclose(base[1], first_changed[1]) and not torch.allclose(base[2], first_changed[2])
+    assert not torch.allclose(mail_base[0], mail_changed[0])
+    assert not cascaded.emcams[0].gamma.requires_grad
 
 
 def test_drifa_mc_dropout_stays_on_in_eval(small_drifa):
@@ -88,6 +113,11 @@ def test_drifa_mc_dropout_stays_on_in_eval(small_drifa):
     assert model.drop.mc and model.drop.p == 0.25  # the published default
     with torch.no_grad():
         assert not torch.equal(model(xs)[0], model(xs)[0])
+        model.seed_noise(7)
+        first = model(xs)[0]
+        model.seed_noise(7)
+        assert torch.equal(first, model(xs)[0])  # a draw can be replayed (attacks, evaluation)
+        assert model.stochastic_at_eval
         model.drop.mc = False
         try:
             assert torch.equal(model(xs)[0], model(xs)[0])
@@ -124,6 +154,10 @@ def test_bad_arguments_give_model_errors():
         create_model("resnet18_late_fusion", in_chans=[1], num_classes=[2], img_size=28, widht=3)
     with pytest.raises(ModelError, match="at least 2 classes"):
         create_model("drifa", in_chans=[1], num_classes=[1], img_size=28)
+    with pytest.raises(ModelError, match="drop_rate"):
+        create_model("drifa", in_chans=[1], num_classes=[2], img_size=28, drop_rate=1.5)
+    with pytest.raises(ModelError, match="unknown argument"):
+        create_model("cascaded_fusion", in_chans=[1], num_classes=[2], img_size=28, attention_noise=True)
     with pytest.raises(ModelError, match="stem"):
         create_model("resnet18_late_fusion", in_chans=[1], num_classes=[2], img_size=28, stem="vit")
     model = create_model("resnet18_late_fusion", in_chans=[1, 3], num_classes=[2], img_size=28)

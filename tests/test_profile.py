@@ -10,7 +10,7 @@ import torch.nn as nn
 from mailnet.cli import main
 from mailnet.errors import ConfigError
 from mailnet.models import create_model
-from mailnet.models.baselines import MCDropout
+from mailnet.layers.noise import Dropout
 from mailnet.profiling import _is_stochastic, compare, count_macs, count_parameters, format_table
 
 TINY = dict(modalities=1, size=8, in_chans=1, batch=2, threads=1, latency_iters=2, batch_iters=1, warmup=0)
@@ -34,7 +34,7 @@ class NoisyNet(TinyNet):
 
     def __init__(self):
         super().__init__()
-        self.drop = MCDropout(0.5, mc=True)
+        self.drop = Dropout(0.5, mc=True)
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         return [self.drop(o) for o in super().forward(xs)]

@@ -9,11 +9,11 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torchvision.models import resnet18
 
 from mailnet.errors import ModelError
 from mailnet.layers.input_norm import InputNorm
+from mailnet.layers.noise import Dropout
 from mailnet.layers.stem import resolve_stem
 from mailnet.models.registry import register_model
 
@@ -42,6 +42,12 @@ def check_multimodal_args(model: str, in_chans: Sequence[int], num_classes: Sequ
     return chans, classes
 
 
+def check_drop_rate(model: str, drop_rate: float) -> float:
+    if not 0.0 <= float(drop_rate) < 1.0:
+        raise ModelError(f"{model}: drop_rate must be in [0, 1), got {drop_rate}")
+    return float(drop_rate)
+
+
 def check_inputs(model: str, xs: Sequence[torch.Tensor], in_chans: Sequence[int]) -> None:
     """Wrong modality counts or channel counts fail with the modality named, not deep inside a conv."""
     if isinstance(xs, torch.Tensor) or len(xs) != len(in_chans):
@@ -50,20 +56,6 @@ def check_inputs(model: str, xs: Sequence[torch.Tensor], in_chans: Sequence[int]
     for m, (x, c) in enumerate(zip(xs, in_chans)):
         if x.dim() != 4 or x.shape[1] != c:
             raise ModelError(f"{model}: modality {m} needs shape (B, {c}, H, W), got {tuple(x.shape)}")
-
-
-class MCDropout(nn.Dropout):
-    """Dropout that can stay on in eval mode (Monte-Carlo dropout), so a random model is random at inference too."""
-
-    def __init__(self, p: float = 0.25, mc: bool = False):
-        super().__init__(p)
-        self.mc = mc
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.dropout(x, self.p, training=self.training or self.mc)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, mc={self.mc}"
 
 
 def resnet18_trunk(in_chans: int, stem: str) -> nn.Module:
@@ -105,7 +97,7 @@ class ResNet18Single(_ResNetBranches):
 
     def __init__(self, in_chans: list[int], num_classes: list[int], stem: str, drop_rate: float, mc_dropout: bool):
         super().__init__("resnet18_single", in_chans, stem)
-        self.drop = MCDropout(drop_rate, mc_dropout)
+        self.drop = Dropout(drop_rate, mc=mc_dropout)
         self.heads = nn.ModuleList(nn.Linear(RESNET18_FEATURES, k) for k in num_classes)
 
     def forward(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -117,7 +109,7 @@ class ResNet18LateFusion(_ResNetBranches):
 
     def __init__(self, in_chans: list[int], num_classes: list[int], stem: str, drop_rate: float, mc_dropout: bool):
         super().__init__("resnet18_late_fusion", in_chans, stem)
-        self.drop = MCDropout(drop_rate, mc_dropout)
+        self.drop = Dropout(drop_rate, mc=mc_dropout)
         width = RESNET18_FEATURES * len(in_chans)
         self.heads = nn.ModuleList(nn.Linear(width, k) for k in num_classes)
 
@@ -132,7 +124,8 @@ def resnet18_single(in_chans: Sequence[int] = (3,), num_classes: Sequence[int] =
     """One torchvision ResNet-18 per modality, each head reading only its own branch (needs tasks == modalities)."""
     _reject_unknown("resnet18_single", kwargs)
     chans, classes = check_multimodal_args("resnet18_single", in_chans, num_classes, img_size, same_count=True)
-    return ResNet18Single(chans, classes, resolve_stem(stem, img_size), float(drop_rate), bool(mc_dropout))
+    return ResNet18Single(chans, classes, resolve_stem(stem, img_size),
+                      check_drop_rate("resnet18_single", drop_rate), bool(mc_dropout))
 
 
 @register_model
@@ -142,7 +135,8 @@ def resnet18_late_fusion(in_chans: Sequence[int] = (3, 3), num_classes: Sequence
     """One torchvision ResNet-18 per modality; GAP features concatenated; one Linear head per task."""
     _reject_unknown("resnet18_late_fusion", kwargs)
     chans, classes = check_multimodal_args("resnet18_late_fusion", in_chans, num_classes, img_size)
-    return ResNet18LateFusion(chans, classes, resolve_stem(stem, img_size), float(drop_rate), bool(mc_dropout))
+    return ResNet18LateFusion(chans, classes, resolve_stem(stem, img_size),
+                          check_drop_rate("resnet18_late_fusion", drop_rate), bool(mc_dropout))
 
 
 def _reject_unknown(model: str, kwargs: dict) -> None:

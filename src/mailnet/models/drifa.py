@@ -13,7 +13,8 @@ from torchvision.models.resnet import BasicBlock
 from mailnet.layers.drifa_attention import MultiBranchFusionAttention, MultimodalSharedAttention
 from mailnet.layers.input_norm import InputNorm
 from mailnet.layers.stem import resolve_stem
-from mailnet.models.baselines import (RESNET18_FEATURES, MCDropout, _reject_unknown, check_inputs,
+from mailnet.layers.noise import Dropout, is_stochastic_at_eval, seed_noise
+from mailnet.models.baselines import (RESNET18_FEATURES, _reject_unknown, check_drop_rate, check_inputs,
                                       check_multimodal_args, resnet18_trunk)
 from mailnet.models.registry import register_model
 
@@ -61,7 +62,7 @@ class DRIFA(nn.Module):
         self.norms = nn.ModuleList(InputNorm(c) for c in in_chans)
         self.branches = nn.ModuleList(_DrifaBranch(c, stem) for c in in_chans)
         self.shared = nn.ModuleList(MultimodalSharedAttention(w, m) for w in self.BLOCK_WIDTHS)
-        self.drop = MCDropout(drop_rate, mc_dropout)
+        self.drop = Dropout(drop_rate, mc=mc_dropout)
         self.heads = nn.ModuleList(nn.Linear(RESNET18_FEATURES * m, k) for k in num_classes)
 
     def forward(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -74,6 +75,14 @@ class DRIFA(nn.Module):
         fused = torch.cat([h.mean(dim=(2, 3)) for h in hs], dim=1)
         return [head(fused) for head in self.heads]
 
+    def seed_noise(self, seed: int, device: torch.device | str | None = None) -> torch.Generator:
+        """Draw the MC-dropout masks from a fresh generator seeded with ``seed`` (replays the same draw)."""
+        return seed_noise(self, seed, device)
+
+    @property
+    def stochastic_at_eval(self) -> bool:
+        return is_stochastic_at_eval(self)
+
 
 @register_model
 def drifa(in_chans: Sequence[int] = (3, 3), num_classes: Sequence[int] = (2, 2), img_size: int | None = None,
@@ -81,4 +90,4 @@ def drifa(in_chans: Sequence[int] = (3, 3), num_classes: Sequence[int] = (2, 2),
     """DRIFA-style dual attention network; Monte-Carlo dropout 0.25 on at inference by default, as published."""
     _reject_unknown("drifa", kwargs)
     chans, classes = check_multimodal_args("drifa", in_chans, num_classes, img_size)
-    return DRIFA(chans, classes, resolve_stem(stem, img_size), float(drop_rate), bool(mc_dropout))
+    return DRIFA(chans, classes, resolve_stem(stem, img_size), check_drop_rate("drifa", drop_rate), bool(mc_dropout))

@@ -1,0 +1,274 @@
+"""Every bad input gives one DataError/ConfigError line that names the file (or key) and the problem."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mailnet.cli import main as cli_main
+from mailnet.data import build_data, load_manifest
+from mailnet.errors import ConfigError, DataError, MailnetError
+
+
+def good_arrays(n: int = 6) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    out = {}
+    for s in ("train", "val", "test"):
+        out[f"{s}_images"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        out[f"{s}_labels"] = (np.arange(n) % 2).astype(np.uint8).reshape(n, 1)
+    return out
+
+
+def write_npz(root: Path, arrays: dict, flag: str = "breastmnist") -> Path:
+    path = root / flag / f"{flag}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def build_breast(root: Path):
+    return build_data({"modalities": [{"name": "breast", "flag": "breastmnist"}]}, data_root=root)
+
+
+def one_line(exc: pytest.ExceptionInfo, *needles: str) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg, msg
+    for n in needles:
+        assert n in msg, (n, msg)
+    return msg
+
+
+def test_good_fixture_builds(tmp_path):
+    write_npz(tmp_path, good_arrays())
+    data = build_breast(tmp_path)
+    assert data.split_sizes("test") == [6]
+
+
+def test_missing_npz_names_path_url_and_command(tmp_path):
+    with pytest.raises(DataError) as e:
+        build_breast(tmp_path)
+    one_line(e, str(tmp_path / "breastmnist" / "breastmnist.npz"), "zenodo.org", "mailnet data download breastmnist")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_truncated_or_corrupt_npz(tmp_path, damage):
+    path = write_npz(tmp_path, good_arrays(50))
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2] if damage == "truncated" else b"not a zip file at all" * 10)
+    with pytest.raises(DataError) as e:
+        build_breast(tmp_path)
+    one_line(e, str(path), "truncated or corrupt")
+
+
+def test_wrong_keys(tmp_path):
+    arrays = good_arrays()
+    arrays["x_test"] = arrays.pop("test_images")
+    path = write_npz(tmp_path, arrays)
+    with pytest.raises(DataError) as e:
+        build_breast(tmp_path)
+    one_line(e, str(path), "missing key 'test_images'")
+
+
+@pytest.mark.parametrize("labels,needle", [
+    (np.array([[0], [1], [5], [0], [1], [0]], dtype=np.uint8), "label 5 out of range for 2 classes"),
+    (np.zeros((6, 2), dtype=np.uint8), "shape (N,) or (N, 1)"),
+    (np.array([0, 1, np.nan, 0, 1, 0]).reshape(6, 1), "NaN"),
+    (np.array([0, 1, 0.5, 0, 1, 0]).reshape(6, 1), "whole numbers"),
+    (np.zeros((5, 1), dtype=np.uint8), "has 6 rows but val_labels has 5"),
+])
+def test_bad_labels(tmp_path, labels, needle):
+    arrays = good_arrays()
+    arrays["val_labels"] = labels
+    path = write_npz(tmp_path, arrays)
+    with pytest.raises(DataError) as e:
+        build_breast(tmp_path)
+    one_line(e, str(path), needle)
+
+
+@pytest.mark.parametrize("images,needle", [
+    (np.zeros((6, 28), dtype=np.uint8), "must have shape"),
+    (np.zeros((6, 28, 28, 2), dtype=np.uint8), "must have shape"),
+    (np.zeros((6, 28, 28), dtype=np.int64), "dtype int64"),
+    (np.full((6, 28, 28), np.nan, dtype=np.float32), "NaN"),
+    (np.full((6, 28, 28), 3.0, dtype=np.float32), "[0, 1]"),
+])
+def test_bad_images(tmp_path, images, needle):
+    arrays = good_arrays()
+    arrays["train_images"] = images
+    path = write_npz(tmp_path, arrays)
+    with pytest.raises(DataError) as e:
+        build_breast(tmp_path)
+    one_line(e, str(path), "train_images", needle)
+
+
+def test_float_images_in_range_are_accepted(tmp_path):
+    arrays = good_arrays()
+    arrays["train_images"] = arrays["train_images"].astype(np.float32) / 255.0
+    write_npz(tmp_path, arrays)
+    batch = next(iter(build_breast(tmp_path).loader("train", 6, shuffle=False)))
+    assert 0 <= batch["images"][0].min() and batch["images"][0].max() <= 1
+
+
+def test_zero_sample_split(tmp_path):
+    arrays = good_arrays()
+    arrays["test_images"] = arrays["test_images"][:0]
+    arrays["test_labels"] = arrays["test_labels"][:0]
+    path = write_npz(tmp_path, arrays)
+    with pytest.raises(DataError) as e:
+        build_breast(tmp_path)
+    one_line(e, "'breast'", str(path), "zero samples")
+
+
+def folder_cfg(root: Path) -> dict:
+    return {"modalities": [{"name": "f", "source": "folder", "root": str(root)}]}
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(DataError) as e:
+        build_data(folder_cfg(tmp_path / "nope"))
+    one_line(e, str(tmp_path / "nope"), "not found")
+
+
+def test_empty_class_folder(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a" / "0.png")
+    with pytest.raises(DataError) as e:
+        build_data(folder_cfg(tmp_path))
+    one_line(e, str(tmp_path / "b"), "empty class folder")
+
+
+def test_folder_without_classes(tmp_path):
+    with pytest.raises(DataError) as e:
+        build_data(folder_cfg(tmp_path))
+    one_line(e, str(tmp_path), "no class folders")
+
+
+def test_unreadable_image_file(tmp_path):
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / c / "0.png")
+    bad = tmp_path / "b" / "1.png"
+    bad.write_text("this is not a png")
+    with pytest.raises(DataError) as e:
+        build_data(folder_cfg(tmp_path))
+    one_line(e, str(bad), "unreadable image file")
+
+
+def test_truncated_image_file_fails_when_read(tmp_path):
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
+    bad = tmp_path / "a" / "0.png"
+    bad.write_bytes(bad.read_bytes()[:200])  # header intact (passes the scan), pixel data cut
+    data = build_data(folder_cfg(tmp_path) | {"split_fractions": {"val": 0.34, "test": 0.34}})
+    with pytest.raises(DataError) as e:
+        for split in ("train", "val", "test"):
+            list(data.loader(split, 2))
+    one_line(e, str(bad), "unreadable image file")
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def csv_cfg(path: Path, **kw) -> dict:
+    return {"modalities": [{"name": "c", "source": "csv", "csv": str(path), **kw}]}
+
+
+def _imgs(tmp_path: Path, n: int) -> list[str]:
+    for i in range(n):
+        Image.fromarray(np.full((8, 8), i * 10, np.uint8)).save(tmp_path / f"{i}.png")
+    return [f"{i}.png" for i in range(n)]
+
+
+def test_csv_missing_file_and_column(tmp_path):
+    with pytest.raises(DataError) as e:
+        build_data(csv_cfg(tmp_path / "none.csv"))
+    one_line(e, "none.csv", "not found")
+    path = write_csv(tmp_path / "m.csv", ["path", "diagnosis"], [[p, 0] for p in _imgs(tmp_path, 4)])
+    with pytest.raises(DataError) as e:
+        build_data(csv_cfg(path))
+    one_line(e, str(path), "missing column(s) label")
+
+
+def test_csv_missing_image_path(tmp_path):
+    rows = [[p, i % 2] for i, p in enumerate(_imgs(tmp_path, 4))] + [["gone.png", 1], ["gone2.png", 0]]
+    path = write_csv(tmp_path / "m.csv", ["path", "label"], rows)
+    with pytest.raises(DataError) as e:
+        build_data(csv_cfg(path))
+    one_line(e, str(path), "line 6", "gone.png", "and 1 more")
+
+
+@pytest.mark.parametrize("value,needle", [("nan", "missing label"), ("", "missing label"), ("-1", "out of range")])
+def test_csv_bad_label_values(tmp_path, value, needle):
+    rows = [[p, i % 2] for i, p in enumerate(_imgs(tmp_path, 4))]
+    rows[2][1] = value
+    path = write_csv(tmp_path / "m.csv", ["path", "label"], rows)
+    with pytest.raises(DataError) as e:
+        build_data(csv_cfg(path, num_classes=2))
+    one_line(e, str(path), needle)
+
+
+def test_csv_multilabel_nan_and_header_only(tmp_path):
+    rows = [[p, 1, 0] for p in _imgs(tmp_path, 3)]
+    rows[1][2] = "NaN"
+    path = write_csv(tmp_path / "m.csv", ["path", "a", "b"], rows)
+    with pytest.raises(DataError) as e:
+        build_data(csv_cfg(path, label_columns=["a", "b"]))
+    one_line(e, str(path), "line 3", "NaN")
+    empty = write_csv(tmp_path / "e.csv", ["path", "label"], [])
+    with pytest.raises(DataError) as e:
+        build_data(csv_cfg(empty))
+    one_line(e, str(empty), "zero samples")
+
+
+def test_paired_manifest_missing_column(tmp_path):
+    rows = [[p, p, 0, "train"] for p in _imgs(tmp_path, 3)]
+    path = write_csv(tmp_path / "p.csv", ["ct", "mr", "y", "split"], rows)
+    cfg = {"mode": "paired", "manifest_csv": str(path), "modalities": [{"column": "ct"}, {"column": "pet"}],
+           "tasks": [{"column": "y"}]}
+    with pytest.raises(DataError) as e:
+        build_data(cfg)
+    one_line(e, str(path), "missing column(s) pet")
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"^data\.colour: unknown key"):
+        build_data({"modalities": [{"flag": "breastmnist"}], "colour": 1}, data_root=tmp_path)
+    with pytest.raises(ConfigError, match=r"data\.modalities\[0\]\.channels"):
+        build_data({"modalities": [{"flag": "breastmnist", "channels": 2}]}, data_root=tmp_path)
+    with pytest.raises(ConfigError, match=r"data\.tasks\[0\]: give exactly one"):
+        build_data({"mode": "paired", "manifest_csv": "x.csv", "modalities": [{"column": "a"}], "tasks": [{}]})
+    with pytest.raises(ConfigError, match=r"data\.subset\.train"):
+        build_data({"modalities": [{"flag": "breastmnist"}], "subset": {"train": 0}}, data_root=tmp_path)
+
+
+def test_bad_manifest_file(tmp_path):
+    (tmp_path / "m.json").write_text("{not json")
+    with pytest.raises(DataError) as e:
+        load_manifest(tmp_path / "m.json")
+    one_line(e, "m.json", "unreadable")
+    (tmp_path / "n.json").write_text('{"format": "other"}')
+    with pytest.raises(DataError, match="not a mailnet data manifest"):
+        load_manifest(tmp_path / "n.json")
+
+
+def test_cli_prints_one_line(tmp_path, capsys):
+    path = write_npz(tmp_path, good_arrays())
+    path.write_bytes(b"junk")
+    assert cli_main(["data", "describe", "--data-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mailnet: error:") and str(path) in err and len(err.splitlines()) == 1
+    assert cli_main(["data", "download", "nosuchmnist", "--data-root", str(tmp_path)]) == 2
+    assert "unknown MedMNIST 2D flag" in capsys.readouterr().err
+    assert isinstance(DataError("x"), MailnetError)

@@ -167,10 +167,11 @@ def test_truncated_image_file_fails_when_read(tmp_path):
     bad = tmp_path / "a" / "0.png"
     bad.write_bytes(bad.read_bytes()[:200])  # header intact (passes the scan), pixel data cut
     data = build_data(folder_cfg(tmp_path) | {"split_fractions": {"val": 0.34, "test": 0.34}})
-    with pytest.raises(DataError) as e:
-        for split in ("train", "val", "test"):
-            list(data.loader(split, 2))
-    one_line(e, str(bad), "unreadable image file")
+    for workers in (0, 1):  # errors raised in a loader worker come back as the same single line
+        with pytest.raises(DataError) as e:
+            for split in ("train", "val", "test"):
+                list(data.loader(split, 2, num_workers=workers))
+        one_line(e, str(bad), "unreadable image file")
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:

@@ -13,6 +13,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from mailnet.data import CsvSource, ImageFolderSource, build_data, load_manifest
 from mailnet.data.augment import AugOp, apply_ops, gaussian_kernels
+from mailnet.errors import DataError
 
 
 def write_png(path: Path, rng: np.random.Generator, size: int = 12, rgb: bool = False) -> None:
@@ -67,6 +68,11 @@ def test_folder_without_splits_is_split_seeded_and_saved(tmp_path):
     assert again.manifest()["modalities"] == data.manifest()["modalities"]
     other = build_data({**cfg, "split_seed": 6})
     assert other.manifest()["modalities"][0]["splits"]["test"] != man["test"]
+    # a manifest applied to a folder whose files changed is refused
+    saved = data.manifest()
+    write_png(root / "cat" / "new.png", np.random.default_rng(9), rgb=True)
+    with pytest.raises(DataError, match="differs from the data the manifest was written for"):
+        build_data(cfg, manifest=saved)
 
 
 def test_csv_source_with_split_column_and_class_names(tmp_path):

@@ -110,7 +110,7 @@ def _build_unpaired(dc: DataCfg, root: Path, split_seed: int, subset: dict | Non
         if sum(info.pools.values()) == 0:
             raise DataError(f"modality {mc.name!r} ({info.location}): zero samples")
         if manifest is not None:
-            splits = manifest_splits(manifest, m, mc.name, info.pools)
+            splits = manifest_splits(manifest, m, mc.name, info.pools, fingerprint=src.fingerprint)
         else:
             fractions = mc.options.get("split_fractions", dc.split_fractions)
             all_labels = {p: src.labels(p) for p in info.pools}
@@ -134,7 +134,7 @@ def _build_paired(dc: DataCfg, root: Path, split_seed: int, subset: dict | None,
     )
     pools = table.pools()
     if manifest is not None:
-        splits = manifest_splits(manifest, 0, dc.modalities[0].name, pools)
+        splits = manifest_splits(manifest, 0, dc.modalities[0].name, pools, fingerprint=table.sources[0].fingerprint)
         for m, mc in enumerate(dc.modalities[1:], start=1):
             other = manifest_splits(manifest, m, mc.name, pools)
             if any(not np.array_equal(other[s][1], splits[s][1]) for s in SPLITS):

@@ -16,10 +16,32 @@ from mailnet.data.dataset import ModalityRuntime, PlanDataset, TaskRuntime
 from mailnet.data.plan import Plan, paired_plan, sample_positions, shard, unpaired_eval_plan, unpaired_train_plan
 from mailnet.data.sources.base import SPLITS
 from mailnet.data.types import ModalitySpec, TaskSpec
-from mailnet.errors import DataError
+from mailnet.errors import DataError, MailnetError
 from mailnet.utils import write_json
 
 MANIFEST_FORMAT = "mailnet-data-manifest"
+
+
+class BatchLoader(DataLoader):
+    """A ``DataLoader`` whose worker-side ``MailnetError``s come back as the original one-line error (torch
+    re-raises them with the worker's whole traceback in the message)."""
+
+    def __iter__(self):
+        it = super().__iter__()
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except MailnetError as e:
+                text = str(e)
+                if "\n" not in text:
+                    raise
+                last = [ln for ln in text.splitlines() if ln.startswith("mailnet.errors.")]
+                msg = last[-1].split(": ", 1)[1] if last and ": " in last[-1] else text.splitlines()[-1]
+                raise type(e)(msg) from None
+            yield batch
+
 MANIFEST_VERSION = 1
 
 
@@ -79,7 +101,7 @@ class MultimodalData:
 
     def loader(self, split: str, batch_size: int, *, epoch: int = 0, shuffle: bool | None = None,
                drop_last: bool = False, rank: int = 0, world_size: int = 1, num_workers: int = 0,
-               partner_seed: int | None = None) -> DataLoader:
+               partner_seed: int | None = None) -> BatchLoader:
         """Batches of one pass over ``split`` for this rank.
 
         Training (``train``): pairs re-drawn per ``epoch`` and the configured size equalisation; augmentation on.
@@ -93,7 +115,7 @@ class MultimodalData:
         ds = self.dataset(split, epoch=epoch, shuffle=shuffle, rank=rank, world_size=world_size,
                           partner_seed=partner_seed)
         sampler = BatchSampler(SequentialSampler(range(len(ds))), batch_size=batch_size, drop_last=drop_last)
-        return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=num_workers,
+        return BatchLoader(ds, sampler=sampler, batch_size=None, num_workers=num_workers,
                           persistent_workers=False, pin_memory=False)
 
     def num_samples(self, split: str) -> list[int]:
@@ -129,6 +151,7 @@ class MultimodalData:
                 "img_size": mod.spec.img_size,
                 "splits": {s: {"pool": pool, "count": int(len(idx)), "indices": [int(i) for i in idx]}
                            for s, (pool, idx) in mod.splits.items()},
+                "fingerprints": {pool: mod.source.fingerprint(pool) for pool in info.pools},
             })
         return {
             "format": MANIFEST_FORMAT,

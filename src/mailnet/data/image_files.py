@@ -72,6 +72,9 @@ class FileImages:
     def get(self, idx: np.ndarray) -> list[np.ndarray]:
         return [read_image(self.paths[int(i)]) for i in np.asarray(idx).reshape(-1)]
 
+    def names(self) -> list[str]:
+        return [p.name if len(p.parts) < 2 else f"{p.parent.name}/{p.name}" for p in self.paths]
+
     def native(self) -> tuple[int, int | None]:
         """Channels and square size of the first file (None when not square), for the source's description."""
         if not self.paths:

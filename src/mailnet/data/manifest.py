@@ -38,8 +38,8 @@ def check_manifest(m: object, *, where: str = "manifest") -> None:
         raise DataError(f"{where}: 'modalities' must be a non-empty list")
 
 
-def manifest_splits(m: dict, modality: int, name: str, pools: dict[str, int],
-                    where: str = "manifest") -> dict[str, tuple[str, np.ndarray]]:
+def manifest_splits(m: dict, modality: int, name: str, pools: dict[str, int], where: str = "manifest",
+                    fingerprint=None) -> dict[str, tuple[str, np.ndarray]]:
     """The recorded splits of one modality, checked against the pools its source really has."""
     mods = m["modalities"]
     if modality >= len(mods):
@@ -61,4 +61,10 @@ def manifest_splits(m: dict, modality: int, name: str, pools: dict[str, int],
             raise DataError(f"{where}: modality {name!r} split {split!r}: index {int(idx.max())} out of range for "
                             f"pool {pool!r} of {pools[pool]} samples (different data?)")
         out[split] = (pool, idx)
+    recorded = entry.get("fingerprints") or {}
+    if fingerprint is not None:
+        for pool, digest in recorded.items():
+            if pool in pools and fingerprint(pool) != digest:
+                raise DataError(f"{where}: modality {name!r} pool {pool!r} differs from the data the manifest was "
+                                "written for (labels or file list changed)")
     return out

@@ -6,6 +6,7 @@ manifest). Keeping pools separate from splits lets one manifest format describe 
 """
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 
@@ -56,3 +57,18 @@ class ImageSource(ABC):
 
     def describe(self) -> dict:
         return self.info().to_dict()
+
+    def fingerprint(self, pool: str) -> str:
+        """A short digest of a pool's labels (and file names, where there are files), stored in manifests so a
+        manifest applied to changed data is refused instead of silently pointing at other samples."""
+        h = hashlib.sha1()
+        names = self.file_names(pool)
+        if names is not None:
+            h.update("\n".join(names).encode())
+        else:
+            h.update(np.ascontiguousarray(self.labels(pool)).tobytes())
+        return h.hexdigest()[:16]
+
+    def file_names(self, pool: str) -> list[str] | None:
+        """Names of the files behind a pool, in order (None for array-backed sources)."""
+        return None

@@ -56,3 +56,6 @@ class CsvSource(ImageSource):
 
     def images(self, pool: str, idx: np.ndarray) -> list[np.ndarray]:
         return self._files[pool].get(idx)
+
+    def file_names(self, pool: str) -> list[str]:
+        return self._files[pool].names()

@@ -87,6 +87,9 @@ class ImageFolderSource(ImageSource):
     def images(self, pool: str, idx: np.ndarray) -> list[np.ndarray]:
         return self._files[pool].get(idx)
 
+    def file_names(self, pool: str) -> list[str]:
+        return self._files[pool].names()
+
     def file_list(self, pool: str) -> list[str]:
         """Paths relative to the root, recorded in the manifest so a split can be audited file by file."""
         return [str(p.relative_to(self.root)) for p in self._files[pool].paths]

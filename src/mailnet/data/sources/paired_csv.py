@@ -42,6 +42,9 @@ class PairedColumnSource(ImageSource):
     def images(self, pool: str, idx: np.ndarray) -> list[np.ndarray]:
         return self._files[pool].get(idx)
 
+    def file_names(self, pool: str) -> list[str]:
+        return self._files[pool].names()
+
 
 class PairedCsv:
     """The parsed paired manifest: per-pool row lists, one image source per modality column, labels per task."""

@@ -167,3 +167,35 @@ def test_batched_blur_matches_torchvision_and_seeds_are_per_image():
     full = apply_ops(x.clone(), ops, [np.random.default_rng(10), np.random.default_rng(11)])
     alone = apply_ops(x[1:].clone(), ops, [np.random.default_rng(11)])
     assert torch.allclose(full[1:], alone, atol=1e-6)  # an image's result depends on its own generator only
+
+
+def test_medmnist_size_choice_and_resize(tmp_path):
+    rng = np.random.default_rng(4)
+    arrays = {}
+    for s in ("train", "val", "test"):
+        arrays[f"{s}_images"] = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+        arrays[f"{s}_labels"] = rng.integers(0, 2, (4, 14), dtype=np.uint8)  # chestmnist: multi-label, 14 classes
+    np.savez(tmp_path / "chestmnist_64.npz", **arrays)
+    for size, want in ((64, 64), (32, 32), (100, 100)):
+        data = build_data({"modalities": [{"flag": "chestmnist", "size": size, "channels": "keep"}]}, data_root=tmp_path)
+        assert data.manifest()["modalities"][0]["source"]["location"].endswith("chestmnist_64.npz")
+        assert data.tasks[0].task_type == "multi-label" and data.tasks[0].num_classes == 14
+        batch = next(iter(data.loader("val", 4)))
+        assert batch["images"][0].shape == (4, 3, want, want) and batch["labels"][0].shape == (4, 14)
+    with pytest.raises(DataError, match=r"chestmnist_128\.npz not found"):
+        build_data({"modalities": [{"flag": "chestmnist", "source_size": 128}]}, data_root=tmp_path)
+
+
+def test_cli_describe_config(tmp_path, capsys):
+    from mailnet.cli import main as cli_main
+
+    path = make_paired(tmp_path)
+    import yaml
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"data": paired_cfg(path)}))
+    assert cli_main(["data", "describe", "--config", str(tmp_path / "c.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "mode: paired" in out and "tumour" in out and "ordinal" in out
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"data": {**paired_cfg(path), "sise": 3}}))
+    assert cli_main(["data", "describe", "--config", str(tmp_path / "bad.yaml")]) == 2
+    assert "data.sise: unknown key" in capsys.readouterr().err

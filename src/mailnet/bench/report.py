@@ -234,7 +234,25 @@ def robustness_section(outcome: BenchOutcome) -> str:
             rows.append([model, attack, task, fmt_ms(cell.get("clean", []), 3)]
                         + [fmt_ms(cell.get(e, []), 3) for e in a["eps"]])
         parts.append(f"### {comp}\n\n{_table(header, rows)}")
-    return "\n\n".join(parts)
+    parts.append(_sanity_lines(outcome, akey))
+    return "\n\n".join(p for p in parts if p)
+
+
+def _sanity_lines(outcome: BenchOutcome, akey: str) -> str:
+    """The attack suite's sanity checks (accuracy -> 0 at large eps, more steps never help, ...), per run."""
+    checked, failed = 0, []
+    for job in outcome.jobs:
+        entry = (outcome.records.get(job.key) or {}).get("attacks", {}).get(akey)
+        if not entry or "sanity" not in entry:
+            continue
+        checked += 1
+        failed += [f"`{job.label}`: {f}" for f in entry["sanity"].get("failed", [])]
+    if not checked:
+        return ""
+    if not failed:
+        return f"Sanity checks of the attack suite passed for all {checked} attacked runs."
+    return (f"**Sanity checks failed** ({len(failed)} in {checked} attacked runs; the robust accuracies above may "
+            "overstate robustness):\n\n" + "\n".join(f"- {f}" for f in failed))
 
 
 def cost_section(outcome: BenchOutcome) -> str:
@@ -388,7 +406,7 @@ def _plot_robust(plt, outcome: BenchOutcome, by, comps: list[str], out_dir: Path
                     drew = True
         ax.set(xlabel="ε (× 1/255)", ylabel="accuracy (mean over tasks)", title=comp, ylim=(0, 1))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax)
     if not drew:
         plt.close(fig)
         return None
@@ -413,9 +431,14 @@ def _plot_curves(plt, by, comps: list[str], out_dir: Path) -> str:
                 axes[row][j].set(xlabel="epoch", ylabel=ylabel, title=comp)
         for row in range(2):
             axes[row][j].grid(alpha=0.3)
-            axes[row][j].legend(fontsize=7)
+            _legend(axes[row][j])
     fig.tight_layout()
     return _save(plt, fig, out_dir, "training_curves")
+
+
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
 
 
 def _save(plt, fig, out_dir: Path, name: str) -> str:

@@ -73,8 +73,61 @@ def attack_stage(run: Path, settings: dict[str, Any], *, device: str, data_root:
     return _attack_with_suite(run, settings, device=device, data_root=data_root)
 
 
+# Bench attack options that are not SuiteSettings fields.
+ATTACK_OPTION_EXTRAS = ("threat", "subset_seed", "split")
+
+
+def attack_option_names() -> tuple[str, ...]:
+    """The keys ``attacks.options`` may hold: the attack suite's settings plus threat / subset_seed / split."""
+    from dataclasses import fields
+
+    from mailnet.attacks.suite import SuiteSettings
+
+    own = ("steps", "restarts", "eot", "batch_size")  # set by the bench's own keys
+    return tuple(f.name for f in fields(SuiteSettings) if f.name not in own) + ATTACK_OPTION_EXTRAS
+
+
 def _attack_with_suite(run: Path, settings: dict[str, Any], *, device: str, data_root: str | None) -> dict[str, Any]:
-    raise MailnetError("attack suite integration pending")
+    """The same pipeline as ``mailnet attack``: the run's data and best checkpoint, a seeded subset of the test
+    split (the same samples for every model), ``run_suite`` and its sanity checks."""
+    from mailnet.attacks.sanity import failures, run_sanity
+    from mailnet.attacks.subset import select_subset, stack_batches
+    from mailnet.attacks.suite import SuiteSettings, run_suite
+    from mailnet.bench.suite import eps_value
+    from mailnet.engine.randomness import reseed
+    from mailnet.engine.runs import load_run
+    from mailnet.engine.trainer import resolve_device
+
+    opts = dict(settings.get("options") or {})
+    threat = opts.pop("threat", "joint")
+    subset_seed = int(opts.pop("subset_seed", 0))
+    split = opts.pop("split", "test")
+    suite_settings = SuiteSettings(steps=settings["steps"], restarts=settings["restarts"], eot=settings["eot"],
+                                   batch_size=settings["batch_size"], **opts)
+    dev = resolve_device(device)
+    model, data, _ = load_run(run, which="best", device=dev, data_root=data_root)
+    rows = stack_batches(data.loader(split, settings["batch_size"], partner_seed=subset_seed))
+    rows = select_subset(rows, settings["subset"], seed=subset_seed).to(dev)
+    eps_text = {eps_value(e): e for e in settings["eps"]}
+    reseed(model, suite_settings.seed)
+    result = run_suite(model, rows, settings["names"], list(eps_text), threat, suite_settings,
+                       task_names=[t.name for t in data.tasks], modality_names=[m.name for m in data.modalities])
+    out_rows = []
+    for r in result.records:
+        if r.get("role", "main") != "main":
+            continue
+        attack = r["attack"] if r.get("perturbed", "all") == "all" else f"{r['attack']} ({r['perturbed']} only)"
+        out_rows.append({"attack": attack, "eps": eps_text.get(r["eps"], f"{r['eps_255']:g}/255"),
+                         "eps_value": r["eps"], "task": r["task"], "robust_acc": r["robust_acc"],
+                         "clean_acc": r["clean_acc"], "n": r["n"], "steps": r.get("steps"),
+                         "restarts": r.get("restarts"), "eot": r.get("eot")})
+    checks = run_sanity(result.records)
+    failed = failures(checks)
+    return {"rows": out_rows, "clean": result.clean, "random_model": result.random_model,
+            "suite_settings": suite_settings.to_dict(), "threat": threat, "split": split, "subset_seed": subset_seed,
+            "sanity": {"passed": not failed, "checks": len(checks),
+                       "failed": [f"{c.name}: {c.detail}" for c in failed]},
+            "records": result.records}
 
 
 # ------------------------------------------------------------------------------------------------------ cost

@@ -257,7 +257,25 @@ def _attacks(value: Any, where: str) -> dict[str, Any] | None:
     if a["subset"] is not None:
         _positive_int(a["subset"], where, "attacks.subset")
     a["options"] = _mapping(a["options"] or {}, where, "attacks.options")
+    _check_attack_options(a, where)
     return a
+
+
+def _check_attack_options(a: dict[str, Any], where: str) -> None:
+    """Attack names and ``options`` keys are checked against the attack suite itself (when it is installed)."""
+    try:
+        from mailnet.attacks.suite import ATTACKS
+
+        from mailnet.bench.stages import attack_option_names
+        allowed = attack_option_names()
+    except ImportError:
+        return
+    for n in a["names"]:
+        if n not in ATTACKS:
+            raise ConfigError(f"{where}: attacks.names: unknown attack {n!r} (known: {', '.join(ATTACKS)})")
+    for k in a["options"]:
+        if k not in allowed:
+            raise ConfigError(f"{where}: attacks.options.{k}: unknown attack option (known: {', '.join(allowed)})")
 
 
 def _check_eps(eps: list[str], where: str) -> None:

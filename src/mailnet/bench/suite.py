@@ -12,7 +12,8 @@ Schema (every key but ``models``, ``compositions`` and ``base`` is optional)::
     base: configs/pneumonia_breast.yaml   # a config file, or an inline config mapping
     config: {train: {epochs: 4}}    # patch merged into every job's config
     models: [mail, {name: mail, label: mail_small, kwargs: {widths: [16, 32, 64, 128]}}]
-    compositions: [configs/pneumonia_breast.yaml, {name: pb, data: {...}}, {name: pbr, config: FILE}]
+    compositions: [configs/pneumonia_breast.yaml, {name: pb, data: {...}}, {name: pbr, config: FILE,
+                   overrides: {train: {loss_weights: [1, 1, 1]}}}]   # overrides: this composition's patch
     data: {subset: {train: 256}}    # patch merged into every composition's data section
     seeds: [0, 1, 2]
     attacks: {names: [pgd], eps: [1/255, 4/255], steps: 10, restarts: 1, eot: 1, subset: 256}  # or null
@@ -39,7 +40,7 @@ TOP_KEYS = ("name", "description", "expected_wall_time", "base", "config", "mode
             "seeds", "attacks", "cost", "quick")
 QUICK_KEYS = ("config", "data", "seeds", "models", "compositions", "attacks", "cost")
 MODEL_KEYS = ("name", "label", "kwargs")
-COMPOSITION_KEYS = ("name", "config", "data")
+COMPOSITION_KEYS = ("name", "config", "data", "overrides")
 ATTACK_DEFAULTS: dict[str, Any] = {"names": ["pgd"], "eps": ["1/255", "2/255", "4/255", "8/255"], "steps": 10,
                                    "restarts": 1, "eot": 1, "subset": 256, "batch_size": 128, "options": {}}
 COST_DEFAULTS: dict[str, Any] = {"sizes": None, "threads": 2, "batch": 64, "latency_iters": 20, "batch_iters": 3,
@@ -62,6 +63,7 @@ class Composition:
     name: str
     data: dict[str, Any]
     source: str  # where it came from (a file, or "inline")
+    overrides: dict[str, Any] = field(default_factory=dict)  # config patch for this composition's jobs
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,11 @@ def _compositions(value: Any, path: Path) -> list[Composition]:
             if not c.get("name"):
                 raise ConfigError(f"{where}: {at}.name: an inline composition needs a name")
             name, source = c["name"], "inline"
-        out.append(Composition(name=str(name), data=copy.deepcopy(data), source=source))
+        overrides = _mapping(c.get("overrides") or {}, where, at + ".overrides")
+        if "data" in overrides:
+            raise ConfigError(f"{where}: {at}.overrides: put data settings in the composition's data, not overrides")
+        out.append(Composition(name=str(name), data=copy.deepcopy(data), source=source,
+                               overrides=copy.deepcopy(overrides)))
     _unique([c.name for c in out], where, "compositions", "name")
     return out
 
@@ -328,7 +334,7 @@ def resolve_job_config(suite: Suite, model: ModelEntry, comp: Composition, seed:
     """base <- config patch <- composition data (+ data patch) <- model <- seed, then defaults and validation."""
     from mailnet.config import DEFAULTS, merge, validate
 
-    user = deep_merge(suite.base, suite.config_patch)
+    user = deep_merge(deep_merge(suite.base, suite.config_patch), comp.overrides)
     user["data"] = deep_merge(comp.data, suite.data_patch)
     model_section = _mapping(user.get("model") or {}, str(suite.path), "base model")
     base_kwargs = _mapping(model_section.get("kwargs") or {}, str(suite.path), "base model.kwargs")
@@ -339,6 +345,7 @@ def resolve_job_config(suite: Suite, model: ModelEntry, comp: Composition, seed:
     try:
         validate(cfg)
         _validate_data(cfg["data"])
+        _check_loss_weights(cfg)
     except ConfigError as e:
         raise ConfigError(f"{suite.path}: job {comp.name}/{model.label}/seed{seed}: {e}") from None
     return cfg
@@ -351,6 +358,16 @@ def _validate_data(data: dict[str, Any]) -> None:
     except ImportError:  # data layer not installed in this checkout
         return
     parse_data_config(data)
+
+
+def _check_loss_weights(cfg: dict[str, Any]) -> None:
+    """One weight per task: a base written for two modalities must not silently meet a three-modality composition."""
+    weights, data = cfg["train"].get("loss_weights"), cfg["data"]
+    if weights is None or data.get("mode", "unpaired") != "unpaired" or not isinstance(data.get("modalities"), list):
+        return
+    if len(weights) != len(data["modalities"]):
+        raise ConfigError(f"train.loss_weights: {len(weights)} weights for {len(data['modalities'])} modalities "
+                          "(set them per composition with overrides: {train: {loss_weights: [...]}})")
 
 
 def attack_key(settings: dict[str, Any]) -> str:

@@ -1,0 +1,217 @@
+"""``mailnet bench``: suite validation, stable run keys, the generated BENCHMARKS block, and a real tiny suite
+through the CLI (train, attack, profile, report), rerun to prove finished work is reused, never redone."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mailnet.bench.hashing import config_hash
+from mailnet.bench.report import BEGIN, END, update_marked_block
+from mailnet.bench.suite import load_suite
+from mailnet.cli import main
+from mailnet.errors import ConfigError, MailnetError
+
+DATA = {
+    "mode": "unpaired", "size": 28, "equalize": "repeat",
+    "modalities": [{"name": "pneumonia", "source": "medmnist", "flag": "pneumoniamnist", "channels": 3},
+                   {"name": "breast", "source": "medmnist", "flag": "breastmnist", "channels": 3}],
+}
+TINY_MAIL = {"name": "mail", "label": "mail_tiny", "kwargs": {"widths": [8, 8, 16, 16]}}
+
+
+def suite_dict(**changes) -> dict:
+    suite = {
+        "name": "t",
+        "base": {"model": {"name": "mail", "kwargs": {"stem": "imagenet"}}, "data": DATA,
+                 "train": {"epochs": 1, "batch_size": 16, "max_steps_per_epoch": 2, "lr": 1.0e-3},
+                 "eval": {"batch_size": 64, "mc_samples": 1, "partner_draws": 1, "partner_bank": 2}},
+        "compositions": [{"name": "pb", "data": DATA}],
+        "data": {"subset": {"train": 32, "val": 16, "test": 24}},
+        "models": [TINY_MAIL],
+        "seeds": [0],
+        "attacks": {"names": ["pgd"], "eps": ["4/255"], "steps": 1, "restarts": 1, "eot": 1, "subset": 8,
+                    "batch_size": 64, "options": {"sanity": False}},
+        "cost": {"threads": 1, "batch": 4, "latency_iters": 1, "batch_iters": 1, "warmup": 0},
+    }
+    suite.update(changes)
+    return suite
+
+
+def write_suite(tmp_path: Path, suite: dict, name: str = "suite.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return p
+
+
+# ------------------------------------------------------------------------------------------------------ parsing
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"modelz": ["mail"]}, "modelz: unknown suite key"),
+    ({"attacks": {"stepz": 3}}, "attacks.stepz: unknown suite key"),
+    ({"attacks": {"names": ["pgdd"]}}, "unknown attack 'pgdd'"),
+    ({"attacks": {"options": {"threatt": "each"}}}, "attacks.options.threatt"),
+    ({"attacks": {"eps": ["four"]}}, "attacks.eps"),
+    ({"cost": {"threads": 0}}, "cost.threads: must be a positive integer"),
+    ({"models": ["no_such_model"]}, "unknown model 'no_such_model'"),
+    ({"models": [{"name": "mail", "kwarg": {}}]}, "models[0].kwarg: unknown suite key"),
+    ({"models": ["mail", "mail"]}, "label 'mail' appears twice"),
+    ({"seeds": [0, 0]}, "repeats a seed"),
+    ({"seeds": "0,1"}, "seeds: must be a non-empty list"),
+    ({"compositions": [{"name": "x"}]}, "give exactly one of config"),
+    ({"compositions": ["configs/nope.yaml"]}, "file 'configs/nope.yaml' not found"),
+    ({"config": {"train": {"epoch": 3}}}, "train.epoch: unknown config key"),
+    ({"data": {"sise": 28}}, "data.sise: unknown key"),
+    ({"base": None}, "base: missing"),
+    ({"config": {"train": {"loss_weights": [1, 1, 1]}}}, "3 weights for 2 modalities"),
+    ({"compositions": [{"name": "x", "data": DATA, "overrides": {"data": {}}}]}, "overrides: put data settings"),
+])
+def test_invalid_suites_fail_with_one_line(tmp_path, change, expected):
+    path = write_suite(tmp_path, suite_dict(**change))
+    with pytest.raises(ConfigError) as e:
+        load_suite(path)
+    msg = str(e.value)
+    assert expected in msg and "\n" not in msg and str(path) in msg
+
+
+def test_quick_section_is_required_and_merged(tmp_path):
+    path = write_suite(tmp_path, suite_dict())
+    with pytest.raises(ConfigError, match="no quick: section"):
+        load_suite(path, quick=True)
+    quick = {"data": {"subset": {"train": 16}}, "config": {"train": {"max_steps_per_epoch": 1}},
+             "attacks": {"steps": 2}, "seeds": [3]}
+    path = write_suite(tmp_path, suite_dict(quick=quick))
+    full, small = load_suite(path), load_suite(path, quick=True)
+    (jf,), (js,) = full.jobs(), small.jobs()
+    assert js.cfg["data"]["subset"] == {"train": 16, "val": 16, "test": 24}  # merged key by key, not replaced
+    assert js.cfg["train"]["max_steps_per_epoch"] == 1 and js.seed == 3 and small.attacks["steps"] == 2
+    assert small.attacks["eps"] == full.attacks["eps"] and jf.cfg["train"]["max_steps_per_epoch"] == 2
+
+
+def test_repository_suites_parse():
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("quick", "cpu", "paper"):
+        suite = load_suite(repo / "benchmarks" / f"{name}.yaml")
+        assert suite.jobs() and suite.has_quick
+        assert load_suite(repo / "benchmarks" / f"{name}.yaml", quick=True).jobs()
+    cpu = load_suite(repo / "benchmarks" / "cpu.yaml")
+    from mailnet.models import list_models
+
+    assert {m.name for m in cpu.models} == set(list_models()) and len(cpu.seeds) == 3
+
+
+# ------------------------------------------------------------------------------------------------------ hashing
+
+
+def test_hash_is_stable_and_sensitive(tmp_path):
+    a = load_suite(write_suite(tmp_path, suite_dict(), "a.yaml")).jobs()[0]
+    # the same settings written in another key order, another suite name and another output folder
+    s = suite_dict(name="other", config={"output": {"dir": "elsewhere"}})
+    s["base"] = dict(reversed(list(s["base"].items())))
+    b = load_suite(write_suite(tmp_path, s, "b.yaml")).jobs()[0]
+    assert a.cfg["name"] != b.cfg["name"] and a.cfg["output"] != b.cfg["output"]
+    assert a.key == b.key == config_hash(json.loads(json.dumps(a.cfg)))
+    lr = load_suite(write_suite(tmp_path, suite_dict(config={"train": {"lr": 2.0e-3}}), "c.yaml")).jobs()[0]
+    seed = load_suite(write_suite(tmp_path, suite_dict(seeds=[1]), "d.yaml")).jobs()[0]
+    widths = load_suite(write_suite(tmp_path, suite_dict(models=[{**TINY_MAIL, "kwargs": {"widths": [8, 8, 8, 8]}}]),
+                                    "e.yaml")).jobs()[0]
+    assert len({a.key, lr.key, seed.key, widths.key}) == 4
+
+
+# ------------------------------------------------------------------------------------------------------ BENCHMARKS
+
+
+def test_update_marked_block_touches_only_the_block(tmp_path):
+    f = tmp_path / "BENCHMARKS.md"
+    head = "# Benchmarks\n\nhand-written text\n"
+    f.write_text(head)
+    update_marked_block(f, "first")
+    text = f.read_text()
+    assert text.startswith(head) and text.endswith(f"{BEGIN}\nfirst\n{END}\n")
+    f.write_text(text + "\n## Later hand-written section\n")
+    update_marked_block(f, "second\ntable")
+    text = f.read_text()
+    assert text == head + f"\n{BEGIN}\nsecond\ntable\n{END}\n\n## Later hand-written section\n"
+    f.write_text(head + BEGIN + "\n")
+    with pytest.raises(MailnetError, match="markers"):
+        update_marked_block(f, "x")
+
+
+# ------------------------------------------------------------------------------------------------------ real run
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
+    suite = write_suite(tmp_path, suite_dict(seeds=[0, 1]))
+    out, results = tmp_path / "out", tmp_path / "results"
+    argv = ["bench", str(suite), "--out", str(out), "--data-root", str(data_root), "--device", "cpu",
+            "--results-dir", str(results), "--save-results", "--no-progress"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert first.count("[trained]") == 2 and first.count("[attacked]") == 2 and first.count("[profiled]") == 1
+
+    report = (out / "report.md").read_text()
+    for needle in ("## Accuracy", "pneumonia ACC", "breast AUC", "±", "## Robust accuracy", "ε=4/255",
+                   "## Cost", "mail_tiny", "Git commit", "torch ", "Command**: `mailnet bench"):
+        assert needle in report, needle
+    for chart in ("accuracy_vs_macs", "accuracy_vs_latency", "robust_accuracy_vs_eps", "training_curves"):
+        png = out / "charts" / f"{chart}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", chart
+    rows = _rows(out / "results.csv")
+    kinds = {r["kind"] for r in rows}
+    assert {"test", "history", "attack", "cost"} <= kinds
+    accs = [float(r["value"]) for r in rows if r["kind"] == "test" and r["metric"] == "acc"]
+    assert len(accs) == 4 and all(0.0 <= a <= 1.0 for a in accs)  # 2 seeds x 2 tasks
+    robust = [r for r in rows if r["metric"] == "robust_acc"]
+    assert len(robust) == 4 and all(0.0 <= float(r["value"]) <= 1.0 for r in robust)
+    saved = sorted(p.name for p in results.iterdir())
+    assert len([n for n in saved if not n.startswith("cost-")]) == 2 and any(n.startswith("cost-") for n in saved)
+    assert not any(p.suffix == ".safetensors" for p in results.rglob("*"))
+
+    # rerun: everything reused, nothing trained; the run directories are untouched
+    finished = sorted((out / "runs").glob("*/FINISHED"))
+    stamps = [p.stat().st_mtime_ns for p in finished]
+    assert main(argv) == 0
+    second = capsys.readouterr().out
+    assert "[trained]" not in second and "[attacked]" not in second and "[profiled]" not in second
+    assert second.count("[reused]") == 5  # 2 runs + 2 attack results + 1 cost
+    assert [p.stat().st_mtime_ns for p in finished] == stamps
+
+    # a run directory that finished but lost its record (interrupted right after training) is reused too
+    for rec in (out / "records").iterdir():
+        rec.unlink()
+    assert main(argv[:-3] + ["--no-save-results", "--no-progress"]) == 0
+    third = capsys.readouterr().out
+    assert "[trained]" not in third and third.count("finished run") == 2
+
+    # another sitting, another output folder: the committed records alone rebuild the report
+    out2 = tmp_path / "out2"
+    bench_md = tmp_path / "BENCHMARKS.md"
+    bench_md.write_text("# Benchmarks\n\nkept as is\n")
+    assert main(["bench", str(suite), "--out", str(out2), "--results-dir", str(results), "--report-only",
+                 "--update-benchmarks", str(bench_md)]) == 0
+    fourth = capsys.readouterr().out
+    assert "[trained]" not in fourth and "[missing]" not in fourth and not (out2 / "runs").exists()
+    rebuilt = _rows(out2 / "results.csv")
+    assert sorted(r["value"] for r in rebuilt if r["kind"] == "test") == \
+        sorted(r["value"] for r in rows if r["kind"] == "test")
+    md = bench_md.read_text()
+    assert md.startswith("# Benchmarks\n\nkept as is\n") and BEGIN in md and "from commit" in md
+    assert "### Accuracy" in md  # the report's headings, one level down
+
+
+def test_report_only_lists_missing_runs(tmp_path):
+    suite = write_suite(tmp_path, suite_dict())
+    out = tmp_path / "out"
+    assert main(["bench", str(suite), "--out", str(out), "--results-dir", str(tmp_path / "none"),
+                 "--report-only"]) == 0
+    report = (out / "report.md").read_text()
+    assert "## Missing runs" in report and "pb/mail_tiny/seed0" in report and "0/1 runs finished" in report

@@ -188,9 +188,11 @@ def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
     # a run directory that finished but lost its record (interrupted right after training) is reused too
     for rec in (out / "records").iterdir():
         rec.unlink()
-    assert main(argv[:-3] + ["--no-save-results", "--no-progress"]) == 0
+    argv3 = argv[:-4] + ["--results-dir", str(tmp_path / "empty"), "--no-progress"]
+    assert main(argv3) == 0
     third = capsys.readouterr().out
     assert "[trained]" not in third and third.count("finished run") == 2
+    assert third.count("[attacked]") == 2  # attack results lived in the lost records; the weights are still there
 
     # another sitting, another output folder: the committed records alone rebuild the report
     out2 = tmp_path / "out2"

@@ -67,6 +67,7 @@ def write_suite(tmp_path: Path, suite: dict, name: str = "suite.yaml") -> Path:
     ({"config": {"train": {"epoch": 3}}}, "train.epoch: unknown config key"),
     ({"data": {"sise": 28}}, "data.sise: unknown key"),
     ({"base": None}, "base: missing"),
+    ({"save_results": "yes"}, "save_results: must be true or false"),
     ({"config": {"train": {"loss_weights": [1, 1, 1]}}}, "3 weights for 2 modalities"),
     ({"compositions": [{"name": "x", "data": DATA, "overrides": {"data": {}}}]}, "overrides: put data settings"),
 ])

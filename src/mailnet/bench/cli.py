@@ -20,7 +20,7 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
 
     suite = load_suite(args.suite, quick=args.quick)
     out = Path(args.out) if args.out else default_out(suite.name, args.quick)
-    save = (not args.quick) if args.save_results is None else bool(args.save_results)
+    save = (suite.save_results and not args.quick) if args.save_results is None else bool(args.save_results)
     results_dir = Path(args.results_dir) if args.results_dir else None
     if args.list:
         return _list(suite, Store(out, results_dir, False))
@@ -50,5 +50,5 @@ def _list(suite, store: Store) -> int:
         run = store.run_dir(job.key)
         status = (f"done ({where})" if rec is not None else "finished run" if rundir.is_finished(run)
                   else "partial run" if run.exists() else "to do")
-        print(f"{job.key}  {job.label:<40} {status}")
+        print(f"{job.key}  {job.label:<48} {status}")
     return 0

@@ -9,6 +9,7 @@ Schema (every key but ``models``, ``compositions`` and ``base`` is optional)::
     name: cpu                       # default: the file's stem
     description: ...
     expected_wall_time: "about 9 h on 2 CPU cores"
+    save_results: true              # write finished-run records to benchmarks/results (never with --quick)
     base: configs/pneumonia_breast.yaml   # a config file, or an inline config mapping
     config: {train: {epochs: 4}}    # patch merged into every job's config
     models: [mail, {name: mail, label: mail_small, kwargs: {widths: [16, 32, 64, 128]}}]
@@ -36,7 +37,7 @@ import yaml
 from mailnet.bench.hashing import config_hash, stable_hash
 from mailnet.errors import ConfigError
 
-TOP_KEYS = ("name", "description", "expected_wall_time", "base", "config", "models", "compositions", "data",
+TOP_KEYS = ("name", "description", "expected_wall_time", "save_results", "base", "config", "models", "compositions", "data",
             "seeds", "attacks", "cost", "quick")
 QUICK_KEYS = ("config", "data", "seeds", "models", "compositions", "attacks", "cost")
 MODEL_KEYS = ("name", "label", "kwargs")
@@ -100,6 +101,7 @@ class Suite:
     cost: dict[str, Any] | None
     quick: bool
     has_quick: bool
+    save_results: bool = True
 
     def jobs(self) -> list[Job]:
         return expand(self)
@@ -149,7 +151,7 @@ def parse_suite(raw: dict[str, Any], path: Path, quick: bool = False) -> Suite:
         data_patch=_mapping(raw.get("data") or {}, where, "data"),
         seeds=_seeds(raw.get("seeds", [0]), where),
         attacks=_attacks(raw.get("attacks"), where), cost=_cost(raw.get("cost", {}), where),
-        quick=quick, has_quick=has_quick,
+        quick=quick, has_quick=has_quick, save_results=_bool(raw.get("save_results", True), where, "save_results"),
     )
     expand(suite)  # resolve every job now: a bad key fails before hours of training, not after
     return suite
@@ -420,6 +422,12 @@ def _known(d: dict[str, Any], keys: tuple[str, ...], where: str, prefix: str) ->
 def _mapping(value: Any, where: str, at: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: {at}: must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _bool(value: Any, where: str, at: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {at}: must be true or false, got {value!r}")
     return value
 
 

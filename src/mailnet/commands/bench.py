@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="shared folder of finished-run records, read and (with --save-results) written")
     save = p.add_mutually_exclusive_group()
     save.add_argument("--save-results", dest="save_results", action="store_true", default=None,
-                      help="write finished-run records to --results-dir (default: on, except for --quick)")
+                      help="write finished-run records to --results-dir (default: the suite's save_results, off with --quick)")
     save.add_argument("--no-save-results", dest="save_results", action="store_false")
     p.add_argument("--report-only", action="store_true", help="run nothing: rebuild the report from finished results")
     p.add_argument("--update-benchmarks", metavar="FILE",

@@ -152,8 +152,7 @@ def cost_stage(spec: dict[str, Any], size: int | None, settings: dict[str, Any],
             "device": "cuda" if device.startswith("cuda") else "cpu", **inputs}
     if "stem" in extra:
         prof["stem"] = extra.pop("stem")
-    accepts = inspect.signature(profiling.compare).parameters
-    if extra and "model_kwargs" in accepts:
+    if extra and _profiler_takes_model_kwargs(profiling):
         prof["model_kwargs"] = extra
         extra = {}
     if extra:
@@ -165,6 +164,15 @@ def cost_stage(spec: dict[str, Any], size: int | None, settings: dict[str, Any],
     out = {k: row.get(k) for k in keep}
     out["tool"] = row.get("tool", "mailnet.profiling.compare")
     return out
+
+
+def _profiler_takes_model_kwargs(profiling) -> bool:
+    """Whether ``profiling.compare`` can build a model with constructor kwargs (a ``model_kwargs`` setting)."""
+    from dataclasses import fields
+
+    names = set(inspect.signature(profiling.compare).parameters)
+    names |= {f.name for f in fields(profiling.ProfileSettings)}
+    return "model_kwargs" in names
 
 
 def _fallback_profile(name: str, kwargs: dict[str, Any], prof: dict[str, Any]) -> dict[str, Any]:

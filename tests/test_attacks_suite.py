@@ -1,0 +1,236 @@
+"""AutoAttack view, the suite, sanity checks, subsets, reports, adversarial training, budgets and the CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+from attack_helpers import ShatteredLinear, TwoModalTwoHead, two_modal_batch
+from mailnet.attacks.adv_train import adversarial_batch, make_adversary
+from mailnet.attacks.autoattack import FlatView, autoattack
+from mailnet.attacks.eps import parse_eps, parse_eps_list
+from mailnet.attacks.report import records_csv, write_results
+from mailnet.attacks.sanity import failures, run_sanity
+from mailnet.attacks.subset import rows_from_tensors, select_subset, stack_batches, subset_ids
+from mailnet.attacks.suite import SuiteSettings, run_suite
+from mailnet.errors import ConfigError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def toy():
+    torch.manual_seed(0)
+    model = TwoModalTwoHead().eval()
+    xs, _ = two_modal_batch(n=16)
+    with torch.no_grad():
+        ys = [z.argmax(1) for z in model(xs)]  # every row right: accuracies can only fall
+    return model, xs, ys
+
+
+# --- budgets -----------------------------------------------------------------------------------------------------
+def test_parse_eps_forms():
+    assert parse_eps("4/255") == pytest.approx(4 / 255)
+    assert parse_eps("0.0157") == pytest.approx(0.0157)
+    assert parse_eps("4") == pytest.approx(4 / 255)  # >= 1 can only mean /255
+    assert parse_eps("0.5", unit_255=True) == pytest.approx(0.5 / 255)
+    assert parse_eps_list("1,2, 4,8") == pytest.approx([1 / 255, 2 / 255, 4 / 255, 8 / 255])
+    assert parse_eps_list("8/255,16") == pytest.approx([8 / 255, 16 / 255])
+    for bad in ("abc", "1/0", "300", "-1"):
+        with pytest.raises(ConfigError, match="eps"):
+            parse_eps(bad)
+
+
+# --- AutoAttack --------------------------------------------------------------------------------------------------
+def test_flat_view_round_trips_two_modalities(toy):
+    model, xs, _ = toy
+    view = FlatView(model, xs, [2 / 255, 8 / 255], task=1)
+    flat = view.encode()
+    assert flat.shape == (16, 64 + 108 + view.n_bits, 1, 1) and flat.min() >= 0 and flat.max() <= 1
+    back = view.decode(flat)
+    for a, b in zip(back, xs):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)
+    # a library step of eps_ref on every coordinate is eps_m in modality m's pixels; rows survive subsetting
+    moved = view.decode((flat + 2 / 255)[[3, 7]])
+    assert torch.allclose((moved[1] - xs[1][[3, 7]]).clamp(max=8 / 255), torch.full_like(moved[1], 8 / 255).clamp(
+        max=(1 - xs[1][[3, 7]])), atol=1e-5)
+    assert (moved[0] - xs[0][[3, 7]]).abs().max() <= 2 / 255 + 1e-6
+    assert view(flat[[5]]).shape == (1, 4) and FlatView(model, xs, [1 / 255, 1 / 255], 0)(flat[:2]).shape == (2, 4)
+
+
+def test_autoattack_rand_respects_budgets_masks_and_frozen_modalities(toy):
+    model, xs, ys = toy
+    masks = [torch.arange(16) < 10, torch.ones(16, dtype=torch.bool)]
+    adv = autoattack(model, xs, ys, masks, [4 / 255, 0.0], task=0, version="rand", steps=5, eot=1)
+    assert torch.equal(adv[1], xs[1])  # modality with budget 0 untouched
+    assert torch.equal(adv[0][10:], xs[0][10:])  # rows not counted for task 0 untouched
+    assert (adv[0] - xs[0]).abs().max() <= 4 / 255 + 1e-6
+    adv = autoattack(model, xs, ys, None, 64 / 255, task=1, version="rand", steps=5, eot=1)
+    assert [a.shape for a in adv] == [x.shape for x in xs]
+    with torch.no_grad():
+        assert (model(adv)[1].argmax(1) == ys[1]).float().mean() < 1.0
+    with pytest.raises(ConfigError, match="0.5"):
+        autoattack(model, xs, ys, None, 0.6, task=0)
+
+
+# --- suite and sanity --------------------------------------------------------------------------------------------
+def test_suite_joint_and_each_with_masks(toy):
+    model, xs, ys = toy
+    masks = [torch.ones(16, dtype=torch.bool), torch.arange(16) % 2 == 0]
+    wrong = ys[1].clone()
+    wrong[1::2] = (wrong[1::2] + 1) % 4  # rows not counted for task 1 are wrong: must not lower its accuracy
+    rows = rows_from_tensors(xs, [ys[0], wrong], masks)
+    settings = SuiteSettings(steps=3, restarts=1, eot=4, aa_steps=3, batch_size=6, sanity=True)
+    res = run_suite(model, rows, ["pgd", "reference", "autoattack"], [2 / 255, 8 / 255], ["joint", "each"], settings,
+                    task_names=["bin", "multi"], modality_names=["gray", "rgb"])
+    assert not res.random_model
+    assert [c["clean_acc"] for c in res.clean] == [1.0, 1.0] and [c["n"] for c in res.clean] == [16, 8]
+    main = [r for r in res.records if r["role"] == "main"]
+    assert len(main) == 3 * 2 * 3 * 2  # variants x attacks x eps x tasks
+    assert {r["perturbed"] for r in main} == {"all", "gray", "rgb"}
+    assert all(r["eot"] == 1 for r in res.records)  # deterministic model: no EOT
+    for r in main:
+        assert 0.0 <= r["robust_acc"] <= r["clean_acc"]
+        if r["perturbed"] == "gray":
+            assert r["eps_per_modality"] == [r["eps"], 0.0]
+    probes = [r for r in res.records if r["role"] == "probe"]
+    assert {r["eps_255"] for r in probes} >= {64.0}
+    csv_text = records_csv(res.records)
+    assert csv_text.splitlines()[0].startswith("attack,role,threat,perturbed,task")
+    assert len(csv_text.splitlines()) == len(res.records) + 1
+
+
+def test_suite_uses_eot_for_random_models():
+    eps = 8 / 255
+    model = ShatteredLinear(eps)
+    rows = rows_from_tensors([torch.full((60, 1, 4, 4), 0.5)], [torch.zeros(60, dtype=torch.long)])
+    res = run_suite(model, rows, ["pgd"], [eps], "joint",
+                    SuiteSettings(steps=10, restarts=1, eot=30, batch_size=60))
+    assert res.random_model
+    main = [r for r in res.records if r["role"] == "main"][0]
+    no_eot = [r for r in res.records if r["role"] == "probe" and r["eot"] == 1][0]
+    assert main["eot"] == 30 and main["robust_acc"] < no_eot["robust_acc"] - 0.3
+    assert not [c for c in failures(run_sanity(res.records)) if c.name.startswith("EOT")]
+
+
+def _rec(**kw):
+    base = {"attack": "pgd", "role": "main", "threat": "joint", "perturbed": "all", "eps": 4 / 255, "eps_255": 4.0,
+            "task": "t", "n": 200, "clean_acc": 0.9, "robust_acc": 0.5, "steps": 50, "restarts": 2, "eot": 20,
+            "loss": "ce"}
+    base.update(kw)
+    return base
+
+
+def test_sanity_checks_flag_broken_tables():
+    good = [_rec(), _rec(eps=8 / 255, eps_255=8.0, robust_acc=0.3), _rec(role="probe", steps=10, robust_acc=0.55),
+            _rec(role="probe", eot=1, robust_acc=0.6), _rec(attack="autoattack", robust_acc=0.48),
+            _rec(role="probe", eps=64 / 255, eps_255=64.0, steps=20, restarts=1, robust_acc=0.0)]
+    assert failures(run_sanity(good)) == []
+    cases = {
+        "more PGD steps never help the model": _rec(role="probe", steps=10, robust_acc=0.30),
+        "EOT <= no-EOT (random model)": _rec(role="probe", eot=1, robust_acc=0.30),
+        "AutoAttack <= PGD": _rec(attack="autoattack", robust_acc=0.70),
+        "accuracy ~0 at large eps": _rec(role="probe", eps=64 / 255, eps_255=64.0, steps=20, robust_acc=0.40),
+        "accuracy does not grow with eps": _rec(eps=16 / 255, eps_255=16.0, robust_acc=0.8),
+    }
+    for name, bad in cases.items():
+        table = [r for r in good if not (r["role"] == bad["role"] and r["attack"] == bad["attack"]
+                                         and r["steps"] == bad["steps"] and r["eot"] == bad["eot"]
+                                         and r["eps_255"] == bad["eps_255"])] + [bad]
+        failed = failures(run_sanity(table))
+        assert any(c.name == name for c in failed), (name, failed)
+    # within noise is not a failure: 2 rows out of 200
+    assert failures(run_sanity(good[:2] + [_rec(role="probe", steps=10, robust_acc=0.49)])) == []
+
+
+# --- subsets and reports -----------------------------------------------------------------------------------------
+def _batches():
+    for start in (0, 5):
+        n = 5
+        idx = torch.arange(start, start + n)
+        yield {"images": [torch.rand(n, 1, 4, 4)], "labels": [idx % 2, idx % 3],
+               "mask": [torch.ones(n, dtype=torch.bool), idx < 4], "index": [idx, idx % 4]}
+
+
+def test_subset_is_per_task_seeded_and_order_free():
+    rows = stack_batches(_batches())
+    assert len(rows) == 10 and rows.counted() == [10, 4]
+    sub = select_subset(rows, 3, seed=0)
+    assert sub.counted() == [3, 3]
+    assert subset_ids(sub) == subset_ids(select_subset(rows, 3, seed=0))
+    flipped = rows.take(torch.arange(9, -1, -1))  # the same samples visited in another order
+    assert sorted(subset_ids(select_subset(flipped, 3, seed=0))[0]) == sorted(subset_ids(sub)[0])
+    assert select_subset(rows, 0).counted() == [10, 4]
+
+
+def test_write_results_makes_csv_json_png(tmp_path):
+    recs = [_rec(), _rec(eps=8 / 255, eps_255=8.0, robust_acc=0.2), _rec(attack="reference", robust_acc=0.7)]
+    paths = write_results(tmp_path, "attack_test", {"records": recs}, recs, [{"task": "t", "n": 200, "clean_acc": 0.9}])
+    assert json.loads(paths["json"].read_text())["records"][0]["attack"] == "pgd"
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG" and paths["csv"].read_text().count("\n") == 4
+
+
+# --- adversarial training ----------------------------------------------------------------------------------------
+def test_adversarial_batch_in_train_mode(toy):
+    model, xs, ys = toy
+    model.train()
+    bn = model.a[1]
+    before = (bn.running_mean.clone(), bn.running_var.clone(), int(bn.num_batches_tracked))
+    for method in ("pgd", "fgsm-rs"):
+        adv = adversarial_batch(model, xs, ys, None, method=method, eps=4 / 255, steps=3)
+        for a, x in zip(adv, xs):
+            assert a.shape == x.shape and not a.requires_grad
+            assert (a - x).abs().max() <= 4 / 255 + 1e-6 and a.min() >= 0 and a.max() <= 1
+            assert not torch.equal(a, x)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
+    assert int(bn.num_batches_tracked) == before[2]
+    assert all(p.grad is None for p in model.parameters())
+    adversary = make_adversary({"method": "pgd", "eps": "8/255", "steps": 2, "alpha": None})
+    adv = adversary(model, xs, ys, [torch.ones(16, dtype=torch.bool)] * 2)
+    assert (adv[1] - xs[1]).abs().max() <= 8 / 255 + 1e-6
+    with pytest.raises(ConfigError, match="method"):
+        make_adversary({"method": "cw"})
+
+
+# --- the command -------------------------------------------------------------------------------------------------
+def test_attack_command_on_a_tiny_run(tmp_path, data_root, capsys):
+    import yaml
+
+    from mailnet.cli import main
+
+    cfg = {"name": "tiny", "seed": 0,
+           "model": {"name": "robust_mail", "kwargs": {"widths": [8, 8, 16, 16], "stem": "cifar"}},
+           "data": {"mode": "unpaired", "size": 28, "equalize": "repeat",
+                    "subset": {"train": 32, "val": 16, "test": 24},
+                    "modalities": [{"name": "pneumonia", "source": "medmnist", "flag": "pneumoniamnist", "channels": 1},
+                                   {"name": "breast", "source": "medmnist", "flag": "breastmnist", "channels": 1}]},
+           "train": {"epochs": 1, "batch_size": 16, "lr": 0.002},
+           "eval": {"batch_size": 32, "mc_samples": 1, "partner_draws": 1, "partner_bank": 2}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "tiny.yaml"), "--run-dir", str(run), "--data-root",
+                 str(data_root), "--quiet", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "atk"
+    assert main(["attack", str(run), "--attack", "pgd,reference", "--eps", "2,8", "--steps", "2", "--restarts", "1",
+                 "--eot", "2", "--subset", "6", "--data-root", str(data_root), "--device", "cpu", "--out",
+                 str(out)]) == 0
+    text = capsys.readouterr()
+    result = json.loads((out / "attack_test.json").read_text())
+    assert result["random_model"] is True and result["settings"]["eot_used"] == 2
+    assert result["eps_255"] == [2.0, 8.0] and set(result["subset_indices"]) == {"pneumonia", "breast"}
+    assert all(len(v) == 6 for v in result["subset_indices"].values())
+    assert {r["attack"] for r in result["records"]} == {"pgd", "reference"}
+    assert "checks" in result["sanity"] and (out / "attack_test.png").is_file()
+    assert ("WARNING" in text.err) == (not result["sanity"]["passed"])
+    assert main(["attack", str(run), "--attack", "pgd,nope", "--data-root", str(data_root)]) == 2
+    assert "unknown attack" in capsys.readouterr().err

@@ -234,3 +234,44 @@ def test_attack_command_on_a_tiny_run(tmp_path, data_root, capsys):
     assert ("WARNING" in text.err) == (not result["sanity"]["passed"])
     assert main(["attack", str(run), "--attack", "pgd,nope", "--data-root", str(data_root)]) == 2
     assert "unknown attack" in capsys.readouterr().err
+
+
+# --- losses ------------------------------------------------------------------------------------------------------
+def test_losses_and_correctness_per_head_type():
+    from mailnet.attacks.losses import correctness, dlr_loss, head_loss, objective
+
+    z = torch.tensor([[3.0, 1.0, 0.0, -1.0], [0.0, 2.0, 1.0, 0.5]])
+    y = torch.tensor([0, 0])
+    # DLR: -(z_y - max other) / (z_pi1 - z_pi3)
+    assert torch.allclose(dlr_loss(z, y), torch.tensor([-(3 - 1) / (3 - 0.0), -(0 - 2) / (2 - 0.5)]))
+    z2 = torch.tensor([[2.0, -1.0], [0.5, 1.5]])
+    assert torch.allclose(dlr_loss(z2, torch.tensor([0, 0])), torch.tensor([-3.0, 1.0]))  # binary: plain margin
+    zl = torch.tensor([[2.0, -2.0, 1.0]])
+    yl = torch.tensor([[1.0, 0.0, 0.0]])  # multi-label: third label wrong
+    assert torch.allclose(correctness([zl], [yl]), torch.tensor([[2 / 3]]))
+    assert head_loss(zl, yl, "ce").shape == (1,) and head_loss(zl, yl, "dlr").item() == pytest.approx(-2 - 2 + 1)
+    masked = objective([z], [y], [torch.tensor([True, False])])
+    assert masked[1] == 0 and masked[0] > 0
+
+
+def test_autoattack_leaves_multilabel_heads_unscored():
+    class MultiLabelHead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(16, 3)
+
+        def forward(self, xs):
+            f = xs[0].flatten(1)
+            return [self.lin(f), self.lin(f) * 2]
+
+    torch.manual_seed(0)
+    model = MultiLabelHead().eval()
+    x = torch.rand(6, 1, 4, 4)
+    with torch.no_grad():
+        z = model([x])
+    rows = rows_from_tensors([x], [z[0].argmax(1), (z[1] > 0).float()])
+    res = run_suite(model, rows, ["autoattack", "pgd"], [8 / 255], "joint",
+                    SuiteSettings(steps=2, restarts=1, aa_steps=2, sanity=False))
+    aa = {r["task"]: r["robust_acc"] for r in res.records if r["attack"] == "autoattack"}
+    assert aa["task0"] <= 1.0 and aa["task1"] != aa["task1"]  # NaN: not applicable
+    assert failures(run_sanity(res.records)) == []

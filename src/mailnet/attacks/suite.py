@@ -16,6 +16,7 @@ import torch.nn as nn
 from mailnet.attacks.autoattack import autoattack
 from mailnet.attacks.eot import attack_mode, expected_correctness, is_random
 from mailnet.attacks.eps import eps_to_255
+from mailnet.attacks.losses import is_multilabel
 from mailnet.attacks.pgd import bim, fgsm, mim, pgd
 from mailnet.attacks.reference import REFERENCE, reference_attack
 from mailnet.attacks.subset import AttackRows
@@ -66,7 +67,7 @@ def threat_variants(threat: str, n_modalities: int, names: Sequence[str]) -> lis
 def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], settings: SuiteSettings, eot: int,
                steps: int | None = None, restarts: int | None = None) -> tuple[list[list[torch.Tensor]], dict]:
     """One attack on one chunk: adversarial images per task (shared by all tasks except AutoAttack, which attacks
-    one head at a time) and the attack's own settings for the record."""
+    one head at a time and gives None, i.e. a NaN accuracy, for multi-label heads) and the attack's settings."""
     steps = settings.steps if steps is None else steps
     restarts = settings.restarts if restarts is None else restarts
     x, y, m = rows.images, rows.labels, rows.masks
@@ -94,8 +95,11 @@ def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], 
         info = {"steps": steps, "restarts": 1, "eot": eot, "loss": settings.loss, "alpha_ratio": 1.0,
                 "random_start": False, "momentum": 1.0}
     elif name == "autoattack":
-        per_task = []
+        per_task: list = []
         for t in range(n_tasks):
+            if is_multilabel(y[t]):  # AutoAttack scores single-label heads only: no number rather than a wrong one
+                per_task.append(None)
+                continue
             per_task.append(autoattack(model, x, y, m, eps, task=t, version=settings.aa_version,
                                        steps=settings.aa_steps, eot=eot, seed=settings.seed))
         info = {"steps": settings.aa_steps, "restarts": 1, "eot": eot if settings.aa_version == "rand" else 1,
@@ -113,6 +117,9 @@ def _accuracy_sums(model: nn.Module, per_task_images: list[list[torch.Tensor]], 
     sums = []
     with attack_mode(model):
         for t, images in enumerate(per_task_images):
+            if images is None:
+                sums.append(float("nan"))
+                continue
             corr = expected_correctness(model, images, rows.labels, draws)[t]
             sums.append(float((corr * rows.masks[t].to(corr.dtype)).sum()))
     return sums

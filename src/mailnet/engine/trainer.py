@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -238,9 +237,11 @@ def _save_best(run_dir, model, spec, cfg, data, state, val) -> None:
 
 def _save_last(run_dir, model, opt, sched, spec, cfg, state) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    # both through split_state: it keeps int dict keys (Adam's parameter ids, MultiStepLR's milestones) ints
     opt_json = split_state(opt.state_dict(), "optim", tensors)
+    sched_json = split_state(sched.state_dict(), "sched", tensors) if sched is not None else None
     meta = {"mailnet_version": __import__("mailnet").__version__, "model": spec, "config": cfg, "kind": "last",
-            "state": state, "optimizer": opt_json, "scheduler": sched.state_dict() if sched is not None else None}
+            "state": state, "optimizer": opt_json, "scheduler": sched_json}
     save_checkpoint(rundir.last_path(run_dir), tensors, meta)
 
 
@@ -252,10 +253,6 @@ def _restore(run_dir: Path, model, opt, sched, dev) -> dict[str, Any]:
     model.load_state_dict(_prefixed(tensors, "model."))
     opt.load_state_dict(join_state(meta["optimizer"], tensors))
     if sched is not None and meta.get("scheduler") is not None:
-        sched.load_state_dict(meta["scheduler"])
+        sched.load_state_dict(join_state(meta["scheduler"], tensors))
     return meta["state"]
 
-
-def history_to_arrays(history: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    keys = history[0].keys() if history else []
-    return {k: np.array([r[k] for r in history], dtype=float) for k in keys}

@@ -12,6 +12,7 @@ adaptive average are *not* counted and are listed per model under ``uncounted_op
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import time
 from contextlib import contextmanager
@@ -284,7 +285,7 @@ def _row(b: _ModelBench, s: ProfileSettings, lat: list[float], fwd: list[float],
         "train_samples_per_s": 1000.0 * s.batch / train_ms,
         "images_per_sample": s.modalities,
         "settings": {**asdict(s), "stem_resolved": resolved_stem, "threads_used": threads_used,
-                     "torch": torch.__version__},
+                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "torch": torch.__version__},
         "timings_s": {"latency": lat, "forward_batch": fwd, "train_step": trn},
     }
 

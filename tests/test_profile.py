@@ -11,7 +11,8 @@ from mailnet.cli import main
 from mailnet.errors import ConfigError
 from mailnet.models import create_model
 from mailnet.layers.noise import Dropout
-from mailnet.profiling import _is_stochastic, compare, count_macs, count_parameters, format_table
+from mailnet.engine.randomness import is_stochastic
+from mailnet.profiling import compare, count_macs, count_parameters, format_table
 
 TINY = dict(modalities=1, size=8, in_chans=1, batch=2, threads=1, latency_iters=2, batch_iters=1, warmup=0)
 
@@ -62,8 +63,8 @@ def test_parameter_count_and_stochastic_detection():
     net = TinyNet()
     assert count_parameters(net) == 2 * 4 * 9 + 100 * 3 + 3
     x = [torch.rand(2, 2, 5, 5)]
-    assert not _is_stochastic(net, x)
-    assert _is_stochastic(NoisyNet(), x)
+    assert not is_stochastic(net, x)
+    assert is_stochastic(NoisyNet(), x)
 
 
 def test_compare_on_a_tiny_setting():

@@ -153,6 +153,7 @@ class _ModelBench:
     """One model with its inputs, labels and optimiser, exposing one timed call per measurement kind."""
 
     def __init__(self, name: str, settings: ProfileSettings):
+        from mailnet.engine.randomness import is_stochastic
         from mailnet.models import create_model
 
         s = settings
@@ -165,7 +166,7 @@ class _ModelBench:
         one = [torch.rand((1, *shape), generator=gen) for _ in range(s.modalities)]
         self.counts = count_macs(self.model, one)
         self.params = count_parameters(self.model)
-        self.stochastic = _is_stochastic(self.model, one)
+        self.stochastic = is_stochastic(self.model, one)  # MC dropout, random filters, noise
         self.model.to(self.device)
         self.one = [x.to(self.device) for x in one]
         self.batch = [torch.rand((s.batch, *shape), generator=gen).to(self.device) for _ in range(s.modalities)]
@@ -193,14 +194,6 @@ class _ModelBench:
 
     def train_step(self) -> float:
         return _timed(self._train_step, self.device)
-
-
-def _is_stochastic(model: nn.Module, xs: list[torch.Tensor]) -> bool:
-    """True when two eval-mode forward passes on the same input differ (MC dropout, random filters, noise)."""
-    model.eval()
-    with torch.no_grad():
-        a, b = model(xs), model(xs)
-    return any(not torch.equal(p, q) for p, q in zip(a, b))
 
 
 def _interleaved(benches: list[_ModelBench], kind: str, iters: int, warmup: int) -> list[list[float]]:

@@ -227,6 +227,7 @@ def test_attack_command_on_a_tiny_run(tmp_path, data_root, capsys):
     text = capsys.readouterr()
     result = json.loads((out / "attack_test.json").read_text())
     assert result["random_model"] is True and result["settings"]["eot_used"] == 2
+    assert result["settings"]["fast_modules"] is True
     assert result["eps_255"] == [2.0, 8.0] and set(result["subset_indices"]) == {"pneumonia", "breast"}
     assert all(len(v) == 6 for v in result["subset_indices"].values())
     assert {r["attack"] for r in result["records"]} == {"pgd", "reference"}

@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--device", default="auto")
     p.add_argument("--data-root")
+    p.add_argument("--no-fast", action="store_true",
+                   help="keep MAIL's reference modules (default: switch to the fast modules, the same function)")
     p.add_argument("--no-sanity", action="store_true", help="skip the sanity probes (checks on the table still run)")
     p.add_argument("--out", help="output folder (default: RUN_DIR/attack)")
     p.set_defaults(func=run)
@@ -82,6 +84,13 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     run_dir = Path(args.run_dir)
     model, data, cfg = load_run(run_dir, which=args.which, device=device, data_root=args.data_root)
+    fast = False
+    if not args.no_fast:
+        from mailnet.models.fast import FAST_CLASSES, to_fast
+
+        if any(type(m) in FAST_CLASSES for m in model.modules()):
+            to_fast(model)  # same outputs and input gradients (checked to 1e-6), about 2x faster on CPU
+            fast = True
     rows = stack_batches(data.loader(args.split, args.batch_size, partner_seed=args.subset_seed))
     rows = select_subset(rows, args.subset, seed=args.subset_seed).to(device)
     tasks = [t.name for t in data.tasks]
@@ -105,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         "model": cfg.get("model"), "random_model": result.random_model,
         "attacks": attacks, "eps_255": [eps_to_255(e) for e in eps_list], "threats": threats,
         "settings": {**settings.to_dict(), "subset": args.subset, "subset_seed": args.subset_seed,
-                     "eot_used": settings.eot if result.random_model else 1},
+                     "eot_used": settings.eot if result.random_model else 1, "fast_modules": fast},
         "subset_indices": dict(zip(tasks, subset_ids(rows.to("cpu")))),
         "clean": result.clean, "records": result.records,
         "sanity": {"passed": not failed, "checks": [c.to_dict() for c in checks]},

@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 
 
-def load_medmnist(data_root: Path, flag: str, n_train: int, n_test: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def load_medmnist(data_root: Path, flag: str, n_train: int,
+                  n_test: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The first rows of a 1-channel MedMNIST set (28 px) as float [0, 1] tensors per split."""
     path = data_root / flag / f"{flag}.npz"
     if not path.is_file():

@@ -126,7 +126,8 @@ def _score(model: nn.Module, adv: Tensors, labels: Tensors, masks: Tensors | Non
 
 
 def fgsm(model: nn.Module, images: Tensors, labels: Tensors, masks: Tensors | None = None,
-         eps: float | Sequence[float] = 8 / 255, *, random_start: bool = False, alpha: float | Sequence[float] | None = None,
+         eps: float | Sequence[float] = 8 / 255, *, random_start: bool = False,
+         alpha: float | Sequence[float] | None = None,
          loss: str = "ce", eot: int = 1, task: int | None = None, seed: int = 0,
          train_mode: bool = False) -> list[torch.Tensor]:
     """One signed-gradient step of size eps (Goodfellow et al.); with ``random_start`` and alpha = 1.25 eps by

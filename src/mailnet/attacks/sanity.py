@@ -116,7 +116,8 @@ def check_monotone_eps(records: Sequence[dict]) -> list[Check]:
             ok = hi["robust_acc"] <= lo["robust_acc"] + tolerance(hi["robust_acc"], lo["robust_acc"], hi["n"])
             out.append(Check("accuracy does not grow with eps", ok,
                              f"{hi['attack']} perturbed={hi['perturbed']} task={hi['task']}: eps "
-                             f"{lo['eps_255']:g} -> {lo['robust_acc']:.3f}, {hi['eps_255']:g} -> {hi['robust_acc']:.3f}"))
+                             f"{lo['eps_255']:g} -> {lo['robust_acc']:.3f}, "
+                             f"{hi['eps_255']:g} -> {hi['robust_acc']:.3f}"))
     return out
 
 

@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     tasks = [t.name for t in data.tasks]
     modalities = [m.name for m in data.modalities]
     if ratio is not None and len(ratio) != len(modalities):
-        raise ConfigError(f"--eps-ratio: {len(ratio)} values for {len(modalities)} modalities ({', '.join(modalities)})")
+        raise ConfigError(f"--eps-ratio: {len(ratio)} values for {len(modalities)} modalities "
+                          f"({', '.join(modalities)})")
     settings = SuiteSettings(steps=args.steps, restarts=args.restarts, eot=args.eot, loss=args.loss,
                              alpha_ratio=args.alpha_ratio, aa_version=args.aa_version, aa_steps=args.aa_steps,
                              eval_draws=args.eval_draws, seed=args.seed, batch_size=args.batch_size,
@@ -104,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     reseed(model, args.seed)
     start = time.perf_counter()
     print(f"attacking {run_dir} ({cfg['model']['name'] if isinstance(cfg.get('model'), dict) else ''}) on "
-          f"{args.split}: {len(rows)} rows, counted per task " + ", ".join(f"{t}={n}" for t, n in zip(tasks, rows.counted())))
+          f"{args.split}: {len(rows)} rows, counted per task "
+          + ", ".join(f"{t}={n}" for t, n in zip(tasks, rows.counted())))
     result = run_suite(model, rows, attacks, eps_list, threats, settings, task_names=tasks,
                        modality_names=modalities, log=lambda s: print(s, flush=True))
     checks = run_sanity(result.records)
@@ -121,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(time.perf_counter() - start, 2), "torch": torch.__version__,
     }
     out_dir = Path(args.out) if args.out else run_dir / "attack"
-    title = f"{run_dir.name}: {args.split}, steps={args.steps}, restarts={args.restarts}, eot={payload['settings']['eot_used']}"
+    title = (f"{run_dir.name}: {args.split}, steps={args.steps}, restarts={args.restarts}, "
+             f"eot={payload['settings']['eot_used']}")
     paths = write_results(out_dir, f"attack_{args.split}", payload, result.records, result.clean, title=title)
     print(text_table(result.records, result.clean))
     for c in failed:

@@ -6,6 +6,8 @@ import torch
 
 from mailnet.layers.channel_attention import ChannelAttention
 from mailnet.layers.emila import EMILA
+from mailnet.layers.fast.bn_fold import bn_sources, cache_of, use_folded
+from mailnet.layers.fast.fused_msgdc import fusable, fuse_emila
 from mailnet.layers.fast.ops import conv_bn, shuffle_channels_last, spatial_max_plus
 
 
@@ -21,14 +23,28 @@ class FastEMILA(EMILA):
     """:class:`EMILA` with the same parameters and the same random draws (Robust-MAIL's noise modules and
     random projection filters are called in the reference's order)."""
 
+    def _fused(self):
+        """The cached inference-time fused convs (see :mod:`mailnet.layers.fast.fused_msgdc`)."""
+        m = self.msgdc
+        sources = [m.pointwise.weight, m.dw3.weight, m.dw5.weight, self.mix.weight, *bn_sources(self.mix_bn),
+                   self.proj.weight, *bn_sources(self.proj_bn)]
+        return cache_of(self).get("fused", sources, lambda: fuse_emila(self))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if use_folded(self) and fusable(self.msgdc) and self.mix_bn.track_running_stats:
+            u, p = self._fused()(x)
+            return self._attend(u, p)
         v = shuffle_channels_last(self.msgdc(x), self.shuffle.groups)
         u = conv_bn(self, "mix", self.mix, self.mix_bn, v)
+        p = conv_bn(self, "proj", self.proj, self.proj_bn, x)
+        return self._attend(u, p)
+
+    def _attend(self, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """Channel attention and the output: ReLU(p + u * a), or Robust-MAIL's noisy form."""
         z = attention_logits(self.attention, u)
         if self.attention_noise:
             z = self.logit_noise(z)
         a = self.attention.gate(z)
-        p = conv_bn(self, "proj", self.proj, self.proj_bn, x)
         r = torch.addcmul(p, u, a).relu_()
         if not self.attention_noise:
             return r

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from mailnet.layers.fast.bn_fold import cache_of, use_folded
+from mailnet.layers.fast.fused_msgdc import dense_columns, fusable, fuse_projection
 from mailnet.layers.fast.ops import conv_bn
 from mailnet.layers.msgdc import MSGDC, MSGDCProjection
 
@@ -21,13 +22,6 @@ class FastMSGDC(MSGDC):
             conv_bn(self, "dw3", self.dw3, self.bn_dw3, x),
             conv_bn(self, "dw5", self.dw5, self.bn_dw5, x),
         ], dim=1)
-
-
-def grouped_to_dense(weight: torch.Tensor, groups: int) -> torch.Tensor:
-    """The (out, in) dense matrix of a grouped 1x1 conv weight (out, in/groups, 1, 1): block diagonal."""
-    out, per_in = weight.shape[0], weight.shape[1]
-    blocks = weight.reshape(groups, out // groups, per_in)
-    return torch.block_diag(*blocks.unbind(0))
 
 
 class FastMSGDCProjection(MSGDCProjection):
@@ -51,7 +45,7 @@ class FastMSGDCProjection(MSGDCProjection):
         m = self.msgdc
         c = m.in_chans
         p = self.project.weight.flatten(1)  # (C, F + 2C)
-        g = grouped_to_dense(m.pointwise.weight, m.groups)  # (F, C)
+        g = dense_columns(m.pointwise.weight, m.groups)  # (F, C)
         k3 = m.dw3.weight[:, 0, 1, 1]
         k5 = m.dw5.weight[:, 0, 2, 2]
         f = m.out_chans
@@ -70,4 +64,9 @@ class FastMSGDCProjection(MSGDCProjection):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] == (1, 1) and self._linear_on_pixels():
             return self.on_vectors(x.flatten(1))[..., None, None]
+        if use_folded(self) and fusable(self.msgdc):
+            m = self.msgdc
+            fused = cache_of(self).get("fused", [self.project.weight, m.pointwise.weight, m.dw3.weight,
+                                                 m.dw5.weight], lambda: fuse_projection(self))
+            return fused(x)[0]
         return self.project(self.msgdc(x))

@@ -1,0 +1,44 @@
+"""``mailnet export CHECKPOINT --onnx out.onnx``: the trained model as an ONNX graph (one input per modality, one
+output per task, dynamic batch), checked against PyTorch with onnxruntime; ``--benchmark`` times it.
+
+Models random at inference (Robust-MAIL, DRIFA with MC dropout) have no single deterministic graph and are refused;
+``--fixed-draw SEED`` exports one fixed draw of such a model (fixed batch size), labelled so in the file's metadata.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (checked with onnxruntime)", description=__doc__)
+    p.add_argument("checkpoint", help="a mailnet .safetensors checkpoint")
+    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.add_argument("--fixed-draw", type=int, metavar="SEED",
+                   help="random models only: export the single draw seeded by SEED (labelled as such)")
+    p.add_argument("--fixed-batch", type=int, default=1, help="batch size of a --fixed-draw graph (default: 1)")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest allowed |ONNX - PyTorch| (default: 1e-4)")
+    p.add_argument("--benchmark", action="store_true", help="time the ONNX model with onnxruntime afterwards")
+    p.add_argument("--threads", type=int, default=2, help="onnxruntime threads for --benchmark (default: 2)")
+    p.add_argument("--batch", type=int, default=64, help="throughput batch for --benchmark (default: 64)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mailnet.errors import ConfigError
+    from mailnet.export import export_checkpoint, time_onnx
+
+    if args.fixed_batch < 1 or args.batch < 1 or args.threads < 1:
+        raise ConfigError("export: --fixed-batch, --batch and --threads must be at least 1")
+    info = export_checkpoint(args.checkpoint, args.onnx, fixed_draw=args.fixed_draw, atol=args.atol,
+                             fixed_batch=args.fixed_batch)
+    label = f" (ONE FIXED DRAW, seed {info['fixed_draw']}, batch {info['fixed_batch']})" if info["fixed_draw"] is not None else ""
+    print(f"saved {info['onnx']}{label}: model {info['model']}, inputs {', '.join(info['inputs'])}, "
+          f"outputs {', '.join(info['outputs'])}")
+    print(f"onnxruntime check: max |ONNX - PyTorch| = {info['max_abs_diff']:.2e} on {info['checked_on']} samples "
+          f"(allowed {args.atol:g})")
+    if args.benchmark:
+        t = time_onnx(args.onnx, batch=args.batch, threads=args.threads)
+        print(f"{t['runtime']}, {t['threads']} threads: latency batch {t['latency_batch']} {t['latency_ms']:.2f} ms "
+              f"(min {t['latency_ms_min']:.2f}); batch {t['batch']}: {t['forward_batch_ms']:.1f} ms, "
+              f"{t['samples_per_s']:.1f} samples/s")
+    return 0

@@ -1,0 +1,313 @@
+"""ONNX export of trained models, checked against PyTorch with onnxruntime, and ONNX timing.
+
+    info = export_checkpoint("run/best.safetensors", "model.onnx")      # one input per modality, one output per task
+    timing = time_onnx("model.onnx", batch=64, threads=2)               # batch-1 latency and batch throughput
+
+Why random models do not export: Robust-MAIL (random projection filters, modulated attention noise, MC dropout) and
+DRIFA with MC dropout draw fresh random numbers at every forward pass *by design*; their prediction is an average over
+draws. A traced ONNX graph is a fixed computation: the draws would either be frozen into constants (one fixed member
+of the random family, not the defended model) or become ONNX random operators whose generator, seeding and
+distribution shapes are not those of the model. So such a model is refused with an explanation; ``fixed_draw=SEED``
+exports one fixed draw on purpose, for a fixed batch size (the noise has the activations' shape), and labels the
+file as such in its metadata.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from mailnet.errors import MailnetError
+
+OPSET = 17
+
+
+class ListModel(nn.Module):
+    """``model(list) -> list`` as ``wrapper(*tensors) -> tuple``: one graph input per modality, one output per task."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.model(list(xs)))
+
+
+def safe_name(name: str, fallback: str) -> str:
+    """ONNX input/output names: the modality/task name with anything unusual replaced by '_'."""
+    out = "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in str(name))
+    return out or fallback
+
+
+def export_onnx(model: nn.Module, path: str | Path, input_shapes: Sequence[tuple[int, int, int]],
+                input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
+                dynamic_batch: bool = True, opset: int = OPSET, metadata: dict[str, str] | None = None,
+                example: Sequence[torch.Tensor] | None = None) -> Path:
+    """Trace ``model`` (eval mode, no grad) to ONNX at ``path`` (written atomically); returns the path.
+
+    ``input_shapes``: (C, H, W) per modality. ``example``: the inputs to trace with (default: uniform [0, 1]).
+    ``metadata``: string key/values stored in the model's ``metadata_props``.
+    """
+    import onnx
+
+    from mailnet.utils import atomic_write
+
+    path = Path(path)
+    model.eval()
+    m = len(input_shapes)
+    input_names = list(input_names or [f"input_{i}" for i in range(m)])
+    xs = list(example) if example is not None else [torch.rand(1, *s) for s in input_shapes]
+    with torch.no_grad():
+        n_out = len(model(xs))
+    output_names = list(output_names or [f"logits_{t}" for t in range(n_out)])
+    if len(output_names) != n_out:
+        raise MailnetError(f"export: the model has {n_out} outputs but {len(output_names)} output names were given")
+    axes = {n: {0: "batch"} for n in input_names + output_names} if dynamic_batch else None
+
+    def write(tmp: str) -> None:
+        import warnings
+
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(ListModel(model), tuple(xs), tmp, dynamo=False, opset_version=opset,
+                              input_names=input_names, output_names=output_names, dynamic_axes=axes,
+                              do_constant_folding=True)
+        proto = onnx.load(tmp)
+        for k, v in (metadata or {}).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = str(k), str(v)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, tmp)
+
+    atomic_write(path, write)
+    return path
+
+
+def onnx_session(path: str | Path, threads: int | None = None):
+    """An onnxruntime CPU session (``threads`` intra-op threads; inter-op 1)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads is not None:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise MailnetError(f"{path}: onnxruntime cannot load this model ({e})") from None
+
+
+def run_onnx(session, xs: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    names = [i.name for i in session.get_inputs()]
+    return session.run(None, {n: x.detach().cpu().float().numpy() for n, x in zip(names, xs)})
+
+
+def check_onnx(path: str | Path, model: nn.Module, xs: Sequence[torch.Tensor], atol: float = 1e-4) -> float:
+    """Largest |ONNX - PyTorch| over all outputs for inputs ``xs``; raises when it exceeds ``atol``."""
+    model.eval()
+    with torch.no_grad():
+        ref = [z.float().cpu().numpy() for z in model(list(xs))]
+    got = run_onnx(onnx_session(path), xs)
+    err = max(float(np.abs(a - b).max()) for a, b in zip(ref, got))
+    if not err <= atol:
+        raise MailnetError(f"{path}: onnxruntime outputs differ from PyTorch by {err:.3g} (> {atol:g})")
+    return err
+
+
+def time_onnx(path: str | Path, batch: int = 64, threads: int = 2, iters: int = 20, batch_iters: int = 3,
+              warmup: int = 2, seed: int = 0) -> dict:
+    """Batch-1 latency and batch-``batch`` throughput of an ONNX model under onnxruntime (CPU).
+
+    Inputs are uniform [0, 1] at the graph's (C, H, W); a graph exported for a fixed batch size is timed at that
+    size only. Returns ``{"latency_ms", "latency_ms_min", "forward_batch_ms", "samples_per_s", "batch",
+    "threads", "runtime"}``.
+    """
+    import onnxruntime as ort
+
+    sess = onnx_session(path, threads)
+    rng = np.random.default_rng(seed)
+    ins = sess.get_inputs()
+    fixed = [i.shape[0] for i in ins if isinstance(i.shape[0], int)]
+
+    def feed(b: int) -> dict[str, np.ndarray]:
+        return {i.name: rng.random((b, *[int(d) for d in i.shape[1:]]), dtype=np.float32) for i in ins}
+
+    def timed(f: dict, n: int, w: int) -> list[float]:
+        for _ in range(w):
+            sess.run(None, f)
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            sess.run(None, f)
+            out.append(time.perf_counter() - t0)
+        return out
+
+    one_b = fixed[0] if fixed else 1
+    big_b = fixed[0] if fixed else int(batch)
+    lat = timed(feed(one_b), iters, warmup)
+    thr = timed(feed(big_b), batch_iters, min(warmup, 1))
+    fwd = statistics.median(thr)
+    return {"latency_ms": 1000 * statistics.median(lat), "latency_ms_min": 1000 * min(lat),
+            "latency_batch": one_b, "forward_batch_ms": 1000 * fwd, "batch": big_b,
+            "samples_per_s": big_b / fwd, "threads": threads, "runtime": f"onnxruntime {ort.__version__}"}
+
+
+# ------------------------------------------------------------------------------------------- random models
+
+
+@contextmanager
+def frozen_draws(model: nn.Module, xs: Sequence[torch.Tensor], seed: int) -> Iterator[None]:
+    """Inside the block, every random draw of ``model`` replays the draws of one seeded forward on ``xs``, as
+    constants (so a tracer records them as fixed tensors). Only for the batch shape of ``xs``."""
+    from mailnet.layers.noise import Stochastic, seed_noise
+
+    modules = [m for m in model.modules() if isinstance(m, Stochastic)]
+    recorded: dict[int, list[torch.Tensor]] = {id(m): [] for m in modules}
+
+    def recorder(m: Stochastic, kind: str):
+        orig = getattr(Stochastic, kind)
+
+        def draw(shape, ref):
+            t = orig(m, shape, ref)
+            recorded[id(m)].append(t.detach().clone())
+            return t
+        return draw
+
+    def replayer(m: Stochastic):
+        queue = recorded[id(m)]
+        pos = [0]
+
+        def draw(shape, ref):
+            if not queue:
+                raise MailnetError("export --fixed-draw: a random part drew numbers it did not draw when recorded")
+            t = queue[pos[0] % len(queue)]  # every forward replays the same sequence
+            pos[0] += 1
+            if tuple(t.shape) != tuple(int(s) for s in shape):
+                raise MailnetError("export --fixed-draw: a random draw changed shape between passes")
+            return t.to(device=ref.device, dtype=ref.dtype)
+        return draw
+
+    try:
+        for m in modules:
+            m.randn, m.rand = recorder(m, "randn"), recorder(m, "rand")
+        seed_noise(model, seed)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            model(list(xs))
+        for m in modules:
+            m.randn = m.rand = replayer(m)
+        yield
+    finally:
+        for m in modules:
+            m.__dict__.pop("randn", None)
+            m.__dict__.pop("rand", None)
+        seed_noise(model, seed)
+
+
+def uses_unseedable_randomness(model: nn.Module) -> bool:
+    """Random parts outside :class:`mailnet.layers.noise.Stochastic` (e.g. ``nn.Dropout`` kept on in eval)."""
+    from mailnet.layers.noise import Stochastic
+
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and not isinstance(m, Stochastic)
+               and getattr(m, "mc", False) for m in model.modules())
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+
+
+def example_inputs(meta: dict, tensors: dict[str, torch.Tensor], batch: int = 4, seed: int = 0) -> list[torch.Tensor]:
+    """Check images: the checkpoint's partner bank (real training images) when it has one, else uniform noise."""
+    gen = torch.Generator().manual_seed(seed)
+    xs = []
+    for i, mod in enumerate(meta["modalities"]):
+        bank = tensors.get(f"partner_bank.{i}")
+        shape = (int(mod["in_chans"]), int(mod["img_size"]), int(mod["img_size"]))
+        if bank is not None and tuple(bank.shape[1:]) == shape and bank.shape[0] > 0:
+            x = bank[:batch].float().div(255)
+            if x.shape[0] < batch:
+                x = x.repeat((batch + x.shape[0] - 1) // x.shape[0], 1, 1, 1)[:batch]
+        else:
+            x = torch.rand((batch, *shape), generator=gen)
+        xs.append(x)
+    return xs
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, fixed_draw: int | None = None,
+                      check_inputs: Sequence[torch.Tensor] | None = None, atol: float = 1e-4,
+                      fixed_batch: int = 1) -> dict:
+    """Export a checkpoint's model to ONNX and check it with onnxruntime; returns a summary dict.
+
+    Inputs are named after the checkpoint's modalities, outputs after its tasks (``<task>_logits``).
+    ``check_inputs``: images (one (B, C, H, W) tensor per modality, in [0, 1]) compared between PyTorch and
+    onnxruntime (default: the partner bank, else noise). ``fixed_draw``: for a random model, export the one draw
+    seeded by this value (batch size ``fixed_batch``); refused for deterministic models (nothing to fix).
+    """
+    from mailnet.engine.randomness import is_stochastic
+    from mailnet.engine.runs import load_model
+
+    model, meta, tensors = load_model(checkpoint)
+    for key in ("modalities", "tasks"):
+        if not meta.get(key):
+            raise MailnetError(f"{checkpoint}: checkpoint metadata has no {key} description; cannot name the graph")
+    mods, tasks = meta["modalities"], meta["tasks"]
+    shapes = [(int(m["in_chans"]), int(m["img_size"]), int(m["img_size"])) for m in mods]
+    in_names = _unique([safe_name(m.get("name", ""), f"input_{i}") for i, m in enumerate(mods)])
+    out_names = _unique([safe_name(f"{t.get('name', '')}_logits", f"logits_{i}") for i, t in enumerate(tasks)])
+    name = meta["model"]["name"]
+    probe = example_inputs(meta, tensors, batch=2)
+    random_model = uses_unseedable_randomness(model) or is_stochastic(model, probe)
+    md = {"mailnet.model": name, "mailnet.checkpoint": Path(checkpoint).name,
+          "mailnet.modalities": ",".join(f"{n}:{c}x{h}x{w}" for n, (c, h, w) in zip(in_names, shapes)),
+          "mailnet.outputs": "logits (apply softmax/sigmoid per task type)"}
+    summary = {"model": name, "onnx": str(out), "inputs": in_names, "outputs": out_names, "shapes": shapes,
+               "random_model": random_model, "fixed_draw": None}
+    if random_model and fixed_draw is None:
+        raise MailnetError(
+            f"{checkpoint}: model {name!r} is random at inference (it draws fresh noise, random filters or dropout "
+            f"masks at every forward, and its prediction is an average over draws), so it has no single "
+            f"deterministic graph to export; use --fixed-draw SEED to export one fixed draw, labelled as such")
+    if fixed_draw is not None and not random_model:
+        raise MailnetError(f"{checkpoint}: --fixed-draw is only for random models; {name!r} is deterministic")
+    if random_model:
+        if uses_unseedable_randomness(model):
+            raise MailnetError(f"{checkpoint}: model {name!r} has randomness that cannot be seeded and replayed; "
+                               f"it cannot be exported even as a fixed draw")
+        xs = [x[:1].repeat(fixed_batch, 1, 1, 1) for x in (check_inputs or probe)]
+        md.update({"mailnet.fixed_draw_seed": str(int(fixed_draw)),
+                   "mailnet.warning": f"ONE FIXED RANDOM DRAW (seed {int(fixed_draw)}, batch {fixed_batch}) of a "
+                                      f"model that is random by design; not the randomized defence itself"})
+        with frozen_draws(model, xs, int(fixed_draw)):
+            export_onnx(model, out, shapes, in_names, out_names, dynamic_batch=False, metadata=md, example=xs)
+            err = check_onnx(out, model, xs, atol)
+        summary.update(fixed_draw=int(fixed_draw), fixed_batch=fixed_batch, max_abs_diff=err, checked_on=len(xs[0]))
+        return summary
+    export_onnx(model, out, shapes, in_names, out_names, dynamic_batch=True, metadata=md)
+    xs = list(check_inputs) if check_inputs is not None else example_inputs(meta, tensors)
+    _check_shapes(xs, shapes)
+    summary.update(max_abs_diff=check_onnx(out, model, xs, atol), checked_on=int(xs[0].shape[0]))
+    return summary
+
+
+def _check_shapes(xs: Sequence[torch.Tensor], shapes: Sequence[tuple[int, int, int]]) -> None:
+    if len(xs) != len(shapes):
+        raise MailnetError(f"export: {len(xs)} check tensors given for {len(shapes)} modalities")
+    for i, (x, s) in enumerate(zip(xs, shapes)):
+        if x.dim() != 4 or tuple(x.shape[1:]) != tuple(s):
+            raise MailnetError(f"export: check images for modality {i} have shape {tuple(x.shape)}, expected (B, {s})")
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        k = seen.get(n, 0)
+        out.append(n if k == 0 else f"{n}_{k}")
+        seen[n] = k + 1
+    return out

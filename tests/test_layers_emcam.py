@@ -5,15 +5,6 @@ from mailnet.layers.emcam import EMCAM
 from mailnet.layers.noise import seed_noise
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on the shared, loaded 2-core machine, 2 OpenMP threads make these tiny convs ~100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class _Times(torch.nn.Module):
     """Stand-in for Mop: t -> k * t."""
 

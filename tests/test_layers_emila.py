@@ -8,15 +8,6 @@ from mailnet.layers.emila import EMILA
 from mailnet.layers.noise import seed_noise
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on the shared, loaded 2-core machine, 2 OpenMP threads make these tiny convs ~100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_channel_attention_descriptor_and_gate():
     u = torch.randn(3, 8, 4, 5)
     flat = u.flatten(2)

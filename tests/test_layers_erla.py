@@ -1,17 +1,7 @@
-import pytest
 import torch
 import torch.nn as nn
 
 from mailnet.layers.erla import ERLA
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on the shared, loaded 2-core machine, 2 OpenMP threads make these tiny convs ~100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_erla_identity_shortcut_when_shape_is_kept():

@@ -7,15 +7,6 @@ from mailnet.layers.msgdc import MSGDC, MSGDCProjection
 from mailnet.layers.rpf import RPFConv2d
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on the shared, loaded 2-core machine, 2 OpenMP threads make these tiny convs ~100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("cin,cout,stride,size", [(16, 32, 1, 9), (32, 32, 2, 9), (3, 16, 2, 28), (24, 40, 1, 5)])
 def test_msgdc_shapes_and_branch_order(cin, cout, stride, size):
     m = MSGDC(cin, cout, stride)

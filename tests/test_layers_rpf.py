@@ -6,15 +6,6 @@ from mailnet.layers.noise import seed_noise
 from mailnet.layers.rpf import RPFConv2d, make_conv, random_filter_indices
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on the shared, loaded 2-core machine, 2 OpenMP threads make these tiny convs ~100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_random_filters_are_spread_evenly():
     assert random_filter_indices(64, 0.25).tolist() == list(range(0, 64, 4))
     assert random_filter_indices(10, 0.0).numel() == 0

@@ -7,14 +7,6 @@ from mailnet.layers.noise import Dropout
 from mailnet.models.mail import MAIL, ROBUST_DEFAULTS
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on the shared, loaded 2-core machine, 2 OpenMP threads make these tiny convs ~100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 TINY = (16, 32, 32, 64)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable
 
-import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 

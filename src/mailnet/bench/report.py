@@ -188,7 +188,7 @@ def _machine_line(m: dict[str, Any]) -> str:
 
 
 def accuracy_section(outcome: BenchOutcome) -> str:
-    parts = ["## Accuracy (test split, mean ± std over seeds)"]
+    parts = ["## Accuracy (test split; mean ± std over seeds, population std)"]
     for comp, per_model in _records_by(outcome).items():
         recs = [r for rs in per_model.values() for r in rs]
         tasks = _task_names(recs)

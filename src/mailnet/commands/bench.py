@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

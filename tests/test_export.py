@@ -1,0 +1,104 @@
+"""`mailnet export`: ONNX graphs that onnxruntime runs to within 1e-4 of PyTorch on real images; random models
+refused with the reason, or exported as one labelled fixed draw."""
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from mailnet.cli import main as cli
+from mailnet.data.images import to_nchw
+from mailnet.engine.checkpoint import save_checkpoint
+from mailnet.errors import MailnetError
+from mailnet.engine.runs import load_model
+from mailnet.export import check_onnx, export_checkpoint, onnx_session, run_onnx, time_onnx
+from mailnet.models import create_model
+
+TINY = [16, 16, 32, 32]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _checkpoint(path, name, **kw):
+    kwargs = dict(in_chans=[1, 3], num_classes=[2, 5], img_size=28, **kw)
+    torch.manual_seed(0)
+    model = create_model(name, **kwargs)
+    model.train()
+    with torch.no_grad():  # non-trivial BN statistics, as after training
+        model([torch.rand(8, 1, 28, 28), torch.rand(8, 3, 28, 28)])
+    meta = {"model": {"name": name, "kwargs": kwargs},
+            "modalities": [{"name": "pneumonia", "in_chans": 1, "img_size": 28},
+                           {"name": "retina", "in_chans": 3, "img_size": 28}],
+            "tasks": [{"name": "pneumonia", "task_type": "binary", "num_classes": 2, "class_names": [], "modality": 0},
+                      {"name": "retina", "task_type": "ordinal", "num_classes": 5, "class_names": [], "modality": 1}],
+            "paired": False, "config": {}}
+    save_checkpoint(path, {"model." + k: v for k, v in model.state_dict().items()}, meta)
+    return path
+
+
+@pytest.fixture(scope="module")
+def real_images(data_root):
+    pn = to_nchw(np.load(data_root / "pneumoniamnist" / "pneumoniamnist.npz")["test_images"][:5])
+    rt = to_nchw(np.load(data_root / "retinamnist" / "retinamnist.npz")["test_images"][:5])
+    return [pn, rt]
+
+
+@pytest.fixture(scope="module")
+def mail_checkpoint(tmp_path_factory):
+    return _checkpoint(tmp_path_factory.mktemp("ck") / "mail.safetensors", "mail", widths=TINY)
+
+
+def test_mail_exports_and_matches_onnxruntime_on_real_images(tmp_path, mail_checkpoint, real_images, capsys):
+    out = tmp_path / "mail.onnx"
+    assert cli(["export", str(mail_checkpoint), "--onnx", str(out), "--benchmark", "--batch", "2",
+                "--threads", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "max |ONNX - PyTorch|" in text and "samples/s" in text
+    model, _, _ = load_model(mail_checkpoint)
+    assert check_onnx(out, model, real_images, atol=1e-4) <= 1e-4
+    sess = onnx_session(out)
+    assert [i.name for i in sess.get_inputs()] == ["pneumonia", "retina"]
+    assert [o.name for o in sess.get_outputs()] == ["pneumonia_logits", "retina_logits"]
+    # dynamic batch, and the outputs really depend on the images
+    one = run_onnx(sess, [x[:1] for x in real_images])
+    five = run_onnx(sess, real_images)
+    assert one[1].shape == (1, 5) and five[1].shape == (5, 5)
+    assert np.allclose(one[0], five[0][:1], atol=1e-5) and not np.allclose(five[1][0], five[1][1])
+    props = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert props["mailnet.model"] == "mail" and "mailnet.fixed_draw_seed" not in props
+    t = time_onnx(out, batch=4, threads=1, iters=2, batch_iters=1, warmup=1)
+    assert t["latency_ms"] > 0 and t["batch"] == 4 and t["samples_per_s"] > 0
+    with pytest.raises(MailnetError, match="only for random models"):
+        export_checkpoint(mail_checkpoint, tmp_path / "m.onnx", fixed_draw=1)
+
+
+def test_random_model_is_refused_with_the_reason_or_exported_as_one_labelled_draw(tmp_path, real_images, capsys):
+    ck = _checkpoint(tmp_path / "robust.safetensors", "robust_mail", widths=TINY)
+    out = tmp_path / "robust.onnx"
+    with pytest.raises(MailnetError, match="random at inference.*no single deterministic graph.*--fixed-draw"):
+        export_checkpoint(ck, out)
+    assert not out.exists()
+    assert cli(["export", str(ck), "--onnx", str(out)]) == 2
+    assert "random at inference" in capsys.readouterr().err
+    info = export_checkpoint(ck, out, fixed_draw=3, check_inputs=real_images, fixed_batch=2)
+    assert info["fixed_draw"] == 3 and info["max_abs_diff"] <= 1e-4
+    props = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert props["mailnet.fixed_draw_seed"] == "3" and "ONE FIXED RANDOM DRAW" in props["mailnet.warning"]
+    sess = onnx_session(out)
+    xs = [x[:2] for x in real_images]
+    a, b = run_onnx(sess, xs), run_onnx(sess, xs)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))  # a fixed draw: deterministic graph
+
+
+def test_bad_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "nope.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    assert cli(["export", str(bad), "--onnx", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mailnet: error:") and "nope.safetensors" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.onnx").exists()

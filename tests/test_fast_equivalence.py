@@ -1,0 +1,213 @@
+"""The fast MAIL computes the reference's function: same outputs and gradients (float64: to ~1e-10; float32:
+within rounding), same parameters, state dicts loadable both ways, same random draws for Robust-MAIL."""
+import copy
+
+import pytest
+import torch
+
+from mailnet.layers.emcam import EMCAM
+from mailnet.layers.fast import FastEMCAM, FastEMILA, FastMSGDCProjection
+from mailnet.layers.emila import EMILA
+from mailnet.layers.msgdc import MSGDCProjection
+from mailnet.models import create_model
+from mailnet.models.fast import FastMAIL, is_fast, to_fast, to_reference
+from mailnet.models.mail import MAIL
+
+TINY = (16, 16, 32, 48)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: tiny convs on the shared 2-core machine are much faster without OpenMP contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _xs(chans, size, b=3, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(b, c, size, size, generator=g).to(dtype) for c in chans]
+
+
+def _pair(name="mail", chans=(1, 3), size=16, dtype=torch.float32, **kw):
+    """(reference, fast) with identical weights and non-trivial BN running statistics."""
+    torch.manual_seed(0)
+    ref = to_reference(create_model(name, in_chans=list(chans), num_classes=[2, 3][:len(chans)] or [2],
+                                    img_size=size, widths=TINY, **kw)).to(dtype)
+    ref.train()
+    with torch.no_grad():
+        for s in range(2):
+            ref(_xs(chans, size, b=6, seed=10 + s, dtype=dtype))
+    fast = to_fast(copy.deepcopy(ref))
+    return to_reference(ref), fast
+
+
+def _loss_and_grads(model, xs, seed=1):
+    model.zero_grad(set_to_none=True)
+    xs = [x.clone().requires_grad_(True) for x in xs]
+    torch.manual_seed(seed)
+    out = model(xs)
+    loss = sum((z * torch.linspace(-1, 1, z.shape[1], dtype=z.dtype)).square().sum() for z in out)
+    loss.backward()
+    grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+    return out, grads, [x.grad for x in xs]
+
+
+def _rel(a, b):
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+
+
+@pytest.mark.parametrize("chans,size", [((1, 3), 16), ((3, 3, 1), 12)])
+def test_training_outputs_and_gradients_match_in_float64(chans, size):
+    ref, fast = _pair(chans=chans, size=size, dtype=torch.float64)
+    xs = _xs(chans, size, dtype=torch.float64)
+    ref.train(), fast.train()
+    out_r, g_r, gx_r = _loss_and_grads(ref, xs)
+    out_f, g_f, gx_f = _loss_and_grads(fast, xs)
+    for a, b in zip(out_f, out_r):
+        assert _rel(a, b) < 1e-10
+    assert g_r.keys() == g_f.keys()
+    for k in g_r:
+        assert (g_f[k] - g_r[k]).abs().max() <= 1e-9 * max(1.0, g_r[k].abs().max().item()), k
+    for a, b in zip(gx_f, gx_r):
+        assert _rel(a, b) < 1e-9
+
+
+def test_eval_outputs_match_in_float32_with_and_without_autograd():
+    ref, fast = _pair()
+    ref.eval(), fast.eval()
+    xs = _xs((1, 3), 16, b=4)
+    with torch.no_grad():
+        want = ref(xs)
+    with torch.inference_mode():  # fused convs, folded BN (cached)
+        fused = fast(xs)
+    with torch.no_grad():  # the cache serves no_grad too
+        fused2 = fast(xs)
+    got_grad_path, _, gx_f = _loss_and_grads(fast, xs)  # eval mode with autograd: unfolded path (attacks)
+    _, _, gx_r = _loss_and_grads(ref, xs)
+    for w, a, b, c in zip(want, fused, fused2, got_grad_path):
+        assert torch.allclose(a, w, atol=1e-5, rtol=1e-4)
+        assert torch.equal(a, b)
+        assert torch.allclose(c, w, atol=1e-5, rtol=1e-4)
+    for a, b in zip(gx_f, gx_r):
+        assert _rel(a, b) < 1e-3
+
+
+def test_same_parameters_and_state_dicts_load_both_ways():
+    ref, fast = _pair()
+    sr, sf = ref.state_dict(), fast.state_dict()
+    assert list(sr) == list(sf)
+    assert all(sr[k].shape == sf[k].shape and torch.equal(sr[k], sf[k]) for k in sr)
+    assert isinstance(fast, FastMAIL) and isinstance(fast, MAIL) and is_fast(fast) and not is_fast(ref)
+    # train the fast model a little, then move its weights into a fresh reference model, and back
+    opt = torch.optim.SGD(fast.parameters(), lr=0.1)
+    fast.train()
+    xs = _xs((1, 3), 16, b=4, seed=5)
+    sum(z.sum() for z in fast(xs)).backward()
+    opt.step()
+    fresh_ref = to_reference(create_model("mail", in_chans=[1, 3], num_classes=[2, 3], img_size=16, widths=TINY))
+    fresh_ref.load_state_dict(fast.state_dict())
+    fresh_fast = to_fast(create_model("mail", in_chans=[1, 3], num_classes=[2, 3], img_size=16, widths=TINY))
+    fresh_fast.load_state_dict(fresh_ref.state_dict())
+    for m in (fast, fresh_ref, fresh_fast):
+        m.eval()
+    with torch.no_grad():
+        outs = [m(xs) for m in (fast, fresh_ref, fresh_fast)]
+    for a, b, c in zip(*outs):
+        assert torch.allclose(a, b, atol=1e-5) and torch.allclose(c, b, atol=1e-5)
+
+
+def test_fold_cache_follows_weight_changes():
+    """The cached fused/folded inference weights are rebuilt after an optimizer step or a state-dict load."""
+    ref, fast = _pair()
+    xs = _xs((1, 3), 16, b=2)
+    fast.eval()
+    with torch.no_grad():
+        before = fast(xs)[0].clone()
+    fast.train()
+    opt = torch.optim.SGD(fast.parameters(), lr=0.5)
+    sum(z.sum() for z in fast(xs)).backward()
+    opt.step()
+    fast.eval()
+    with torch.no_grad():
+        after = fast(xs)[0]
+    ref.load_state_dict(fast.state_dict())
+    ref.eval()
+    with torch.no_grad():
+        want = ref(xs)[0]
+    assert not torch.allclose(before, after, atol=1e-4)
+    assert torch.allclose(after, want, atol=1e-5, rtol=1e-4)
+
+
+def test_robust_mail_fast_replays_the_reference_draws():
+    ref, fast = _pair("robust_mail", dtype=torch.float64)  # float64: noise, clipping and cubes amplify rounding
+    xs = _xs((1, 3), 16, b=2, dtype=torch.float64)
+    for mode in ("train", "eval"):
+        outs = []
+        for m in (ref, fast):
+            getattr(m, mode)()
+            m.seed_noise(7)
+            with torch.no_grad():
+                outs.append(m(xs))
+        for a, b in zip(*outs):
+            assert torch.allclose(a, b, atol=1e-10), mode
+    fast.eval()
+    with torch.no_grad():
+        assert not torch.equal(fast(xs)[0], fast(xs)[0])  # still random at inference
+
+
+@pytest.mark.parametrize("m,cross", [(1, True), (2, True), (3, True), (2, False)])
+def test_fast_emcam_matches_reference(m, cross):
+    torch.manual_seed(0)
+    ref = EMCAM(16, m, cross_modal=cross).double()
+    with torch.no_grad():
+        ref.freq_weights.copy_(torch.tensor([0.7, 1.3, -0.4]))
+        ref.lambdas.uniform_(0.5, 1.5)
+        ref.gamma.fill_(0.8)
+        ref.alphas.uniform_(0.5, 1.5)
+    fast = copy.deepcopy(ref)
+    fast.__class__ = FastEMCAM
+    fast.mop.__class__ = FastMSGDCProjection
+    g = torch.Generator().manual_seed(1)
+    xs = [torch.randn(2, 16, 5, 4, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(m)]
+    ys_r, ys_f = ref(xs), fast(xs)
+    for a, b in zip(ys_f, ys_r):
+        assert _rel(a, b) < 1e-12
+    gr = torch.autograd.grad(sum((y * y).sum() for y in ys_r), list(ref.parameters()) + xs)
+    gf = torch.autograd.grad(sum((y * y).sum() for y in ys_f), list(fast.parameters()) + xs)
+    for a, b in zip(gf, gr):
+        assert (a - b).abs().max() <= 1e-10 * max(1.0, b.abs().max().item())
+
+
+def test_mop_on_pooled_descriptors_is_one_matrix():
+    torch.manual_seed(0)
+    ref = MSGDCProjection(32).double()
+    fast = copy.deepcopy(ref)
+    fast.__class__ = FastMSGDCProjection
+    s = torch.randn(5, 32, 1, 1, dtype=torch.float64)
+    assert torch.allclose(fast(s), ref(s), atol=1e-12)
+    assert torch.allclose(fast.on_vectors(s.flatten(1)), ref(s).flatten(1), atol=1e-12)
+
+
+@pytest.mark.parametrize("cin,cout,stride", [(16, 16, 1), (16, 32, 2), (3, 16, 1)])
+def test_fused_emila_inference_matches(cin, cout, stride):
+    torch.manual_seed(0)
+    ref = EMILA(cin, cout, stride).double()
+    with torch.no_grad():
+        for bn in (ref.mix_bn, ref.proj_bn):
+            bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2), bn.weight.uniform_(0.5, 1.5)
+    ref.eval()
+    fast = copy.deepcopy(ref)
+    fast.__class__ = FastEMILA
+    fast.msgdc.__class__ = __import__("mailnet.layers.fast", fromlist=["FastMSGDC"]).FastMSGDC
+    x = torch.randn(2, cin, 9, 9, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), ref(x), atol=1e-12)
+
+
+def test_default_mail_is_fast_and_reference_is_available():
+    kw = dict(in_chans=[1, 3], num_classes=[2, 3], img_size=16, widths=TINY)
+    assert type(create_model("mail", **kw)) is FastMAIL
+    assert type(create_model("mail", fast=False, **kw)) is MAIL
+    assert type(create_model("robust_mail", fast=False, **kw)) is MAIL

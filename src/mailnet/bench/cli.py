@@ -25,6 +25,14 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
     if args.list:
         return _list(suite, Store(out, results_dir, False))
     device = resolve_device(args.device).type  # fail now on a bad --device, not after the first job
+    if args.threads is not None:
+        if args.threads < 1:
+            from mailnet.errors import ConfigError
+
+            raise ConfigError(f"--threads: must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     opts = BenchOptions(out=out, device=args.device, data_root=args.data_root, results_dir=results_dir,
                         save_results=save, report_only=args.report_only, verbose=args.verbose,
                         progress=not args.no_progress)

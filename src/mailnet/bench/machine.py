@@ -45,6 +45,14 @@ def _version(module: str) -> str | None:
     return str(getattr(mod, "__version__", "unknown"))
 
 
+def _load_average() -> list[float] | None:
+    """1/5/15-minute load averages: timings from a shared, busy machine must say so."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
 def machine_info(device: str | None = None) -> dict[str, Any]:
     """A JSON-able description of this machine and software stack."""
     import torch
@@ -55,6 +63,7 @@ def machine_info(device: str | None = None) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": gpu,
+        "load_average": _load_average(),
         "device": device,
         "platform": platform.platform(),
         "python": platform.python_version(),

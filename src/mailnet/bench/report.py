@@ -148,7 +148,9 @@ def header_section(outcome: BenchOutcome, machine: dict[str, Any], command: str)
         f"- **Date**: {machine['date']}",
         f"- **Git commit**: `{machine.get('git_commit') or 'unknown (not a git checkout)'}`",
         f"- **Machine (this report)**: {machine['cpu']} ({machine['cpu_count']} logical CPUs), torch threads "
-        f"{machine['torch_threads']}, GPU: {machine['gpu'] or 'none'}, device: {machine.get('device')}",
+        f"{machine['torch_threads']}, GPU: {machine['gpu'] or 'none'}, device: {machine.get('device')}"
+        + (f", load average {'/'.join(map(str, machine['load_average']))} (1/5/15 min)"
+           if machine.get("load_average") else ""),
         f"- **Versions**: torch {v['torch']}, torchvision {v['torchvision']}, numpy {v['numpy']}, "
         f"mailnet {v['mailnet']}, Python {machine['python']}",
     ]
@@ -184,7 +186,9 @@ def header_section(outcome: BenchOutcome, machine: dict[str, Any], command: str)
 
 
 def _machine_line(m: dict[str, Any]) -> str:
-    return f"{m.get('cpu')} / GPU {m.get('gpu') or 'none'} / device {m.get('device')}"
+    load = m.get("load_average")
+    return (f"{m.get('cpu')} / GPU {m.get('gpu') or 'none'} / device {m.get('device')}"
+            + (f" / load {load[0]}" if load else ""))
 
 
 def accuracy_section(outcome: BenchOutcome) -> str:

@@ -16,6 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output folder (default: benchmarks/work/SUITE[-quick])")
     p.add_argument("--data-root", help="folder with the datasets (default: $MAILNET_DATA, ../shared/data, ~/.medmnist)")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
+    p.add_argument("--threads", type=int,
+                   help="torch CPU threads for training and attacks (default: torch's; 1 is fastest on a busy machine)")
     p.add_argument("--results-dir", default="benchmarks/results",
                    help="shared folder of finished-run records, read and (with --save-results) written")
     save = p.add_mutually_exclusive_group()
@@ -41,6 +43,8 @@ def command_line(args: argparse.Namespace) -> str:
             parts += [opt, str(value)]
     if args.device != "auto":
         parts += ["--device", args.device]
+    if args.threads:
+        parts += ["--threads", str(args.threads)]
     if args.save_results is not None:
         parts.append("--save-results" if args.save_results else "--no-save-results")
     for flag in ("report_only", "verbose"):

@@ -96,6 +96,21 @@ def test_train_writes_a_complete_run_directory(tmp_path, data_root, capsys):
     assert sum(probs) == pytest.approx(1.0, abs=1e-3)
     assert cli("predict", str(run), "--image", f"retina={tmp_path / 'x.png'}") == 2
 
+    # batch mode: a folder of images for one modality, and a CSV naming images per modality
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    breast = np.load(data_root / "breastmnist" / "breastmnist.npz")["test_images"]
+    for i in range(3):
+        Image.fromarray(breast[i]).save(folder / f"b{i}.png")
+    assert cli("predict", str(run), "--folder", str(folder), "--modality", "breast",
+               "--out", str(tmp_path / "p.csv")) == 0
+    lines = (tmp_path / "p.csv").read_text().strip().splitlines()
+    assert lines[0].startswith("id,task") and len(lines) == 4 and all(",breast,pneumonia," in ln for ln in lines[1:])
+    (tmp_path / "s.csv").write_text("pneumonia,breast\nx.png,imgs/b0.png\n")
+    assert cli("predict", str(run), "--csv", str(tmp_path / "s.csv"), "--out", str(tmp_path / "q.csv")) == 0
+    rows = (tmp_path / "q.csv").read_text().strip().splitlines()[1:]
+    assert sorted(r.split(",")[1] for r in rows) == ["breast", "pneumonia"]
+
 
 def _metrics(run: Path) -> dict:
     return json.loads((run / "test_metrics.json").read_text())["tasks"]

@@ -133,8 +133,9 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
         val = evaluate(model, data, "val", dev, batch_size=ecfg["batch_size"], mc_samples=ecfg["val_mc_samples"],
                        partner_draws=0, seed=seed, loss_weights=weights, dist_info=info)
         val.pop("_predictions")
+        lr = opt.param_groups[0]["lr"]  # the rate this epoch trained with
         step_scheduler(sched, val["loss"])
-        row = _history_row(epoch, opt, total / max(n, 1), val, time.perf_counter() - t0)
+        row = _history_row(epoch, lr, total / max(n, 1), val, time.perf_counter() - t0)
         state["history"].append(row)
         score = -val["loss"] if tcfg["select"] == "val_loss" else _auc_score(val)
         improved = state["best_score"] is None or score > state["best_score"]
@@ -187,8 +188,8 @@ def _auc_score(val: dict[str, Any]) -> float:
     return val["mean_acc"] if s is None or math.isnan(s) else s
 
 
-def _history_row(epoch: int, opt, train_loss: float, val: dict[str, Any], seconds: float) -> dict[str, Any]:
-    row: dict[str, Any] = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss,
+def _history_row(epoch: int, lr: float, train_loss: float, val: dict[str, Any], seconds: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                            "val_loss": val["loss"], "val_mean_acc": val["mean_acc"], "val_mean_auc": val["mean_auc"]}
     for name, m in val["tasks"].items():
         row[f"val_{name}_acc"] = m["acc"]

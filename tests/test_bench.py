@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -189,11 +190,23 @@ def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
     # a run directory that finished but lost its record (interrupted right after training) is reused too
     for rec in (out / "records").iterdir():
         rec.unlink()
-    argv3 = argv[:-4] + ["--results-dir", str(tmp_path / "empty"), "--no-progress"]
+    argv3 = argv[:-4] + ["--results-dir", str(tmp_path / "empty"), "--no-save-results", "--no-progress"]
     assert main(argv3) == 0
     third = capsys.readouterr().out
     assert "[trained]" not in third and third.count("finished run") == 2
     assert third.count("[attacked]") == 2  # attack results lived in the lost records; the weights are still there
+
+    # runs trained outside the bench (any folder layout) are found by their resolved config
+    elsewhere = tmp_path / "elsewhere"
+    for i, run in enumerate(sorted((out / "runs").iterdir())):
+        shutil.copytree(run, elsewhere / "pb" / f"seed{i}")
+    out_imp = tmp_path / "out_imported"
+    train_only = write_suite(tmp_path, suite_dict(seeds=[0, 1], attacks=None, cost=None), "train_only.yaml")
+    assert main(["bench", str(train_only), "--out", str(out_imp), "--results-dir", str(tmp_path / "empty"),
+                 "--no-save-results", "--import-runs", str(elsewhere), "--no-progress"]) == 0
+    imported = capsys.readouterr().out
+    assert "[trained]" not in imported and imported.count("(imported)") == 2 and not (out_imp / "runs").exists()
+    assert not (tmp_path / "empty").exists()
 
     # another sitting, another output folder: the committed records alone rebuild the report
     out2 = tmp_path / "out2"

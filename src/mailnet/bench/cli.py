@@ -35,7 +35,7 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
         torch.set_num_threads(args.threads)
     opts = BenchOptions(out=out, device=args.device, data_root=args.data_root, results_dir=results_dir,
                         save_results=save, report_only=args.report_only, verbose=args.verbose,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, import_runs=[Path(d) for d in args.import_runs])
     print(f"bench {suite.name}{' (quick)' if args.quick else ''}: {len(suite.jobs())} runs -> {out}"
           + (f"; records saved to {results_dir}" if save else ""), flush=True)
     outcome = run_bench(suite, opts)

@@ -30,6 +30,7 @@ class BenchOptions:
     report_only: bool = False
     verbose: bool = False  # the trainer's own per-epoch output
     progress: bool = True
+    import_runs: list[Path] = field(default_factory=list)  # folders of finished runs trained outside the bench
 
 
 @dataclass
@@ -58,7 +59,9 @@ class BenchOutcome:
 
 def run_bench(suite: Suite, opts: BenchOptions) -> BenchOutcome:
     """Run (or, with ``report_only``, only collect) every job of ``suite``."""
-    store = Store(opts.out, opts.results_dir, opts.save_results)
+    from mailnet.bench.store import index_runs
+
+    store = Store(opts.out, opts.results_dir, opts.save_results, imported=index_runs(opts.import_runs))
     jobs = suite.jobs()
     device = _device_kind(opts.device)
     outcome = BenchOutcome(suite=suite, jobs=jobs, records={}, costs=[], counts={})
@@ -99,7 +102,8 @@ def _train_unit(job: Job, store: Store, opts: BenchOptions, outcome: BenchOutcom
     elif rundir.is_finished(run) and rundir.test_metrics_path(run).is_file():
         rec = _new_record(job, run, outcome, opts)
         store.save_record(rec)
-        _log(outcome, bar, "reused", job, f"finished run {run}")
+        _log(outcome, bar, "reused", job, f"finished run {run}" + (" (imported)" if job.key in store.imported
+                                                                    and run == store.imported[job.key] else ""))
     elif opts.report_only:
         _log(outcome, bar, "missing", job, "not run yet")
     else:

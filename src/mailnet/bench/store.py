@@ -23,13 +23,17 @@ RECORD_SCHEMA = 1
 class Store:
     """Finds and saves job records and cost records in the output folder and the shared results folder."""
 
-    def __init__(self, out: Path, results_dir: Path | None, save_results: bool):
+    def __init__(self, out: Path, results_dir: Path | None, save_results: bool,
+                 imported: dict[str, Path] | None = None):
         self.out = Path(out)
         self.results_dir = Path(results_dir) if results_dir is not None else None
         self.save_results = save_results and self.results_dir is not None
+        self.imported = dict(imported or {})
 
     def run_dir(self, key: str) -> Path:
-        return self.out / "runs" / key
+        """The job's own run directory, or a finished run with the same resolved config found by ``index_runs``."""
+        own = self.out / "runs" / key
+        return self.imported[key] if key in self.imported and not own.exists() else own
 
     def _record_paths(self, key: str) -> list[Path]:
         paths = [self.out / "records" / f"{key}.json"]
@@ -68,6 +72,32 @@ class Store:
         write_json(self._cost_paths(rec["key"])[0], rec)
         if self.save_results:
             write_json(self.results_dir / f"cost-{rec['key']}.json", rec)
+
+
+def index_runs(roots: list[Path]) -> dict[str, Path]:
+    """Finished run directories under ``roots`` (e.g. from ``mailnet train``), keyed by their config's hash, so a
+    bench reuses runs trained outside it when their resolved config is exactly the job's."""
+    import yaml
+
+    from mailnet.bench.hashing import config_hash
+    from mailnet.engine import rundir
+    from mailnet.errors import MailnetError
+
+    found: dict[str, Path] = {}
+    for root in roots:
+        if not Path(root).is_dir():
+            raise MailnetError(f"--import-runs {root}: no such folder")
+        for cfg_path in sorted(Path(root).rglob("config.yaml")):
+            run = cfg_path.parent
+            if not (rundir.is_finished(run) and rundir.test_metrics_path(run).is_file()):
+                continue
+            try:
+                cfg = yaml.safe_load(cfg_path.read_text())
+            except (OSError, yaml.YAMLError):
+                continue
+            if isinstance(cfg, dict):
+                found.setdefault(config_hash(cfg), run)
+    return found
 
 
 def _read(p: Path) -> dict[str, Any] | None:

@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     save.add_argument("--save-results", dest="save_results", action="store_true", default=None,
                       help="write finished-run records to --results-dir (default: the suite's save_results, off with --quick)")
     save.add_argument("--no-save-results", dest="save_results", action="store_false")
+    p.add_argument("--import-runs", action="append", default=[], metavar="DIR",
+                   help="also reuse finished runs under DIR (e.g. from mailnet train) whose resolved config is a job's "
+                        "(repeatable)")
     p.add_argument("--report-only", action="store_true", help="run nothing: rebuild the report from finished results")
     p.add_argument("--update-benchmarks", metavar="FILE",
                    help="also rewrite the generated block of FILE (e.g. BENCHMARKS.md) from this report")
@@ -50,6 +53,8 @@ def command_line(args: argparse.Namespace) -> str:
     for flag in ("report_only", "verbose"):
         if getattr(args, flag):
             parts.append("--" + flag.replace("_", "-"))
+    for d in args.import_runs:
+        parts += ["--import-runs", d]
     if args.update_benchmarks:
         parts += ["--update-benchmarks", args.update_benchmarks]
     return shlex.join(parts)

@@ -23,7 +23,9 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
     save = (suite.save_results and not args.quick) if args.save_results is None else bool(args.save_results)
     results_dir = Path(args.results_dir) if args.results_dir else None
     if args.list:
-        return _list(suite, Store(out, results_dir, False))
+        from mailnet.bench.store import index_runs
+
+        return _list(suite, Store(out, results_dir, False, imported=index_runs([Path(d) for d in args.import_runs])))
     device = resolve_device(args.device).type  # fail now on a bad --device, not after the first job
     if args.threads is not None:
         if args.threads < 1:

@@ -23,23 +23,30 @@ class FastEMILA(EMILA):
     """:class:`EMILA` with the same parameters and the same random draws (Robust-MAIL's noise modules and
     random projection filters are called in the reference's order)."""
 
+    def fusion_sources(self) -> list:
+        m = self.msgdc
+        return [m.pointwise.weight, m.dw3.weight, m.dw5.weight, self.mix.weight, *bn_sources(self.mix_bn),
+                self.proj.weight, *bn_sources(self.proj_bn)]
+
     def _fused(self):
         """The cached inference-time fused convs (see :mod:`mailnet.layers.fast.fused_msgdc`)."""
-        m = self.msgdc
-        sources = [m.pointwise.weight, m.dw3.weight, m.dw5.weight, self.mix.weight, *bn_sources(self.mix_bn),
-                   self.proj.weight, *bn_sources(self.proj_bn)]
-        return cache_of(self).get("fused", sources, lambda: fuse_emila(self))
+        return cache_of(self).get("fused", self.fusion_sources(), lambda: fuse_emila(self))
+
+    def can_fuse(self) -> bool:
+        """Inference (eval, no grad) with plain convs: the fused two-conv form applies."""
+        return use_folded(self) and fusable(self.msgdc) and all(
+            bn.track_running_stats and bn.running_mean is not None for bn in (self.mix_bn, self.proj_bn))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if use_folded(self) and fusable(self.msgdc) and self.mix_bn.track_running_stats:
+        if self.can_fuse():
             u, p = self._fused()(x)
-            return self._attend(u, p)
+            return self.attend(u, p)
         v = shuffle_channels_last(self.msgdc(x), self.shuffle.groups)
         u = conv_bn(self, "mix", self.mix, self.mix_bn, v)
         p = conv_bn(self, "proj", self.proj, self.proj_bn, x)
-        return self._attend(u, p)
+        return self.attend(u, p)
 
-    def _attend(self, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    def attend(self, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """Channel attention and the output: ReLU(p + u * a), or Robust-MAIL's noisy form."""
         z = attention_logits(self.attention, u)
         if self.attention_noise:

@@ -1,17 +1,17 @@
-"""Inference-time fusion of "MSGDC then a linear 1x1 mix" into three convolutions.
+"""Inference-time fusion of "MSGDC then a linear 1x1 mix" into two convolutions.
 
 Everything between the input and the mix's BN is linear: a grouped 1x1 conv (C -> F), depthwise 3x3 and 5x5 convs,
 a concatenation, a channel shuffle (a fixed permutation) and a grouped 1x1 conv. Written out,
 
-    mix(shuffle([G x | K3 * x | K5 * x])) = (W_G @ G) x + W_35 (K35 * x)
+    mix(shuffle([G x | K3 * x | K5 * x])) = W_3 (K3 * x) + W_5 (K5 * x) + (W_G @ G) x
 
 where W = the mix weight as a dense matrix with its columns put back in concatenation order (this absorbs the
-shuffle), W_G @ G is one dense 1x1 conv composed from two, and K35 is a single depthwise conv with channel
-multiplier 2 whose outputs interleave the 3x3 kernel (zero-padded to 5x5) and the 5x5 kernel of each channel.
-Any other 1x1 conv on the same input at the same stride (EMILA's projection) is stacked onto W_G @ G's rows, and BN
-(eval mode) is folded into both. That is 3 convolutions and one add instead of 5-6 convolutions, a concatenation,
-a shuffle copy and 2 BNs: more multiply-adds in the 1x1 convs but far fewer operator calls, which is what
-batch-1 latency on a CPU pays for.
+shuffle) and W_G @ G composes two 1x1 convs into one. One depthwise conv with channel multiplier 3 produces, per
+input channel, K3 * x (the 3x3 kernel zero-padded to 5x5), K5 * x and x itself (an identity tap, sampled at the
+same stride as the 1x1 convs), so a single dense 1x1 conv on its output gives the whole mix, and also any other
+1x1 conv on x at that stride stacked as extra output rows (EMILA's projection, ERLA's shortcut), with eval-mode BN
+folded in. Two convolutions instead of 5-6 convolutions, a concatenation, a shuffle copy, 2-3 BNs and an add: more
+multiply-adds, far fewer operator calls, which is what batch-1 latency on a CPU pays for.
 
 Only for deterministic inference: plain convs (no random projection filters) and no BN inside the MSGDC.
 """
@@ -30,22 +30,22 @@ from mailnet.layers.msgdc import MSGDC
 
 @dataclass
 class FusedMSGDC:
-    """The three convs of the fused form; ``rows`` output channels of the mix, then any stacked extra rows."""
+    """The two convs of the fused form: one depthwise conv (channel multiplier 3: per input channel the 3x3 kernel
+    zero-padded to 5x5, the 5x5 kernel, and an identity tap that passes x through at the conv's stride) and one
+    dense 1x1 conv on its output, whose first ``rows`` outputs are the mix and the rest the stacked extra convs."""
 
-    x_weight: torch.Tensor  # (rows + extra, C, 1, 1)
-    x_bias: torch.Tensor | None
-    dw_weight: torch.Tensor  # (2C, 1, 5, 5), groups C
-    d_weight: torch.Tensor  # (rows, 2C, 1, 1)
+    dw_weight: torch.Tensor  # (3C, 1, 5, 5), groups C
+    weight: torch.Tensor  # (rows + sum(extra), 3C, 1, 1)
+    bias: torch.Tensor | None
     stride: int
     channels: int
-    rows: int
+    splits: list[int]  # rows, then one entry per extra conv
 
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(mix output incl. folded bias, the stacked extra rows or None)."""
-        y = F.conv2d(x, self.x_weight, self.x_bias, self.stride)
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[mix output incl. folded bias, then each extra conv's output] (channel slices of one tensor)."""
         d = F.conv2d(x, self.dw_weight, None, self.stride, 2, 1, self.channels)
-        u = F.conv2d(d, self.d_weight).add_(y[:, :self.rows])
-        return u, (y[:, self.rows:] if y.shape[1] > self.rows else None)
+        y = F.conv2d(d, self.weight, self.bias)
+        return list(y.split(self.splits, dim=1)) if len(self.splits) > 1 else [y]
 
 
 def fusable(msgdc: MSGDC) -> bool:
@@ -72,37 +72,47 @@ def unshuffle_columns(w: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def fuse(msgdc: MSGDC, mix: torch.Tensor, mix_bias: torch.Tensor | None = None,
-         extra: torch.Tensor | None = None, extra_bias: torch.Tensor | None = None) -> FusedMSGDC:
+         extras: list[tuple[torch.Tensor, torch.Tensor | None]] = ()) -> FusedMSGDC:
     """Fused form of ``mix @ MSGDC(x)`` (``mix`` a dense (R, F + 2C) matrix in concatenation order, ``mix_bias``
-    its bias) with optional ``extra`` (E, C) rows of another 1x1 conv on x at the same stride. Built in float64."""
+    its bias) plus ``extras``: (weight (E, C), bias) of other 1x1 convs on x at the same stride. Built in float64."""
     dt = msgdc.pointwise.weight.dtype
     c, f = msgdc.in_chans, msgdc.out_chans
     mix = mix.double()
+    rows = mix.shape[0]
     g = dense_columns(msgdc.pointwise.weight.double(), msgdc.groups)  # (F, C)
-    xw = mix[:, :f] @ g
-    rows = xw.shape[0]
-    xb = mix_bias.double() if mix_bias is not None else None
-    if extra is not None:
-        xw = torch.cat([xw, extra.double()])
-        eb = extra_bias.double() if extra_bias is not None else torch.zeros(extra.shape[0], dtype=torch.float64)
-        xb = torch.cat([xb if xb is not None else torch.zeros(rows, dtype=torch.float64), eb])
+    # columns per input channel c: [3x3 output, 5x5 output, x itself]
+    blocks = [torch.stack([mix[:, f:f + c], mix[:, f + c:], mix[:, :f] @ g], dim=2)]
+    biases = [mix_bias.double() if mix_bias is not None else torch.zeros(rows, dtype=torch.float64)]
+    for w, b in extras:
+        w = w.double()
+        z = torch.zeros_like(w)
+        blocks.append(torch.stack([z, z, w], dim=2))
+        biases.append(b.double() if b is not None else torch.zeros(w.shape[0], dtype=torch.float64))
+    weight = torch.cat(blocks).reshape(-1, 3 * c)
+    bias = torch.cat(biases)
     k3 = F.pad(msgdc.dw3.weight.double(), (1, 1, 1, 1))  # (C, 1, 5, 5), zero ring
-    dw = torch.stack([k3, msgdc.dw5.weight.double()], dim=1).reshape(2 * c, 1, 5, 5)
-    dcols = torch.stack([mix[:, f:f + c], mix[:, f + c:]], dim=2).reshape(rows, 2 * c)
+    ident = torch.zeros_like(k3)
+    ident[:, :, 2, 2] = 1.0
+    dw = torch.stack([k3, msgdc.dw5.weight.double(), ident], dim=1).reshape(3 * c, 1, 5, 5)
+    has_bias = mix_bias is not None or any(b is not None for _, b in extras)
     return FusedMSGDC(
-        x_weight=xw.to(dt)[..., None, None].contiguous(memory_format=torch.channels_last),
-        x_bias=xb.to(dt) if xb is not None else None,
         dw_weight=dw.to(dt).contiguous(memory_format=torch.channels_last),
-        d_weight=dcols.to(dt)[..., None, None].contiguous(memory_format=torch.channels_last),
-        stride=msgdc.stride, channels=c, rows=rows)
+        weight=weight.to(dt)[..., None, None].contiguous(memory_format=torch.channels_last),
+        bias=bias.to(dt) if has_bias else None,
+        stride=msgdc.stride, channels=c, splits=[rows] + [w.shape[0] for w, _ in extras])
 
 
-def fuse_emila(emila: nn.Module) -> FusedMSGDC:
-    """EMILA's ``mix_bn(mix(shuffle(msgdc(x))))`` and ``proj_bn(proj(x))`` in fused form (eval-mode BN)."""
+def fuse_emila(emila: nn.Module, shortcut: nn.Module | None = None) -> FusedMSGDC:
+    """EMILA's ``mix_bn(mix(shuffle(msgdc(x))))`` and ``proj_bn(proj(x))`` in fused form (eval-mode BN), plus an
+    ERLA projection shortcut ``Sequential(conv1x1, BN)`` on the same input and stride when given."""
     wm, bm = fold_bn(emila.mix.weight, emila.mix_bn)
     dense = unshuffle_columns(dense_columns(wm.double(), emila.mix.groups), emila.shuffle.groups)
     wp, bp = fold_bn(emila.proj.weight, emila.proj_bn)
-    return fuse(emila.msgdc, dense, bm, wp.flatten(1), bp)
+    extras = [(wp.flatten(1), bp)]
+    if shortcut is not None:
+        ws, bs = fold_bn(shortcut[0].weight, shortcut[1])
+        extras.append((ws.flatten(1), bs))
+    return fuse(emila.msgdc, dense, bm, extras)
 
 
 def fuse_projection(mop: nn.Module) -> FusedMSGDC:

@@ -211,3 +211,15 @@ def test_default_mail_is_fast_and_reference_is_available():
     assert type(create_model("mail", **kw)) is FastMAIL
     assert type(create_model("mail", fast=False, **kw)) is MAIL
     assert type(create_model("robust_mail", fast=False, **kw)) is MAIL
+
+
+def test_to_fast_also_serves_models_built_on_mail_blocks():
+    """cascaded_fusion reuses MAIL's branches and EMCAM pieces; converting its blocks keeps its function."""
+    torch.manual_seed(0)
+    ref = create_model("cascaded_fusion", in_chans=[1, 3], num_classes=[2, 3], img_size=16, widths=TINY).eval()
+    fast = to_fast(copy.deepcopy(ref))
+    assert is_fast(fast) and fast.state_dict().keys() == ref.state_dict().keys()
+    xs = _xs((1, 3), 16, b=2)
+    with torch.no_grad():
+        for a, b in zip(fast(xs), ref(xs)):
+            assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)

@@ -181,20 +181,30 @@ def _build(name: str, kwargs: dict) -> MAIL:
     return MAIL(**kwargs)
 
 
+def _implementation(model: MAIL, fast: bool) -> MAIL:
+    """``fast=True``: the equivalent fast blocks of :mod:`mailnet.models.fast` (same state dict); else the reference."""
+    if not fast:
+        return model
+    from mailnet.models.fast import to_fast
+
+    return to_fast(model)
+
+
 @register_model
-def mail(**kwargs) -> MAIL:
-    """MAIL (spec sec. 2): deterministic in eval mode; standard dropout 0.25 in training."""
-    return _build("mail", kwargs)
+def mail(fast: bool = True, **kwargs) -> MAIL:
+    """MAIL (spec sec. 2): deterministic in eval mode; standard dropout 0.25 in training.
+    ``fast=False`` gives the straightforward reference implementation (identical state dict and function)."""
+    return _implementation(_build("mail", kwargs), fast)
 
 
 ROBUST_DEFAULTS = dict(rpf_fraction=0.25, attention_noise=True, msgdc_bn=True, mc_dropout=True)
 
 
 @register_model
-def robust_mail(**kwargs) -> MAIL:
+def robust_mail(fast: bool = True, **kwargs) -> MAIL:
     """Robust-MAIL (spec sec. 3): MAIL with random projection filters (``rpf_fraction=0.25``) and BN in every
     EMILA's MSGDC, modulated attention noise in EMILA and EMCAM (``attention_noise=True``) and Monte-Carlo dropout
     (``mc_dropout=True``), all random in eval mode too. Each can be switched off for ablation
     (``rpf_fraction=0``, ``attention_noise=False``, ``mc_dropout=False``, ``msgdc_bn=False``).
     Replay a draw: ``model.seed_noise(s)`` before each forward that must see the same draw."""
-    return _build("robust_mail", {**ROBUST_DEFAULTS, **kwargs})
+    return _implementation(_build("robust_mail", {**ROBUST_DEFAULTS, **kwargs}), fast)

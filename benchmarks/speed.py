@@ -109,6 +109,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-iters", type=int, default=2, help="timed training steps per model (default 2)")
     ap.add_argument("--latency-iters", type=int, default=10, help="timed batch-1 forwards per model (default 10)")
+    ap.add_argument("--train-warmup", type=int, default=1, help="untimed training steps per model first (default 1)")
     ap.add_argument("--baseline", default="resnet18_late_fusion")
     ap.add_argument("--skip-reference", action="store_true", help="time only fast MAIL and the baseline")
     ap.add_argument("--skip-train", action="store_true")
@@ -130,7 +131,7 @@ def main() -> None:
         lat = interleaved(subjects, "latency", args.latency_iters, 2)
         row["latency_b1"] = summarise(lat, args.baseline)
         if not args.skip_train:
-            trn = interleaved(subjects, "train_step", args.train_iters, 1)
+            trn = interleaved(subjects, "train_step", args.train_iters, args.train_warmup)
             row[f"train_step_b{args.batch}"] = summarise(trn, args.baseline)
         results["sizes"][size] = row
         for kind, res in row.items():

@@ -39,7 +39,7 @@ def text_table(records: Sequence[dict], clean: Sequence[dict]) -> str:
 
 
 def plot_accuracy_vs_eps(records: Sequence[dict], clean: Sequence[dict], path: str | Path, title: str = "") -> None:
-    """One panel per task; one line per (attack, perturbed) pair; the clean accuracy as a dashed line."""
+    """One panel per task; one line per (attack, perturbed) pair from eps 0 (clean); clean accuracy dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,7 +55,7 @@ def plot_accuracy_vs_eps(records: Sequence[dict], clean: Sequence[dict], path: s
                 label = r["attack"] if r["perturbed"] == "all" else f"{r['attack']} ({r['perturbed']} only)"
                 lines.setdefault(label, []).append((r["eps_255"], r["robust_acc"]))
         for label, pts in lines.items():
-            pts.sort()
+            pts = sorted(pts + [(0.0, c["clean_acc"])])  # every curve starts at the clean accuracy (eps 0)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
         ax.axhline(c["clean_acc"], color="gray", linestyle="--", label="clean")
         ax.set_title(f"{c['task']} (n={c['n']})")

@@ -94,6 +94,39 @@ def test_eval_outputs_match_in_float32_with_and_without_autograd():
         assert _rel(a, b) < 1e-3
 
 
+def test_inference_paths_for_large_batches_match():
+    """Batches above FUSE_MAX_BATCH take the unfused path (BN folded); the fused form can be forced for any batch."""
+    from mailnet.layers.fast.fused_msgdc import FUSE_MAX_BATCH, fused_inference
+
+    ref, fast = _pair()
+    ref.eval(), fast.eval()
+    xs = _xs((1, 3), 16, b=FUSE_MAX_BATCH + 2)
+    with torch.no_grad():
+        want = ref(xs)
+        plain = fast(xs)
+        with fused_inference(True):
+            fused = fast(xs)
+        with fused_inference(False):
+            small = fast([x[:1] for x in xs])
+    for w, a, b, c in zip(want, plain, fused, small):
+        assert torch.allclose(a, w, atol=1e-5, rtol=1e-4) and torch.allclose(b, w, atol=1e-5, rtol=1e-4)
+        assert torch.allclose(c, w[:1], atol=1e-5, rtol=1e-4)
+
+
+def test_mac_count_of_the_fast_model_is_the_reference_architecture():
+    """Tracers (fvcore, ONNX) see the unfused form, so the cost tables count MAIL's own multiply-adds."""
+    from mailnet.profiling import count_macs
+
+    kw = dict(in_chans=[1, 3], num_classes=[2, 3], img_size=16, widths=TINY)
+    xs = _xs((1, 3), 16, b=1)
+    ref = count_macs(create_model("mail", fast=False, **kw), xs)
+    fast = count_macs(create_model("mail", **kw), xs)
+    r, f = ref["macs_by_operator"], fast["macs_by_operator"]
+    assert r["conv"] == f["conv"] and r["linear"] == f["linear"]
+    assert r["einsum"] == f["matmul"]  # the channel DCT, as an einsum or a matrix product
+    assert f.get("batch_norm", 0) < r["batch_norm"]  # BN folded into convs at inference
+
+
 def test_same_parameters_and_state_dicts_load_both_ways():
     ref, fast = _pair()
     sr, sf = ref.state_dict(), fast.state_dict()

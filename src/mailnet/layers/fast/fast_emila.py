@@ -7,7 +7,7 @@ import torch
 from mailnet.layers.channel_attention import ChannelAttention
 from mailnet.layers.emila import EMILA
 from mailnet.layers.fast.bn_fold import bn_sources, cache_of, use_folded
-from mailnet.layers.fast.fused_msgdc import fusable, fuse_emila
+from mailnet.layers.fast.fused_msgdc import fusable, fuse_emila, fusion_wanted
 from mailnet.layers.fast.ops import conv_bn, shuffle_channels_last, spatial_max_plus
 
 
@@ -38,7 +38,7 @@ class FastEMILA(EMILA):
             bn.track_running_stats and bn.running_mean is not None for bn in (self.mix_bn, self.proj_bn))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.can_fuse():
+        if self.can_fuse() and fusion_wanted(x):
             u, p = self._fused()(x)
             return self.attend(u, p)
         v = shuffle_channels_last(self.msgdc(x), self.shuffle.groups)

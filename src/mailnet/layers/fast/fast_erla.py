@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from mailnet.layers.erla import ERLA
 from mailnet.layers.fast.bn_fold import bn_sources, cache_of
 from mailnet.layers.fast.fast_emila import FastEMILA
-from mailnet.layers.fast.fused_msgdc import fuse_emila
+from mailnet.layers.fast.fused_msgdc import fuse_emila, fusion_wanted
 from mailnet.layers.fast.ops import conv_bn
 
 
@@ -26,7 +26,8 @@ class FastERLA(ERLA):
         return e.attend(u, p), s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (isinstance(self.emila1, FastEMILA) and self.emila1.can_fuse() and isinstance(self.shortcut, nn.Sequential)
+        if (isinstance(self.emila1, FastEMILA) and fusion_wanted(x) and self.emila1.can_fuse()
+                and isinstance(self.shortcut, nn.Sequential)
                 and type(self.shortcut[0]) is nn.Conv2d and self.shortcut[1].running_mean is not None):
             h, sc = self._fused_first(x)
             h = F.relu(self.bn1(h), inplace=True)

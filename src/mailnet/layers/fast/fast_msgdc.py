@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from mailnet.layers.fast.bn_fold import cache_of, use_folded
-from mailnet.layers.fast.fused_msgdc import dense_columns, fusable, fuse_projection
+from mailnet.layers.fast.fused_msgdc import dense_columns, fusable, fuse_projection, fusion_wanted
 from mailnet.layers.fast.ops import conv_bn
 from mailnet.layers.msgdc import MSGDC, MSGDCProjection
 
@@ -59,12 +59,13 @@ class FastMSGDCProjection(MSGDCProjection):
         m = self.msgdc
         plain = all(type(c) is nn.Conv2d for c in (m.pointwise, m.dw3, m.dw5))
         no_bn = all(isinstance(b, nn.Identity) for b in (m.bn_pointwise, m.bn_dw3, m.bn_dw5))
-        return plain and no_bn and m.stride == 1
+        # a tracer (ONNX export, fvcore's MAC count) would record the one-off matrix build as per-image work
+        return plain and no_bn and m.stride == 1 and not torch.jit.is_tracing()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] == (1, 1) and self._linear_on_pixels():
             return self.on_vectors(x.flatten(1))[..., None, None]
-        if use_folded(self) and fusable(self.msgdc):
+        if use_folded(self) and fusable(self.msgdc) and fusion_wanted(x):
             m = self.msgdc
             fused = cache_of(self).get("fused", [self.project.weight, m.pointwise.weight, m.dw3.weight,
                                                  m.dw5.weight], lambda: fuse_projection(self))

@@ -13,11 +13,16 @@ same stride as the 1x1 convs), so a single dense 1x1 conv on its output gives th
 folded in. Two convolutions instead of 5-6 convolutions, a concatenation, a shuffle copy, 2-3 BNs and an add: more
 multiply-adds, far fewer operator calls, which is what batch-1 latency on a CPU pays for.
 
-Only for deterministic inference: plain convs (no random projection filters) and no BN inside the MSGDC.
+Only for deterministic inference: plain convs (no random projection filters) and no BN inside the MSGDC, and by
+default only for small batches (<= ``FUSE_MAX_BATCH``) and never while a tracer records the model (ONNX export,
+fvcore's MAC count): the fused form does ~2-4x the multiply-adds, which only pays off when per-operator overhead
+dominates. Larger batches take the unfused fast path (same multiply-adds as the reference, BN still folded).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -26,6 +31,29 @@ import torch.nn.functional as F
 from mailnet.layers.channel_shuffle import channel_shuffle
 from mailnet.layers.fast.bn_fold import fold_bn
 from mailnet.layers.msgdc import MSGDC
+
+
+FUSE_MAX_BATCH = 4
+_FORCE: list[bool | None] = [None]
+
+
+def fusion_wanted(x: torch.Tensor) -> bool:
+    """Whether to take the fused form for input ``x`` (see the module docstring; :func:`fused_inference`)."""
+    if _FORCE[0] is not None:
+        return _FORCE[0]
+    return x.shape[0] <= FUSE_MAX_BATCH and not torch.jit.is_tracing()
+
+
+@contextmanager
+def fused_inference(enabled: bool | None) -> Iterator[None]:
+    """Force the fused inference form on (True) or off (False) inside the block; None restores the automatic
+    choice. Tests use it to check the fused form at any batch size; exporters may use it to trace it."""
+    previous = _FORCE[0]
+    _FORCE[0] = enabled
+    try:
+        yield
+    finally:
+        _FORCE[0] = previous
 
 
 @dataclass

@@ -117,10 +117,9 @@ def main() -> None:
     ap.add_argument("--json", help="write all timings here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    header = {"command": "python benchmarks/speed.py " + " ".join(
-                  f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                  if v not in (None, False) and k != "json" and v is not True)
-              + "".join(f" --{k.replace('_', '-')}" for k, v in vars(args).items() if v is True),
+    flags = [f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
+             if v is not None and v is not False and k != "json"]
+    header = {"command": "python benchmarks/speed.py " + " ".join(flags),
               "cpu": cpu_name(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "torch": torch.__version__, "threads": torch.get_num_threads()}
     print(json.dumps(header))

@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--data-root")
     p.add_argument("--no-fast", action="store_true",
-                   help="keep MAIL's reference modules (default: switch to the fast modules, the same function)")
+                   help="use MAIL's reference modules (default: its fast modules, the same function)")
     p.add_argument("--no-sanity", action="store_true", help="skip the sanity probes (checks on the table still run)")
     p.add_argument("--out", help="output folder (default: RUN_DIR/attack)")
     p.set_defaults(func=run)
@@ -84,13 +84,13 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     run_dir = Path(args.run_dir)
     model, data, cfg = load_run(run_dir, which=args.which, device=device, data_root=args.data_root)
-    fast = False
-    if not args.no_fast:
-        from mailnet.models.fast import FAST_CLASSES, to_fast
+    from mailnet.models.fast import FAST_CLASSES, is_fast, to_fast, to_reference
 
-        if any(type(m) in FAST_CLASSES for m in model.modules()):
-            to_fast(model)  # same outputs and input gradients (checked to 1e-6), about 2x faster on CPU
-            fast = True
+    if args.no_fast and is_fast(model):
+        to_reference(model)
+    elif not args.no_fast and any(type(m) in FAST_CLASSES for m in model.modules()):
+        to_fast(model)  # same outputs and input gradients (checked to 1e-6), about 2x faster on CPU
+    fast = is_fast(model)
     rows = stack_batches(data.loader(args.split, args.batch_size, partner_seed=args.subset_seed))
     rows = select_subset(rows, args.subset, seed=args.subset_seed).to(device)
     tasks = [t.name for t in data.tasks]

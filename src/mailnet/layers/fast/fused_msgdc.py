@@ -13,10 +13,13 @@ same stride as the 1x1 convs), so a single dense 1x1 conv on its output gives th
 folded in. Two convolutions instead of 5-6 convolutions, a concatenation, a shuffle copy, 2-3 BNs and an add: more
 multiply-adds, far fewer operator calls, which is what batch-1 latency on a CPU pays for.
 
-Only for deterministic inference: plain convs (no random projection filters) and no BN inside the MSGDC, and by
-default only for small batches (<= ``FUSE_MAX_BATCH``) and never while a tracer records the model (ONNX export,
-fvcore's MAC count): the fused form does ~2-4x the multiply-adds, which only pays off when per-operator overhead
-dominates. Larger batches take the unfused fast path (same multiply-adds as the reference, BN still folded).
+Only for deterministic inference (plain convs, no random projection filters, no BN inside the MSGDC), and off by
+default: the fused form does ~2-4x the multiply-adds. Measured at batch 1 on the shared 2-core machine it cut MAIL's
+latency by ~30% with OpenMP's default (spinning) wait policy on an oversubscribed CPU, where every operator call
+costs a scheduling slice, but it was ~30% *slower* than the unfused fast path with ``OMP_WAIT_POLICY=PASSIVE``
+(the project's measurement setting), where multiply-adds dominate. So it is opt-in: ``fused_inference(True)``, or
+``FUSE_MAX_BATCH`` >= the batch size. It is never used while a tracer records the model (ONNX export, fvcore's MAC
+count), so cost tables count MAIL's own multiply-adds.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from mailnet.layers.fast.bn_fold import fold_bn
 from mailnet.layers.msgdc import MSGDC
 
 
-FUSE_MAX_BATCH = 4
+FUSE_MAX_BATCH = 0  # automatic use for batches up to this size; 0 = only when forced (see the module docstring)
 _FORCE: list[bool | None] = [None]
 
 

@@ -9,6 +9,7 @@ from mailnet.layers.fast.fast_emcam import FastEMCAM
 from mailnet.layers.fast.fast_emila import FastEMILA
 from mailnet.layers.fast.fast_erla import FastERLA
 from mailnet.layers.fast.fast_msgdc import FastMSGDC, FastMSGDCProjection
+from mailnet.layers.fast.fused_msgdc import fused_inference
 
 __all__ = ["FoldCache", "fold_bn", "use_folded", "FastEMCAM", "FastEMILA", "FastERLA", "FastMSGDC",
-           "FastMSGDCProjection"]
+           "FastMSGDCProjection", "fused_inference"]

@@ -11,7 +11,8 @@ import argparse
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (checked with onnxruntime)", description=__doc__)
-    p.add_argument("checkpoint", help="a mailnet .safetensors checkpoint")
+    p.add_argument("checkpoint", metavar="CHECKPOINT|RUN_DIR",
+                   help="a mailnet .safetensors checkpoint, or a run directory (its best checkpoint)")
     p.add_argument("--onnx", required=True, help="output .onnx file")
     p.add_argument("--fixed-draw", type=int, metavar="SEED",
                    help="random models only: export the single draw seeded by SEED (labelled as such)")
@@ -25,11 +26,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mailnet.errors import ConfigError
+    from mailnet.engine.rundir import checkpoint_from
     from mailnet.export import export_checkpoint, time_onnx
 
     if args.fixed_batch < 1 or args.batch < 1 or args.threads < 1:
         raise ConfigError("export: --fixed-batch, --batch and --threads must be at least 1")
-    info = export_checkpoint(args.checkpoint, args.onnx, fixed_draw=args.fixed_draw, atol=args.atol,
+    info = export_checkpoint(checkpoint_from(args.checkpoint), args.onnx, fixed_draw=args.fixed_draw, atol=args.atol,
                              fixed_batch=args.fixed_batch)
     label = f" (ONE FIXED DRAW, seed {info['fixed_draw']}, batch {info['fixed_batch']})" if info["fixed_draw"] is not None else ""
     print(f"saved {info['onnx']}{label}: model {info['model']}, inputs {', '.join(info['inputs'])}, "

@@ -25,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-iters", type=int, help="timed batch forward passes and train steps (default: 3)")
     p.add_argument("--warmup", type=int, help="untimed warm-up calls (default: 2; --quick: 1)")
     p.add_argument("--quick", action="store_true", help="a fast smoke run: batch 8, few repetitions")
+    p.add_argument("--onnx", metavar="FILE", help="also time an exported ONNX model (onnxruntime, CPU) at the same "
+                   "threads and batch (see `mailnet export`)")
     p.add_argument("--json", dest="json_out", help="write every number (and raw timings) to this JSON file")
     p.set_defaults(func=run)
 
@@ -47,8 +49,17 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup if args.warmup is not None else (1 if quick else 2),
     )
     print(format_table(rows))
+    onnx = None
+    if args.onnx:
+        from mailnet.export import time_onnx
+
+        onnx = time_onnx(args.onnx, batch=args.batch, threads=args.threads,
+                         iters=args.iters if args.iters is not None else (3 if quick else 20))
+        print(f"ONNX {args.onnx} ({onnx['runtime']}, {onnx['threads']} threads): latency b1 "
+              f"{onnx['latency_ms']:.2f} ms, forward b{onnx['batch']} {onnx['forward_batch_ms']:.1f} ms, "
+              f"{onnx['samples_per_s']:.1f} samples/s")
     if args.json_out:
         options = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
-        write_json(args.json_out, {"command": "mailnet profile", "options": options, "results": rows})
+        write_json(args.json_out, {"command": "mailnet profile", "options": options, "results": rows, "onnx": onnx})
         print(f"saved {args.json_out}")
     return 0

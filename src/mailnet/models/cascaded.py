@@ -59,12 +59,19 @@ class CascadedFusion(MAIL):
 
 
 @register_model
-def cascaded_fusion(**kwargs) -> CascadedFusion:
-    """MAIL with cascaded (chained) instead of parallel attention; deterministic, no Robust-MAIL noise."""
+def cascaded_fusion(fast: bool = True, **kwargs) -> CascadedFusion:
+    """MAIL with cascaded (chained) instead of parallel attention; deterministic, no Robust-MAIL noise.
+    Built on MAIL's fast blocks like ``mail`` itself (``fast=False``: the reference blocks), so the comparison
+    isolates the fusion design, not the implementation."""
     unknown = sorted(set(kwargs) - set(ALLOWED))
     if unknown:
         raise ModelError(f"cascaded_fusion: unknown argument(s) {', '.join(unknown)}")
     missing = [k for k in ("in_chans", "num_classes") if k not in kwargs]
     if missing:
         raise ModelError(f"cascaded_fusion: missing argument(s) {', '.join(missing)}")
-    return CascadedFusion(**kwargs)
+    model = CascadedFusion(**kwargs)
+    if not fast:
+        return model
+    from mailnet.models.fast import to_fast
+
+    return to_fast(model)

@@ -72,3 +72,35 @@ class ImageSource(ABC):
     def file_names(self, pool: str) -> list[str] | None:
         """Names of the files behind a pool, in order (None for array-backed sources)."""
         return None
+
+
+class FileListSource(ImageSource):
+    """A source whose pools are lists of image files (folders, CSV manifests).
+
+    Subclasses fill ``_files`` (pool -> ``FileImages``) and ``_labels`` and set ``kind``, ``ident``, ``channels``,
+    ``native_size``, ``num_classes``, ``task_type`` and ``class_names``; the rest is common.
+    """
+
+    kind: str = "files"
+    _files: dict
+    _labels: dict[str, np.ndarray]
+
+    @property
+    def ident(self) -> str:
+        raise NotImplementedError
+
+    def info(self) -> SourceInfo:
+        return SourceInfo(
+            kind=self.kind, ident=self.ident, channels=self.channels, num_classes=self.num_classes,
+            task_type=self.task_type, class_names=self.class_names,
+            pools={p: len(f) for p, f in self._files.items()}, image_size=self.native_size, location=self.ident,
+        )
+
+    def labels(self, pool: str) -> np.ndarray:
+        return self._labels[pool]
+
+    def images(self, pool: str, idx: np.ndarray) -> list[np.ndarray]:
+        return self._files[pool].get(idx)
+
+    def file_names(self, pool: str) -> list[str]:
+        return self._files[pool].names()

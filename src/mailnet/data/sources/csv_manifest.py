@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from mailnet.data.image_files import FileImages, probe_image
-from mailnet.data.sources.base import ImageSource, SourceInfo
+from mailnet.data.sources.base import FileListSource
 from mailnet.data.table import CsvTable
 from mailnet.errors import DataError
 
 
-class CsvSource(ImageSource):
+class CsvSource(FileListSource):
     """Images listed in a CSV; pools come from ``split_column`` (train/val/test) or are one ``all`` pool."""
+
+    kind = "csv"
 
     def __init__(self, csv_path: str | os.PathLike, *, path_column: str = "path", label_column: str | None = "label",
                  label_columns: list[str] | None = None, split_column: str | None = None,
@@ -44,18 +46,6 @@ class CsvSource(ImageSource):
             for p in f.paths:
                 probe_image(p)
 
-    def info(self) -> SourceInfo:
-        return SourceInfo(
-            kind="csv", ident=str(self.csv_path), channels=self.channels, num_classes=self.num_classes,
-            task_type=self.task_type, class_names=self.class_names,
-            pools={p: len(f) for p, f in self._files.items()}, image_size=self.native_size, location=str(self.csv_path),
-        )
-
-    def labels(self, pool: str) -> np.ndarray:
-        return self._labels[pool]
-
-    def images(self, pool: str, idx: np.ndarray) -> list[np.ndarray]:
-        return self._files[pool].get(idx)
-
-    def file_names(self, pool: str) -> list[str]:
-        return self._files[pool].names()
+    @property
+    def ident(self) -> str:
+        return str(self.csv_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mailnet.data.image_files import FileImages, is_image_file, probe_image
-from mailnet.data.sources.base import SPLIT_ALIASES, SPLITS, ImageSource, SourceInfo
+from mailnet.data.sources.base import SPLIT_ALIASES, SPLITS, FileListSource
 from mailnet.errors import DataError
 
 
@@ -23,8 +23,10 @@ def _class_files(class_dir: Path) -> list[Path]:
     return files
 
 
-class ImageFolderSource(ImageSource):
+class ImageFolderSource(FileListSource):
     """Images grouped by class folder; ``task_type`` may be given (e.g. ``ordinal``), else binary or multi-class."""
+
+    kind = "folder"
 
     def __init__(self, root: str | os.PathLike, *, task_type: str | None = None,
                  class_names: list[str] | None = None, check_headers: bool = True) -> None:
@@ -74,21 +76,9 @@ class ImageFolderSource(ImageSource):
         first = self._files["train" if "train" in self._files else "all"]
         self.channels, self.native_size = first.native()
 
-    def info(self) -> SourceInfo:
-        return SourceInfo(
-            kind="folder", ident=str(self.root), channels=self.channels, num_classes=self.num_classes,
-            task_type=self.task_type, class_names=self.class_names,
-            pools={p: len(f) for p, f in self._files.items()}, image_size=self.native_size, location=str(self.root),
-        )
-
-    def labels(self, pool: str) -> np.ndarray:
-        return self._labels[pool]
-
-    def images(self, pool: str, idx: np.ndarray) -> list[np.ndarray]:
-        return self._files[pool].get(idx)
-
-    def file_names(self, pool: str) -> list[str]:
-        return self._files[pool].names()
+    @property
+    def ident(self) -> str:
+        return str(self.root)
 
     def file_list(self, pool: str) -> list[str]:
         """Paths relative to the root, recorded in the manifest so a split can be audited file by file."""

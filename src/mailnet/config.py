@@ -65,12 +65,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found")
-        try:
-            user = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(user, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+        user = read_yaml_mapping(p)
         if user.get("name") is None:
             user["name"] = p.stem
     for item in overrides or []:
@@ -78,6 +73,18 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     cfg = merge(DEFAULTS, user)
     validate(cfg)
     return cfg
+
+
+def read_yaml_mapping(path: Path, label: str | None = None) -> dict[str, Any]:
+    """A YAML file whose top level must be a mapping; ``label`` (default: the path) starts every error line."""
+    label = label or str(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{label}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: the top level must be a mapping of sections")
+    return data
 
 
 def apply_override(cfg: dict[str, Any], item: str) -> None:

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from mailnet.bench.hashing import config_hash, stable_hash
+from mailnet.config import read_yaml_mapping
 from mailnet.errors import ConfigError
 
 TOP_KEYS = ("name", "description", "expected_wall_time", "save_results", "base", "config", "models", "compositions", "data",
@@ -115,13 +115,7 @@ def load_suite(path: str | Path, quick: bool = False) -> Suite:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: suite file not found")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: a suite must be a mapping of keys ({', '.join(TOP_KEYS)})")
-    return parse_suite(raw, p, quick=quick)
+    return parse_suite(read_yaml_mapping(p), p, quick=quick)
 
 
 def parse_suite(raw: dict[str, Any], path: Path, quick: bool = False) -> Suite:
@@ -166,7 +160,7 @@ def _base(value: Any, path: Path) -> tuple[dict[str, Any], str]:
         return copy.deepcopy(value), "inline"
     if isinstance(value, str):
         f = resolve_file(value, path, "base")
-        cfg = _read_yaml_mapping(f, where, "base")
+        cfg = read_yaml_mapping(f, f"{where}: base: {f}")
         cfg.setdefault("name", f.stem)
         return cfg, str(value)
     raise ConfigError(f"{where}: base: must be a config file path or a mapping, got {type(value).__name__}")
@@ -217,7 +211,7 @@ def _compositions(value: Any, path: Path) -> list[Composition]:
             raise ConfigError(f"{where}: {at}: give exactly one of config: (a config file) or data: (a section)")
         if "config" in c:
             f = resolve_file(c["config"], path, at + ".config")
-            cfg = _read_yaml_mapping(f, where, at + ".config")
+            cfg = read_yaml_mapping(f, f"{where}: {at}.config: {f}")
             data = cfg.get("data")
             if not isinstance(data, dict) or not data:
                 raise ConfigError(f"{where}: {at}.config: {f} has no data: section")
@@ -401,16 +395,6 @@ def resolve_file(value: Any, suite_path: Path, at: str) -> Path:
             return c
     raise ConfigError(f"{suite_path}: {at}: file {value!r} not found (looked in the working directory and beside "
                       "the suite)")
-
-
-def _read_yaml_mapping(f: Path, where: str, at: str) -> dict[str, Any]:
-    try:
-        cfg = yaml.safe_load(f.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{where}: {at}: {f} is not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{where}: {at}: {f} must hold a mapping of config sections")
-    return cfg
 
 
 def _known(d: dict[str, Any], keys: tuple[str, ...], where: str, prefix: str) -> None:

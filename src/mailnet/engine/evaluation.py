@@ -100,7 +100,8 @@ def _means(per_task: dict[str, dict[str, float]]) -> dict[str, float]:
 
 def evaluate(model: nn.Module, data: Any, split: str, device: torch.device, *, batch_size: int = 256,
              mc_samples: int = 8, partner_draws: int = 3, seed: int = 0,
-             loss_weights: list[float] | None = None, dist_info: DistInfo | None = None) -> dict[str, Any]:
+             loss_weights: list[float] | None = None, dist_info: DistInfo | None = None,
+             stochastic: bool | None = None) -> dict[str, Any]:
     """Full evaluation of one split.
 
     Deterministic models: one pass. Random models (MC dropout, Robust-MAIL): ``mc_samples`` seeded draws; the
@@ -115,8 +116,9 @@ def evaluate(model: nn.Module, data: Any, split: str, device: torch.device, *, b
         return data.loader(split, batch_size, shuffle=False, partner_seed=partner_seed,
                            rank=info.rank, world_size=info.world_size)
 
-    first = next(iter(loader()))
-    stochastic = is_stochastic(model, [x.to(device) for x in first["images"]])
+    if stochastic is None:  # decided by trying, unless the caller already knows
+        first = next(iter(loader()))
+        stochastic = is_stochastic(model, [x.to(device) for x in first["images"]])
     draws = mc_samples if stochastic else 1
     runs = []
     for k in range(draws):

@@ -33,6 +33,7 @@ class Predictor:
     paired: bool
     bank: dict[int, torch.Tensor]
     device: torch.device
+    stochastic: bool | None = None  # decided on the first prediction, then reused
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
@@ -89,7 +90,9 @@ class Predictor:
             else:
                 batch.append(self.bank[m][:rows])
         batch = [x.to(self.device) for x in batch]
-        n_draws = draws if is_stochastic(self.model, batch) else 1
+        if self.stochastic is None:
+            self.stochastic = is_stochastic(self.model, batch)
+        n_draws = draws if self.stochastic else 1
         acc = [torch.zeros(self.tasks[t].num_classes) for t in range(len(self.tasks))]
         for d in range(n_draws):
             reseed(self.model, seed + d)

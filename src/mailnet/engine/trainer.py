@@ -98,6 +98,7 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     amp = dev.type == "cuda" and tcfg["amp"] == "auto"
     adv = _adversary(tcfg["adv"])
     epochs = tcfg["epochs"]
+    stochastic: bool | None = None
 
     for epoch in range(state["epoch"], epochs):
         t0 = time.perf_counter()
@@ -131,8 +132,9 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{total / n:.4f}")
         val = evaluate(model, data, "val", dev, batch_size=ecfg["batch_size"], mc_samples=ecfg["val_mc_samples"],
-                       partner_draws=0, seed=seed, loss_weights=weights, dist_info=info)
+                       partner_draws=0, seed=seed, loss_weights=weights, dist_info=info, stochastic=stochastic)
         val.pop("_predictions")
+        stochastic = val["stochastic"]  # a property of the architecture: tried once, then reused
         lr = opt.param_groups[0]["lr"]  # the rate this epoch trained with
         step_scheduler(sched, val["loss"])
         row = _history_row(epoch, lr, total / max(n, 1), val, time.perf_counter() - t0)
@@ -160,7 +162,8 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     tensors, _ = load_checkpoint(rundir.best_path(run_dir), device=dev)
     model.load_state_dict(_prefixed(tensors, "model."))
     test = evaluate(model, data, "test", dev, batch_size=ecfg["batch_size"], mc_samples=ecfg["mc_samples"],
-                    partner_draws=ecfg["partner_draws"], seed=seed, loss_weights=weights, dist_info=info)
+                    partner_draws=ecfg["partner_draws"], seed=seed, loss_weights=weights, dist_info=info,
+                    stochastic=stochastic)
     preds = test.pop("_predictions")
     if not info.is_main:
         return {}

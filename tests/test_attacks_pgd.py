@@ -12,15 +12,6 @@ from mailnet.attacks.reference import REFERENCE, reference_attack
 from mailnet.errors import ConfigError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small ops on a shared 2-core machine run far faster on one thread; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def pneu(data_root):
     """A tiny CNN trained briefly on 1000 PneumoniaMNIST images (pneu is too small and skewed to learn fast)."""

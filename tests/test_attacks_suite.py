@@ -18,14 +18,6 @@ from mailnet.attacks.suite import SuiteSettings, run_suite
 from mailnet.errors import ConfigError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture()
 def toy():
     torch.manual_seed(0)

@@ -16,14 +16,6 @@ from mailnet.models import create_model
 TINY = [16, 16, 32, 32]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _checkpoint(path, name, **kw):
     kwargs = dict(in_chans=[1, 3], num_classes=[2, 5], img_size=28, **kw)
     torch.manual_seed(0)

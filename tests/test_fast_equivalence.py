@@ -16,15 +16,6 @@ from mailnet.models.mail import MAIL
 TINY = (16, 16, 32, 48)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny convs on the shared 2-core machine are much faster without OpenMP contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _xs(chans, size, b=3, seed=0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     return [torch.rand(b, c, size, size, generator=g).to(dtype) for c in chans]

@@ -19,7 +19,7 @@ import torch
 
 from mailnet.errors import ModelError
 from mailnet.layers.emcam import EMCAM
-from mailnet.models.mail import BLOCKS_PER_STAGE, MAIL
+from mailnet.models.mail import MAIL
 from mailnet.models.registry import register_model
 
 ALLOWED = ("in_chans", "num_classes", "img_size", "stem", "drop_rate", "mc_dropout", "widths", "groups",
@@ -46,16 +46,8 @@ class CascadedFusion(MAIL):
         for emcam in self.emcams:
             emcam.gamma.requires_grad_(False)  # parallel fusion weight, unused when the maps are chained
 
-    def forward_features(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
-        self.check_inputs(xs)
-        hs = [br.stem(br.norm(x)) for br, x in zip(self.branches, xs)]
-        for s, emcam in enumerate(self.emcams):
-            hs = [br.stages[s][0](h) for br, h in zip(self.branches, hs)]
-            hs = [br.drops[s](h) for br, h in zip(self.branches, hs)]
-            for b in range(1, BLOCKS_PER_STAGE):
-                hs = [br.stages[s][b](h) for br, h in zip(self.branches, hs)]
-            hs = cascade(emcam, hs)
-        return torch.cat([h.mean(dim=(2, 3)) for h in hs], dim=1)
+    def fuse(self, emcam: EMCAM, hs: list[torch.Tensor]) -> list[torch.Tensor]:
+        return cascade(emcam, hs)
 
 
 @register_model

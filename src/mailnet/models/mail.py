@@ -116,8 +116,12 @@ class MAIL(nn.Module):
             hs = [br.drops[s](h) for br, h in zip(self.branches, hs)]
             for b in range(1, BLOCKS_PER_STAGE):
                 hs = [br.stages[s][b](h) for br, h in zip(self.branches, hs)]
-            hs = emcam(hs)
+            hs = self.fuse(emcam, hs)
         return torch.cat([h.mean(dim=(2, 3)) for h in hs], dim=1)
+
+    def fuse(self, emcam: EMCAM, hs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One stage's cross-modal attention (parallel EMCAM); baselines override only this step."""
+        return emcam(hs)
 
     def forward(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         feats = self.forward_features(xs)

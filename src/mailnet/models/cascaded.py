@@ -17,9 +17,8 @@ from typing import Sequence
 
 import torch
 
-from mailnet.errors import ModelError
 from mailnet.layers.emcam import EMCAM
-from mailnet.models.mail import MAIL
+from mailnet.models.mail import MAIL, _build, _implementation
 from mailnet.models.registry import register_model
 
 ALLOWED = ("in_chans", "num_classes", "img_size", "stem", "drop_rate", "mc_dropout", "widths", "groups",
@@ -55,15 +54,4 @@ def cascaded_fusion(fast: bool = True, **kwargs) -> CascadedFusion:
     """MAIL with cascaded (chained) instead of parallel attention; deterministic, no Robust-MAIL noise.
     Built on MAIL's fast blocks like ``mail`` itself (``fast=False``: the reference blocks), so the comparison
     isolates the fusion design, not the implementation."""
-    unknown = sorted(set(kwargs) - set(ALLOWED))
-    if unknown:
-        raise ModelError(f"cascaded_fusion: unknown argument(s) {', '.join(unknown)}")
-    missing = [k for k in ("in_chans", "num_classes") if k not in kwargs]
-    if missing:
-        raise ModelError(f"cascaded_fusion: missing argument(s) {', '.join(missing)}")
-    model = CascadedFusion(**kwargs)
-    if not fast:
-        return model
-    from mailnet.models.fast import to_fast
-
-    return to_fast(model)
+    return _implementation(_build("cascaded_fusion", kwargs, CascadedFusion, ALLOWED), fast)

@@ -173,16 +173,17 @@ def _int_list(values: Sequence[int], name: str) -> list[int]:
     return [int(v) for v in values]
 
 
-def _build(name: str, kwargs: dict) -> MAIL:
-    """MAIL(**kwargs), with unknown or missing arguments reported as one-line ``ModelError``s."""
-    params = inspect.signature(MAIL.__init__).parameters
+def _build(name: str, kwargs: dict, cls: type[MAIL] = MAIL, allowed: Sequence[str] | None = None) -> MAIL:
+    """cls(**kwargs), with unknown or missing arguments reported as one-line ``ModelError``s; ``allowed``
+    narrows the accepted arguments (default: every argument of ``MAIL.__init__``)."""
+    params = allowed if allowed is not None else inspect.signature(MAIL.__init__).parameters
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
         raise ModelError(f"{name}: unknown argument(s) {', '.join(unknown)}")
     missing = [k for k in ("in_chans", "num_classes") if k not in kwargs]
     if missing:
         raise ModelError(f"{name}: missing argument(s) {', '.join(missing)}")
-    return MAIL(**kwargs)
+    return cls(**kwargs)
 
 
 def _implementation(model: MAIL, fast: bool) -> MAIL:

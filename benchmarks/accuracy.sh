@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # Issue-4 accuracy benchmark: MAIL, resnet18_late_fusion and resnet18_single (one ResNet-18 per dataset, heads
 # independent) on PneumoniaMNIST + BreastMNIST, the same config/epochs/schedule, seeds 0,1,2 (one seed of every
-# model first, so a cut-short session still has a comparison). Results: benchmarks/work/acc/MODEL/seedS/.
-# Summarise with: python benchmarks/accuracy_table.py
+# model first, so a cut-short session still has a comparison). Results: $OUT/MODEL/seedS/ (finished runs are
+# reused, so an interrupted benchmark continues where it stopped).
+#   EPOCHS=10 JOBS=2 bash benchmarks/accuracy.sh      # ~80 min on an idle 2-core CPU (2 runs at 1 thread each)
+#   python benchmarks/accuracy_table.py benchmarks/work/acc10
+# JOBS=2 runs two trainings side by side with one torch thread each: on 2 cores that is ~10-15% more throughput
+# than one run on 2 threads (small convolutions scale poorly across threads).
 set -u
-EPOCHS=${EPOCHS:-4}
-OUT=${OUT:-benchmarks/work/acc}
+EPOCHS=${EPOCHS:-10}
+OUT=${OUT:-benchmarks/work/acc$EPOCHS}
+JOBS=${JOBS:-2}
+THREADS=${THREADS:-$(( $(nproc) / JOBS > 0 ? $(nproc) / JOBS : 1 ))}
+export EPOCHS OUT
+one() {  # one() MODEL SEED
+  local model=$1 seed=$2 run="$OUT/$1/seed$2"
+  if [ -f "$run/FINISHED" ]; then echo "reuse $run"; return; fi
+  rm -rf "$run"; mkdir -p "$OUT/$model"
+  echo "$(date -u +%FT%TZ) start $model seed $seed"
+  mailnet train --config configs/pneumonia_breast.yaml "model.name=$model" "train.epochs=$EPOCHS" "seed=$seed" \
+    --run-dir "$run" --device cpu --quiet > "$run.log" 2>&1 || echo "FAILED $model seed $seed (see $run.log)"
+  echo "$(date -u +%FT%TZ) done $model seed $seed"
+}
+export -f one
 for seed in 0 1 2; do
-  for model in mail resnet18_late_fusion resnet18_single; do
-    run="$OUT/$model/seed$seed"
-    if [ -f "$run/FINISHED" ]; then echo "reuse $run"; continue; fi
-    rm -rf "$run"
-    echo "$(date -u +%FT%TZ) start $model seed $seed"
-    mailnet train --config configs/pneumonia_breast.yaml "model.name=$model" "train.epochs=$EPOCHS" "seed=$seed" \
-      --run-dir "$run" --device cpu --quiet > "$run.log" 2>&1 || echo "FAILED $model seed $seed (see $run.log)"
-    echo "$(date -u +%FT%TZ) done $model seed $seed"
-  done
-done
+  for model in mail resnet18_late_fusion resnet18_single; do echo "$model $seed"; done
+done | OMP_NUM_THREADS=$THREADS xargs -P "$JOBS" -L 1 bash -c 'one "$0" "$1"'

@@ -100,6 +100,29 @@ def test_suite_joint_and_each_with_masks(toy):
     assert len(csv_text.splitlines()) == len(res.records) + 1
 
 
+def test_carry_over_attacks_only_robust_rows_and_equals_worst_case(toy):
+    model, xs, ys = toy
+    wrong = ys[0].clone()
+    wrong[:5] = 1 - wrong[:5]  # 5 rows clean-wrong on task 0 (and right on task 1)
+    wrong1 = ys[1].clone()
+    wrong1[:3] = (wrong1[:3] + 1) % 4  # rows 0-2 wrong on both tasks: never worth attacking
+    rows = rows_from_tensors(xs, [wrong, wrong1])
+    eps = [8 / 255, 1 / 255, 3 / 255]  # given out of order: budgets run in increasing order
+    base = dict(steps=5, restarts=1, batch_size=7, sanity=False)
+    cut = run_suite(model, rows, ["pgd"], eps, "joint", SuiteSettings(**base))
+    full = run_suite(model, rows, ["pgd"], eps, "joint", SuiteSettings(**base, carry_over=False))
+    get = lambda res, t: {r["eps"]: r for r in res.records if r["task"] == f"task{t}"}  # noqa: E731
+    for t in range(2):
+        c, f = get(cut, t), get(full, t)
+        accs = [c[e]["robust_acc"] for e in sorted(eps)]
+        assert accs == sorted(accs, reverse=True) and accs[0] <= cut.clean[t]["clean_acc"]
+        for e in eps:  # the worst case over budgets <= eps can only be lower than one attack at eps
+            assert c[e]["robust_acc"] <= f[e]["robust_acc"] + 1e-9
+    attacked = [get(cut, 0)[e]["attacked_rows"] for e in sorted(eps)]
+    assert attacked[0] == 13 and attacked == sorted(attacked, reverse=True)  # rows 0-2 skipped from the start
+    assert all(get(full, 0)[e]["attacked_rows"] == 16 for e in eps)
+
+
 def test_suite_uses_eot_for_random_models():
     eps = 8 / 255
     model = ShatteredLinear(eps)

@@ -43,6 +43,9 @@ class SuiteSettings:
     batch_size: int = 128
     eps_ratio: list[float] | None = None  # per-modality budget multipliers (None: same eps everywhere)
     sanity: bool = True
+    # deterministic models: attack only rows still robust (clean-correct, not broken at a smaller budget), budgets
+    # in increasing order; robust accuracy is then the worst case over all budgets <= eps, as in AutoAttack
+    carry_over: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,86 +67,115 @@ def threat_variants(threat: str, n_modalities: int, names: Sequence[str]) -> lis
     raise ConfigError(f"unknown threat model {threat!r}; choose one of {', '.join(THREATS)}")
 
 
+def attack_info(name: str, settings: SuiteSettings, eot: int, steps: int | None = None,
+                restarts: int | None = None) -> dict:
+    """The settings one attack runs with, as recorded next to its numbers."""
+    steps = settings.steps if steps is None else steps
+    restarts = settings.restarts if restarts is None else restarts
+    if name == "pgd":
+        return {"steps": steps, "restarts": restarts, "eot": eot, "loss": settings.loss,
+                "alpha_ratio": settings.alpha_ratio, "random_start": True}
+    if name == "reference":
+        return {"steps": REFERENCE["steps"], "restarts": 1, "eot": 1, "loss": "ce",
+                "alpha_ratio": REFERENCE["alpha_ratio"] * REFERENCE["steps"], "random_start": False}
+    if name == "fgsm":
+        return {"steps": 1, "restarts": 1, "eot": eot, "loss": settings.loss, "alpha_ratio": 1.0,
+                "random_start": False}
+    if name == "bim":
+        return {"steps": steps, "restarts": 1, "eot": eot, "loss": settings.loss, "alpha_ratio": 1.0,
+                "random_start": False}
+    if name == "mim":
+        return {"steps": steps, "restarts": 1, "eot": eot, "loss": settings.loss, "alpha_ratio": 1.0,
+                "random_start": False, "momentum": 1.0}
+    if name == "autoattack":
+        return {"steps": settings.aa_steps, "restarts": 1, "eot": eot if settings.aa_version == "rand" else 1,
+                "loss": "ce+dlr" if settings.aa_version == "rand" else "ce+dlr-t+fab-t+square",
+                "version": settings.aa_version, "random_start": True}
+    raise ConfigError(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
+
+
 def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], settings: SuiteSettings, eot: int,
                steps: int | None = None, restarts: int | None = None) -> tuple[list[list[torch.Tensor]], dict]:
     """One attack on one chunk: adversarial images per task (shared by all tasks except AutoAttack, which attacks
     one head at a time and gives None, i.e. a NaN accuracy, for multi-label heads) and the attack's settings."""
-    steps = settings.steps if steps is None else steps
-    restarts = settings.restarts if restarts is None else restarts
+    info = attack_info(name, settings, eot, steps, restarts)
+    steps, restarts = info["steps"], info["restarts"]
     x, y, m = rows.images, rows.labels, rows.masks
-    n_tasks = len(y)
     if name == "pgd":
         alpha = [settings.alpha_ratio * e / steps for e in eps]
         adv = pgd(model, x, y, m, eps, steps=steps, alpha=alpha, random_start=True, restarts=restarts,
                   loss=settings.loss, eot=eot, seed=settings.seed)
-        info = {"steps": steps, "restarts": restarts, "eot": eot, "loss": settings.loss,
-                "alpha_ratio": settings.alpha_ratio, "random_start": True}
     elif name == "reference":
         adv = reference_attack(model, x, y, m, eps)
-        info = {"steps": REFERENCE["steps"], "restarts": 1, "eot": 1, "loss": "ce",
-                "alpha_ratio": REFERENCE["alpha_ratio"] * REFERENCE["steps"], "random_start": False}
     elif name == "fgsm":
         adv = fgsm(model, x, y, m, eps, loss=settings.loss, eot=eot)
-        info = {"steps": 1, "restarts": 1, "eot": eot, "loss": settings.loss, "alpha_ratio": 1.0,
-                "random_start": False}
     elif name == "bim":
         adv = bim(model, x, y, m, eps, steps=steps, loss=settings.loss, eot=eot)
-        info = {"steps": steps, "restarts": 1, "eot": eot, "loss": settings.loss, "alpha_ratio": 1.0,
-                "random_start": False}
     elif name == "mim":
         adv = mim(model, x, y, m, eps, steps=steps, loss=settings.loss, eot=eot)
-        info = {"steps": steps, "restarts": 1, "eot": eot, "loss": settings.loss, "alpha_ratio": 1.0,
-                "random_start": False, "momentum": 1.0}
-    elif name == "autoattack":
+    else:  # autoattack
         per_task: list = []
-        for t in range(n_tasks):
+        for t in range(len(y)):
             if is_multilabel(y[t]):  # AutoAttack scores single-label heads only: no number rather than a wrong one
                 per_task.append(None)
                 continue
             per_task.append(autoattack(model, x, y, m, eps, task=t, version=settings.aa_version,
                                        steps=settings.aa_steps, eot=eot, seed=settings.seed))
-        info = {"steps": settings.aa_steps, "restarts": 1, "eot": eot if settings.aa_version == "rand" else 1,
-                "loss": "ce+dlr" if settings.aa_version == "rand" else "ce+dlr-t+fab-t+square",
-                "version": settings.aa_version, "random_start": True}
         return per_task, info
-    else:
-        raise ConfigError(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
-    return [adv] * n_tasks, info
+    return [adv] * len(y), info
 
 
-def _accuracy_sums(model: nn.Module, per_task_images: list[list[torch.Tensor]], rows: AttackRows,
-                   draws: int) -> list[float]:
-    """Per task, the summed correctness over the rows counted for that task (a fresh draw scores each row)."""
-    sums = []
+def _correctness(model: nn.Module, per_task_images: list, rows: AttackRows, draws: int) -> list[torch.Tensor]:
+    """Per task, each row's correctness (a fresh draw scores each row; NaN for a task the attack gave no images)."""
+    out = []
     with attack_mode(model):
         for t, images in enumerate(per_task_images):
             if images is None:
-                sums.append(float("nan"))
+                out.append(torch.full((len(rows),), float("nan")))
                 continue
-            corr = expected_correctness(model, images, rows.labels, draws)[t]
-            sums.append(float((corr * rows.masks[t].to(corr.dtype)).sum()))
-    return sums
+            out.append(expected_correctness(model, images, rows.labels, draws)[t].float().cpu())
+    return out
 
 
-def clean_accuracy(model: nn.Module, rows: AttackRows, settings: SuiteSettings) -> list[float]:
-    sums = [0.0] * len(rows.labels)
-    for chunk in rows.chunks(settings.batch_size):
-        for t, s in enumerate(_accuracy_sums(model, [chunk.images] * len(chunk.labels), chunk, settings.eval_draws)):
-            sums[t] += s
-    return [s / max(1, n) for s, n in zip(sums, rows.counted())]
+def _mean_counted(correct: list[torch.Tensor], rows: AttackRows) -> list[float]:
+    return [float((c * m.to(c.dtype)).sum()) / max(1, int(m.sum())) for c, m in zip(correct, rows.masks)]
 
 
-def attack_accuracy(name: str, model: nn.Module, rows: AttackRows, eps: list[float], settings: SuiteSettings,
-                    eot: int, **overrides) -> tuple[list[float], dict, float]:
-    """Robust accuracy per task for one attack at one per-modality budget, chunk by chunk."""
-    sums = [0.0] * len(rows.labels)
-    info: dict = {}
+def clean_correctness(model: nn.Module, rows: AttackRows, settings: SuiteSettings) -> list[torch.Tensor]:
+    parts = [_correctness(model, [chunk.images] * len(chunk.labels), chunk, settings.eval_draws)
+             for chunk in rows.chunks(settings.batch_size)]
+    return [torch.cat(col) for col in zip(*parts)]
+
+
+def attack_correctness(name: str, model: nn.Module, rows: AttackRows, eps: list[float], settings: SuiteSettings,
+                       eot: int, robust: list[torch.Tensor] | None = None,
+                       **overrides) -> tuple[list[torch.Tensor], dict, float]:
+    """Per task, each row's correctness under one attack at one per-modality budget, chunk by chunk.
+
+    ``robust`` (deterministic models only): per task, the rows still robust so far (clean-correct, and not broken
+    at a smaller budget of the same attack). A row no counted task is robust on is not attacked (it scores 0),
+    and a row's score is ANDed with it: an adversarial image found within a smaller ball lies within every
+    larger one, so robust accuracy is the worst case over everything tried, as AutoAttack reports it."""
+    n_tasks = len(rows.labels)
+    correct = [torch.zeros(len(rows)) for _ in range(n_tasks)]
+    if robust is None:
+        todo = torch.arange(len(rows))
+    else:
+        alive = torch.zeros(len(rows), dtype=torch.bool)
+        for r, m in zip(robust, rows.masks):
+            alive |= (r > 0) & m
+        todo = torch.nonzero(alive).flatten()
+    info = attack_info(name, settings, eot, overrides.get("steps"), overrides.get("restarts"))
     start = time.perf_counter()
-    for chunk in rows.chunks(settings.batch_size):
+    subset = rows.take(todo)
+    for lo in range(0, len(subset), settings.batch_size):
+        chunk = subset.take(slice(lo, lo + settings.batch_size))
         adv, info = run_attack(name, model, chunk, eps, settings, eot, **overrides)
-        for t, s in enumerate(_accuracy_sums(model, adv, chunk, settings.eval_draws)):
-            sums[t] += s
-    return [s / max(1, n) for s, n in zip(sums, rows.counted())], info, time.perf_counter() - start
+        for t, c in enumerate(_correctness(model, adv, chunk, settings.eval_draws)):
+            correct[t][todo[lo:lo + len(chunk)]] = c
+    if robust is not None:
+        correct = [c * (r > 0).float() for c, r in zip(correct, robust)]
+    return correct, {**info, "attacked_rows": int(len(todo))}, time.perf_counter() - start
 
 
 def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_list: Sequence[float],
@@ -172,15 +204,21 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
         random_model = is_random(model, rows.take(slice(0, 8)).images)
     eot = settings.eot if random_model else 1
     result = SuiteResult(random_model=random_model)
-    clean = clean_accuracy(model, rows, settings)
+    clean_rows = clean_correctness(model, rows, settings)
+    clean = _mean_counted(clean_rows, rows)
     counted = rows.counted()
+    carry = settings.carry_over and not random_model
     result.clean = [{"task": task_names[t], "n": counted[t], "clean_acc": clean[t]} for t in range(n_tasks)]
     log("clean accuracy: " + ", ".join(f"{task_names[t]} {clean[t]:.4f} (n={counted[t]})" for t in range(n_tasks)))
 
-    def record(attack: str, eps: float, label: str, mult: list[float], role: str, **overrides) -> None:
+    def record(attack: str, eps: float, label: str, mult: list[float], role: str,
+               robust: list[torch.Tensor] | None = None, **overrides) -> list[torch.Tensor]:
         per_mod = [eps * r * k for r, k in zip(ratio, mult)]
         draws = overrides.pop("eot", eot)
-        acc, info, secs = attack_accuracy(attack, model, rows, per_mod, settings, draws, **overrides)
+        if robust is None and carry:
+            robust = clean_rows
+        correct, info, secs = attack_correctness(attack, model, rows, per_mod, settings, draws, robust, **overrides)
+        acc = _mean_counted(correct, rows)
         for t in range(n_tasks):
             result.records.append({
                 "attack": attack, "role": role, "threat": "joint" if label == "all" else "each",
@@ -189,12 +227,15 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
                 **info, "seconds": round(secs, 3)})
         log(f"{attack:10s} {role:5s} eps={eps_to_255(eps):g}/255 perturbed={label}: "
             + ", ".join(f"{task_names[t]} {acc[t]:.4f}" for t in range(n_tasks)) + f"  ({secs:.1f}s)")
+        return correct
 
     for th in threats:
         for label, mult in threat_variants(th, n_mod, modality_names):
             for attack in attacks:
-                for eps in eps_list:
-                    record(attack, eps, label, mult, "main")
+                robust = clean_rows if carry else None
+                for eps in sorted(eps_list) if carry else eps_list:
+                    correct = record(attack, eps, label, mult, "main", robust)
+                    robust = correct if carry else None
     if settings.sanity:
         _probes(record, attacks, eps_list, settings, random_model, n_mod)
     return result

@@ -39,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-fast", action="store_true",
                    help="use MAIL's reference modules (default: its fast modules, the same function)")
     p.add_argument("--no-sanity", action="store_true", help="skip the sanity probes (checks on the table still run)")
+    p.add_argument("--no-carry-over", action="store_true",
+                   help="attack every row at every budget; default for deterministic models: only rows still robust "
+                        "(clean-correct, unbroken at smaller budgets), i.e. the worst case over budgets <= eps")
     p.add_argument("--out", help="output folder (default: RUN_DIR/attack)")
     p.set_defaults(func=run)
 
@@ -101,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     settings = SuiteSettings(steps=args.steps, restarts=args.restarts, eot=args.eot, loss=args.loss,
                              alpha_ratio=args.alpha_ratio, aa_version=args.aa_version, aa_steps=args.aa_steps,
                              eval_draws=args.eval_draws, seed=args.seed, batch_size=args.batch_size,
-                             eps_ratio=ratio, sanity=not args.no_sanity)
+                             eps_ratio=ratio, sanity=not args.no_sanity,
+                             carry_over=not args.no_carry_over)
     reseed(model, args.seed)
     start = time.perf_counter()
     print(f"attacking {run_dir} ({cfg['model']['name'] if isinstance(cfg.get('model'), dict) else ''}) on "

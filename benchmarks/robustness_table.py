@@ -1,0 +1,57 @@
+"""Summarise the issue-5 robustness benchmark (benchmarks/robustness.sh): one markdown row per (model, attack),
+clean and robust accuracy per epsilon, "pneumonia / breast", with the settings and seconds each attack took.
+
+    python benchmarks/robustness_table.py [benchmarks/work/rob/attacks]
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def describe(rec: dict, random_model: bool) -> str:
+    """What the attack was, in the words of the issue (reference / EOT-PGD / AutoAttack-rand)."""
+    if rec["attack"] == "reference":
+        return "reference (PGD-10, eps/4, no EOT)"
+    if rec["attack"] == "autoattack":
+        return f"AutoAttack-{rec.get('version', 'rand')} ({rec['steps']} it, EOT {rec['eot']})"
+    eot = f", EOT {rec['eot']}" if random_model else ""
+    return f"PGD-{rec['steps']} x{rec['restarts']}{eot}"
+
+
+def main(root: str = "benchmarks/work/rob/attacks") -> None:
+    merged: dict[tuple[str, str], list] = {}
+    eps_all: set[float] = set()
+    for path in sorted(Path(root).glob("*/attack_test.json")):
+        p = json.loads(path.read_text())
+        label = path.parent.name.split("__")[0]
+        clean = {c["task"]: c["clean_acc"] for c in p["clean"]}
+        n = {c["task"]: c["n"] for c in p["clean"]}
+        main_recs = [r for r in p["records"] if r["role"] == "main" and r["threat"] == "joint"]
+        sanity = "ok" if p["sanity"]["passed"] else "FAILED: " + "; ".join(
+            c["name"] for c in p["sanity"]["checks"] if not c["passed"])
+        for r in main_recs:  # one row per (model, attack), whichever files its budgets came from
+            entry = merged.setdefault((label, describe(r, p["random_model"])),
+                                      [clean, n, {"acc": {}, "seconds": 0.0}, set()])
+            entry[3].add(sanity)
+            d = entry[2]
+            d["acc"].setdefault(r["eps_255"], {})[r["task"]] = r["robust_acc"]
+            d["seconds"] += r["seconds"] / len(clean)
+            eps_all.add(r["eps_255"])
+    rows = [(label, attack, clean, n, d, "; ".join(sorted(s)))
+            for (label, attack), (clean, n, d, s) in merged.items()]
+    eps = sorted(eps_all)
+    tasks = list(rows[0][2]) if rows else []
+    print("| model | attack | n (" + " / ".join(tasks) + ") | clean | "
+          + " | ".join(f"eps {e:g}/255" for e in eps) + " | seconds | sanity |")
+    print("|" + "---|" * (6 + len(eps)))
+    for label, attack, clean, n, d, sanity in rows:
+        cells = [" / ".join(f"{d['acc'][e][t]:.3f}" for t in tasks) if e in d["acc"] else "-" for e in eps]
+        print(f"| {label} | {attack} | {' / '.join(str(n[t]) for t in tasks)} | "
+              + " / ".join(f"{clean[t]:.3f}" for t in tasks) + " | " + " | ".join(cells)
+              + f" | {d['seconds']:.0f} | {sanity} |")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -136,6 +136,59 @@ def test_suite_uses_eot_for_random_models():
     assert not [c for c in failures(run_sanity(res.records)) if c.name.startswith("EOT")]
 
 
+class SmoothLinear(nn.Module):
+    """ShatteredLinear without its misleading sine: the deterministic model a transfer attack can follow."""
+
+    def __init__(self, eps: float):
+        super().__init__()
+        self.inner = ShatteredLinear(eps)
+
+    def forward(self, xs):
+        m = self.inner.k * (xs[0] - self.inner.x0).flatten(1).mean(dim=1) - self.inner.tau
+        return [torch.stack([torch.zeros_like(m), m], dim=1)]
+
+
+def test_transfer_attack_exposes_masked_gradients():
+    eps = 8 / 255
+    rows = rows_from_tensors([torch.full((60, 1, 4, 4), 0.5)], [torch.zeros(60, dtype=torch.long)])
+    base = dict(steps=10, restarts=1, batch_size=60, sanity=False, transfer_source="smooth twin")
+    # without EOT the white-box attack is misled; the transfer from a smooth twin is not: the check says so
+    res = run_suite(ShatteredLinear(eps), rows, ["pgd", "transfer"], [eps], "joint", SuiteSettings(eot=1, **base),
+                    source=SmoothLinear(eps))
+    acc = {r["attack"]: r["robust_acc"] for r in res.records}
+    assert acc["transfer"] <= 0.05 and acc["pgd"] >= 0.3
+    checks = [c for c in run_sanity(res.records) if c.name == "white-box <= transfer"]
+    assert checks and not checks[0].passed and "smooth twin" in checks[0].detail
+    # an honest target (its gradients are informative) beats the transfer from a misleading source: check passes
+    res = run_suite(SmoothLinear(eps), rows, ["pgd", "transfer"], [eps], "joint", SuiteSettings(eot=1, **base),
+                    source=ShatteredLinear(eps))
+    acc = {r["attack"]: r["robust_acc"] for r in res.records}
+    assert acc["pgd"] <= 0.05 and acc["transfer"] >= 0.3
+    checks = [c for c in run_sanity(res.records) if c.name == "white-box <= transfer"]
+    assert checks and all(c.passed for c in checks)
+
+
+def test_frozen_draw_is_deterministic_and_leaves_the_model_random():
+    from mailnet.attacks.transfer import FrozenDraw
+    from mailnet.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("robust_mail", in_chans=[1, 1], num_classes=[2, 2], widths=[8, 8, 16, 16], stem="cifar")
+    model.eval()
+    xs = [torch.rand(3, 1, 28, 28), torch.rand(3, 1, 28, 28)]
+    frozen = FrozenDraw(model, seed=7)
+    with torch.no_grad():
+        a, b = frozen(xs), frozen(xs)
+        assert all(torch.equal(u, v) for u, v in zip(a, b))
+        model.seed_noise(3)
+        replay = model(xs)
+        model.seed_noise(3)
+        frozen(xs)  # must not consume or replace the model's own generator
+        after = model(xs)
+        assert all(torch.equal(u, v) for u, v in zip(replay, after))
+        assert not all(torch.equal(u, v) for u, v in zip(model(xs), model(xs)))
+
+
 def _rec(**kw):
     base = {"attack": "pgd", "role": "main", "threat": "joint", "perturbed": "all", "eps": 4 / 255, "eps_255": 4.0,
             "task": "t", "n": 200, "clean_acc": 0.9, "robust_acc": 0.5, "steps": 50, "restarts": 2, "eot": 20,
@@ -236,20 +289,25 @@ def test_attack_command_on_a_tiny_run(tmp_path, data_root, capsys):
                  str(data_root), "--quiet", "--device", "cpu"]) == 0
     capsys.readouterr()
     out = tmp_path / "atk"
-    assert main(["attack", str(run), "--attack", "pgd,reference", "--eps", "2,8", "--steps", "2", "--restarts", "1",
-                 "--eot", "2", "--subset", "6", "--data-root", str(data_root), "--device", "cpu", "--out",
-                 str(out)]) == 0
+    assert main(["attack", str(run), "--attack", "pgd,reference,transfer", "--eps", "2,8", "--steps", "2",
+                 "--restarts", "1", "--eot", "2", "--subset", "6", "--data-root", str(data_root), "--device", "cpu",
+                 "--out", str(out), "--transfer-from", str(run)]) == 0
     text = capsys.readouterr()
     result = json.loads((out / "attack_test.json").read_text())
     assert result["random_model"] is True and result["settings"]["eot_used"] == 2
     assert result["settings"]["fast_modules"] is True
     assert result["eps_255"] == [2.0, 8.0] and set(result["subset_indices"]) == {"pneumonia", "breast"}
     assert all(len(v) == 6 for v in result["subset_indices"].values())
-    assert {r["attack"] for r in result["records"]} == {"pgd", "reference"}
+    assert {r["attack"] for r in result["records"]} == {"pgd", "reference", "transfer"}
+    assert {r["source"] for r in result["records"] if r["attack"] == "transfer"} == {str(run)}
+    assert any(c["name"] == "white-box <= transfer" for c in result["sanity"]["checks"])
     assert "checks" in result["sanity"] and (out / "attack_test.png").is_file()
     assert ("WARNING" in text.err) == (not result["sanity"]["passed"])
     assert main(["attack", str(run), "--attack", "pgd,nope", "--data-root", str(data_root)]) == 2
     assert "unknown attack" in capsys.readouterr().err
+    assert main(["attack", str(run), "--attack", "pgd", "--transfer-from", str(run), "--data-root",
+                 str(data_root)]) == 2
+    assert "add it to --attack" in capsys.readouterr().err
 
 
 # --- losses ------------------------------------------------------------------------------------------------------

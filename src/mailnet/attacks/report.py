@@ -10,7 +10,8 @@ from typing import Sequence
 from mailnet.utils import atomic_write, write_json, write_text
 
 CSV_FIELDS = ("attack", "role", "threat", "perturbed", "task", "eps_255", "eps", "n", "clean_acc", "robust_acc",
-              "steps", "restarts", "eot", "loss", "alpha_ratio", "random_start", "version", "attacked_rows", "seconds")
+              "steps", "restarts", "eot", "loss", "alpha_ratio", "random_start", "version", "source",
+              "attacked_rows", "seconds")
 
 
 def records_csv(records: Sequence[dict]) -> str:

@@ -121,6 +121,32 @@ def check_monotone_eps(records: Sequence[dict]) -> list[Check]:
     return out
 
 
+WHITE_BOX = ("pgd", "autoattack", "reference", "fgsm", "bim", "mim")
+
+
+def check_whitebox_le_transfer(records: Sequence[dict]) -> list[Check]:
+    """The best white-box attack is at least as strong as a transfer attack, which uses no gradient of the target
+    (else the target's gradients are masked: its white-box numbers overstate robustness)."""
+    best: dict[tuple, dict] = {}
+    for r in records:
+        if r["attack"] in WHITE_BOX and r["role"] == "main":
+            k = _key(r, "eps_255", "perturbed", "task")
+            if k not in best or r["robust_acc"] < best[k]["robust_acc"]:
+                best[k] = r
+    out = []
+    for r in records:
+        if r["attack"] != "transfer":
+            continue
+        w = best.get(_key(r, "eps_255", "perturbed", "task"))
+        if w is None:
+            continue
+        ok = w["robust_acc"] <= r["robust_acc"] + tolerance(w["robust_acc"], r["robust_acc"], r["n"])
+        out.append(Check("white-box <= transfer", ok, f"eps={r['eps_255']:g}/255 perturbed={r['perturbed']} "
+                         f"task={r['task']}: best white-box ({w['attack']}) {w['robust_acc']:.3f}, transfer from "
+                         f"{r.get('source', '?')} {r['robust_acc']:.3f}"))
+    return out
+
+
 def check_robust_le_clean(records: Sequence[dict]) -> list[Check]:
     out = []
     for r in records:
@@ -132,7 +158,7 @@ def check_robust_le_clean(records: Sequence[dict]) -> list[Check]:
 
 
 CHECKS = (check_large_eps, check_more_steps, check_autoattack_le_pgd, check_eot_le_noeot, check_monotone_eps,
-          check_robust_le_clean)
+          check_whitebox_le_transfer, check_robust_le_clean)
 
 
 def run_sanity(records: Sequence[dict]) -> list[Check]:

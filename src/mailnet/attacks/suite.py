@@ -20,9 +20,10 @@ from mailnet.attacks.losses import is_multilabel
 from mailnet.attacks.pgd import bim, fgsm, mim, pgd
 from mailnet.attacks.reference import REFERENCE, reference_attack
 from mailnet.attacks.subset import AttackRows
+from mailnet.attacks.transfer import FrozenDraw
 from mailnet.errors import ConfigError
 
-ATTACKS = ("pgd", "autoattack", "reference", "fgsm", "bim", "mim")
+ATTACKS = ("pgd", "autoattack", "reference", "fgsm", "bim", "mim", "transfer")
 THREATS = ("joint", "each")
 LARGE_EPS = 64 / 255  # sanity probe: any model should be near 0 here
 
@@ -46,6 +47,8 @@ class SuiteSettings:
     # deterministic models: attack only rows still robust (clean-correct, not broken at a smaller budget), budgets
     # in increasing order; robust accuracy is then the worst case over all budgets <= eps, as in AutoAttack
     carry_over: bool = True
+    # transfer attack: what the adversarial images were crafted on (a run directory, or the target's frozen draw)
+    transfer_source: str = "frozen draw of the target"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,6 +78,9 @@ def attack_info(name: str, settings: SuiteSettings, eot: int, steps: int | None 
     if name == "pgd":
         return {"steps": steps, "restarts": restarts, "eot": eot, "loss": settings.loss,
                 "alpha_ratio": settings.alpha_ratio, "random_start": True}
+    if name == "transfer":
+        return {"steps": steps, "restarts": restarts, "eot": 1, "loss": settings.loss,
+                "alpha_ratio": settings.alpha_ratio, "random_start": True, "source": settings.transfer_source}
     if name == "reference":
         return {"steps": REFERENCE["steps"], "restarts": 1, "eot": 1, "loss": "ce",
                 "alpha_ratio": REFERENCE["alpha_ratio"] * REFERENCE["steps"], "random_start": False}
@@ -95,9 +101,11 @@ def attack_info(name: str, settings: SuiteSettings, eot: int, steps: int | None 
 
 
 def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], settings: SuiteSettings, eot: int,
-               steps: int | None = None, restarts: int | None = None) -> tuple[list[list[torch.Tensor]], dict]:
+               steps: int | None = None, restarts: int | None = None,
+               source: nn.Module | None = None) -> tuple[list[list[torch.Tensor]], dict]:
     """One attack on one chunk: adversarial images per task (shared by all tasks except AutoAttack, which attacks
-    one head at a time and gives None, i.e. a NaN accuracy, for multi-label heads) and the attack's settings."""
+    one head at a time and gives None, i.e. a NaN accuracy, for multi-label heads) and the attack's settings.
+    ``source``: the transfer attack's model (default: the target with one draw of its randomness frozen)."""
     info = attack_info(name, settings, eot, steps, restarts)
     steps, restarts = info["steps"], info["restarts"]
     x, y, m = rows.images, rows.labels, rows.masks
@@ -105,6 +113,11 @@ def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], 
         alpha = [settings.alpha_ratio * e / steps for e in eps]
         adv = pgd(model, x, y, m, eps, steps=steps, alpha=alpha, random_start=True, restarts=restarts,
                   loss=settings.loss, eot=eot, seed=settings.seed)
+    elif name == "transfer":
+        surrogate = FrozenDraw(model if source is None else source, settings.seed)
+        alpha = [settings.alpha_ratio * e / steps for e in eps]
+        adv = pgd(surrogate, x, y, m, eps, steps=steps, alpha=alpha, random_start=True, restarts=restarts,
+                  loss=settings.loss, eot=1, seed=settings.seed)
     elif name == "reference":
         adv = reference_attack(model, x, y, m, eps)
     elif name == "fgsm":
@@ -148,7 +161,7 @@ def clean_correctness(model: nn.Module, rows: AttackRows, settings: SuiteSetting
 
 
 def attack_correctness(name: str, model: nn.Module, rows: AttackRows, eps: list[float], settings: SuiteSettings,
-                       eot: int, robust: list[torch.Tensor] | None = None,
+                       eot: int, robust: list[torch.Tensor] | None = None, source: nn.Module | None = None,
                        **overrides) -> tuple[list[torch.Tensor], dict, float]:
     """Per task, each row's correctness under one attack at one per-modality budget, chunk by chunk.
 
@@ -170,7 +183,7 @@ def attack_correctness(name: str, model: nn.Module, rows: AttackRows, eps: list[
     subset = rows.take(todo)
     for lo in range(0, len(subset), settings.batch_size):
         chunk = subset.take(slice(lo, lo + settings.batch_size))
-        adv, info = run_attack(name, model, chunk, eps, settings, eot, **overrides)
+        adv, info = run_attack(name, model, chunk, eps, settings, eot, source=source, **overrides)
         for t, c in enumerate(_correctness(model, adv, chunk, settings.eval_draws)):
             correct[t][todo[lo:lo + len(chunk)]] = c
     if robust is not None:
@@ -181,8 +194,9 @@ def attack_correctness(name: str, model: nn.Module, rows: AttackRows, eps: list[
 def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_list: Sequence[float],
               threat: str | Sequence[str] = "joint", settings: SuiteSettings | None = None,
               task_names: Sequence[str] | None = None, modality_names: Sequence[str] | None = None,
-              log: Callable[[str], None] | None = None) -> SuiteResult:
+              log: Callable[[str], None] | None = None, source: nn.Module | None = None) -> SuiteResult:
     """Clean accuracy, then every attack x eps x threat variant; plus the sanity probes when ``settings.sanity``.
+    ``source``: the transfer attack's source model (default: the target with a frozen draw of its randomness).
 
     ``eps_list`` in pixel units; ``settings.eps_ratio`` scales it per modality. Random models (detected by two
     forward passes on the same rows) get ``settings.eot`` draws per gradient step, deterministic ones 1.
@@ -217,7 +231,8 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
         draws = overrides.pop("eot", eot)
         if robust is None and carry:
             robust = clean_rows
-        correct, info, secs = attack_correctness(attack, model, rows, per_mod, settings, draws, robust, **overrides)
+        correct, info, secs = attack_correctness(attack, model, rows, per_mod, settings, draws, robust,
+                                                 source=source, **overrides)
         acc = _mean_counted(correct, rows)
         for t in range(n_tasks):
             result.records.append({

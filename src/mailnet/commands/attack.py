@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__)
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--attack", default="pgd,autoattack,reference",
-                   help="comma list from: pgd, autoattack, reference, fgsm, bim, mim (default: %(default)s)")
+                   help="comma list from: pgd, autoattack, reference, fgsm, bim, mim, transfer (default: %(default)s)")
     p.add_argument("--eps", default="1,2,4,8", help="budgets in /255 units, comma separated (default: %(default)s)")
     p.add_argument("--eps-ratio", help="per-modality budget multipliers, e.g. 1,0.5 (default: 1 for all)")
     p.add_argument("--steps", type=int, default=50, help="PGD/BIM/MIM steps (default: %(default)s)")
@@ -39,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-fast", action="store_true",
                    help="use MAIL's reference modules (default: its fast modules, the same function)")
     p.add_argument("--no-sanity", action="store_true", help="skip the sanity probes (checks on the table still run)")
+    p.add_argument("--transfer-from", metavar="RUN_DIR",
+                   help="source of the 'transfer' attack: another run on the same data (default: the attacked model "
+                        "with one draw of its randomness frozen)")
     p.add_argument("--no-carry-over", action="store_true",
                    help="attack every row at every budget; default for deterministic models: only rows still robust "
                         "(clean-correct, unbroken at smaller budgets), i.e. the worst case over budgets <= eps")
@@ -94,6 +97,20 @@ def run(args: argparse.Namespace) -> int:
     elif not args.no_fast and any(type(m) in FAST_CLASSES for m in model.modules()):
         to_fast(model)  # same outputs and input gradients (checked to 1e-6), about 2x faster on CPU
     fast = is_fast(model)
+    source = None
+    if args.transfer_from:
+        if "transfer" not in attacks:
+            raise ConfigError("--transfer-from is the source of the 'transfer' attack; add it to --attack")
+        from mailnet.attacks.transfer import check_compatible
+
+        source, source_data, _ = load_run(Path(args.transfer_from), which=args.which, device=device,
+                                          data_root=args.data_root)
+        if [t.name for t in source_data.tasks] != [t.name for t in data.tasks]:
+            raise ConfigError(f"--transfer-from {args.transfer_from}: its tasks "
+                              f"{[t.name for t in source_data.tasks]} differ from {[t.name for t in data.tasks]}")
+        check_compatible(source, model)
+        if not args.no_fast and any(type(m) in FAST_CLASSES for m in source.modules()):
+            to_fast(source)
     rows = stack_batches(data.loader(args.split, args.batch_size, partner_seed=args.subset_seed))
     rows = select_subset(rows, args.subset, seed=args.subset_seed).to(device)
     tasks = [t.name for t in data.tasks]
@@ -105,14 +122,15 @@ def run(args: argparse.Namespace) -> int:
                              alpha_ratio=args.alpha_ratio, aa_version=args.aa_version, aa_steps=args.aa_steps,
                              eval_draws=args.eval_draws, seed=args.seed, batch_size=args.batch_size,
                              eps_ratio=ratio, sanity=not args.no_sanity,
-                             carry_over=not args.no_carry_over)
+                             carry_over=not args.no_carry_over,
+                             transfer_source=args.transfer_from or "frozen draw of the target")
     reseed(model, args.seed)
     start = time.perf_counter()
     print(f"attacking {run_dir} ({cfg['model']['name'] if isinstance(cfg.get('model'), dict) else ''}) on "
           f"{args.split}: {len(rows)} rows, counted per task "
           + ", ".join(f"{t}={n}" for t, n in zip(tasks, rows.counted())))
     result = run_suite(model, rows, attacks, eps_list, threats, settings, task_names=tasks,
-                       modality_names=modalities, log=lambda s: print(s, flush=True))
+                       modality_names=modalities, log=lambda s: print(s, flush=True), source=source)
     checks = run_sanity(result.records)
     failed = failures(checks)
     payload = {

@@ -5,6 +5,11 @@
 # PGD training, Wong et al. 2020), all with configs/pneumonia_breast.yaml, train.epochs=10, seed 0.
 # Every attack runs on the same seeded subset of SUBSET test rows per task; deterministic models are attacked only
 # on rows still robust (clean-correct and unbroken at smaller budgets), random ones on every row at every budget.
+# Attacks per model: the paper's reference protocol; EOT-PGD (EOT draws for random models) together with a
+# transfer attack from a frozen draw of the same model (no EOT needed; for a deterministic model it is the same
+# attack as PGD) and, for the random models, from plain MAIL (--transfer-from), so the sanity check
+# "white-box <= transfer" can flag masked gradients; then AutoAttack-rand on a smaller subset.
+# R_EPS: the budgets of the (expensive) EOT runs on random models.
 #   SUBSET=100 JOBS=2 bash benchmarks/robustness.sh && python benchmarks/robustness_table.py
 # GPU (the issue's full settings, unchanged commands): SUBSET=0 STEPS=50 RESTARTS=2 EOT=20 AA_STEPS=100 DEVICE=cuda
 set -u
@@ -17,10 +22,11 @@ EOT=${EOT:-10}
 AA_STEPS=${AA_STEPS:-20}
 AA_SUBSET=${AA_SUBSET:-50}
 EPS=${EPS:-1,2,4,8}
+R_EPS=${R_EPS:-$EPS}
 DEVICE=${DEVICE:-cpu}
 JOBS=${JOBS:-2}
 WHAT=${WHAT:-train,reference,pgd,autoattack}
-export ROB SUBSET STEPS RESTARTS EOT AA_STEPS AA_SUBSET EPS DEVICE
+export ROB SUBSET STEPS RESTARTS EOT AA_STEPS AA_SUBSET EPS R_EPS DEVICE
 THREADS=${THREADS:-$(( $(nproc) / JOBS > 0 ? $(nproc) / JOBS : 1 ))}
 
 train() {  # train LABEL [mailnet train args...]
@@ -35,6 +41,8 @@ attack() {  # attack LABEL RUN_DIR NAME [mailnet attack args...]
   local label=$1 run=$2 name=$3; shift 3; local out="$ROB/attacks/${label}__$name"
   if [ -f "$out/attack_test.json" ]; then return; fi
   if [ ! -f "$run/FINISHED" ]; then echo "skip $label $name: $run not finished"; return; fi
+  case " $* " in *" --transfer-from "*) local src; src=$(echo " $* " | sed 's/.* --transfer-from \([^ ]*\) .*/\1/')
+    if [ ! -f "$src/FINISHED" ]; then echo "skip $label $name: $src not finished"; return; fi;; esac
   echo "$(date -u +%FT%TZ) attack $label $name"
   mkdir -p "$ROB/attacks"
   mailnet attack "$run" --subset "$SUBSET" --device "$DEVICE" --out "$out" "$@" > "$out.log" 2>&1 \
@@ -42,12 +50,12 @@ attack() {  # attack LABEL RUN_DIR NAME [mailnet attack args...]
 }
 export -f train attack
 
-runs() {  # label run_dir
-  echo "mail $ACC/mail/seed0"
-  echo "late_fusion $ACC/resnet18_late_fusion/seed0"
-  echo "robust_mail $ROB/robust_mail"
-  echo "late_fusion_fgsmrs4 $ROB/late_fusion_fgsmrs4"
-  echo "robust_mail_fgsmrs4 $ROB/robust_mail_fgsmrs4"
+runs() {  # label run_dir random(0/1)
+  echo "mail $ACC/mail/seed0 0"
+  echo "late_fusion $ACC/resnet18_late_fusion/seed0 0"
+  echo "late_fusion_fgsmrs4 $ROB/late_fusion_fgsmrs4 0"
+  echo "robust_mail $ROB/robust_mail 1"
+  echo "robust_mail_fgsmrs4 $ROB/robust_mail_fgsmrs4 1"
 }
 {
   if [[ $WHAT == *train* ]]; then
@@ -57,11 +65,19 @@ runs() {  # label run_dir
   fi
 } | OMP_NUM_THREADS=$THREADS xargs -P "$JOBS" -L 1 bash -c '"$0" "$@"'
 {
-  runs | while read -r label run; do
+  runs | while read -r label run random; do
     [[ $WHAT == *reference* ]] && echo "attack $label $run reference --attack reference --eps $EPS --no-sanity"
-    [[ $WHAT == *pgd* ]] && echo "attack $label $run pgd --attack pgd --eps $EPS --steps $STEPS --restarts $RESTARTS --eot $EOT"
   done
-  runs | while read -r label run; do
+  runs | while read -r label run random; do
+    [[ $WHAT == *pgd* ]] || continue
+    if [ "$random" = 1 ]; then
+      echo "attack $label $run pgd --attack pgd,transfer --eps $R_EPS --steps $STEPS --restarts $RESTARTS --eot $EOT"
+      echo "attack $label $run transfer_mail --attack transfer --transfer-from $ACC/mail/seed0 --eps $EPS --steps $STEPS --restarts $RESTARTS --no-sanity"
+    else
+      echo "attack $label $run pgd --attack pgd --eps $EPS --steps $STEPS --restarts $RESTARTS"
+    fi
+  done
+  runs | while read -r label run random; do
     [[ $WHAT == *autoattack* ]] && echo "attack $label $run autoattack --attack autoattack --eps $EPS --aa-steps $AA_STEPS --eot $EOT --subset $AA_SUBSET --no-sanity"
   done
 } | OMP_NUM_THREADS=$THREADS xargs -P "$JOBS" -L 1 bash -c '"$0" "$@"'

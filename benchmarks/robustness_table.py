@@ -14,6 +14,10 @@ def describe(rec: dict, random_model: bool) -> str:
     """What the attack was, in the words of the issue (reference / EOT-PGD / AutoAttack-rand)."""
     if rec["attack"] == "reference":
         return "reference (PGD-10, eps/4, no EOT)"
+    if rec["attack"] == "transfer":
+        src = rec.get("source") or "?"
+        src = "frozen draw of itself" if src.startswith("frozen") else "/".join(Path(src).parts[-2:])
+        return f"transfer from {src} (PGD-{rec['steps']})"
     if rec["attack"] == "autoattack":
         return f"AutoAttack-{rec.get('version', 'rand')} ({rec['steps']} it, EOT {rec['eot']})"
     eot = f", EOT {rec['eot']}" if random_model else ""

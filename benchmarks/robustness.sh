@@ -8,7 +8,9 @@
 # Attacks per model: the paper's reference protocol; EOT-PGD (EOT draws for random models) together with a
 # transfer attack from a frozen draw of the same model (no EOT needed; for a deterministic model it is the same
 # attack as PGD) and, for the random models, from plain MAIL (--transfer-from), so the sanity check
-# "white-box <= transfer" can flag masked gradients; then AutoAttack-rand on a smaller subset.
+# "white-box <= transfer" can flag masked gradients. AutoAttack (APGD-CE + APGD-DLR) runs with PGD on the
+# deterministic models (so "AutoAttack <= PGD" is checked) and, as AutoAttack-rand with EOT, on AA_SUBSET rows of the
+# random ones.
 # R_EPS: the budgets of the (expensive) EOT runs on random models.
 #   SUBSET=100 JOBS=2 bash benchmarks/robustness.sh && python benchmarks/robustness_table.py
 # GPU (the full settings, unchanged commands): SUBSET=0 STEPS=50 RESTARTS=2 EOT=20 AA_STEPS=100 DEVICE=cuda
@@ -17,7 +19,7 @@ ACC=${ACC:-benchmarks/work/acc10}
 ROB=${ROB:-benchmarks/work/rob}
 SUBSET=${SUBSET:-100}
 STEPS=${STEPS:-20}
-RESTARTS=${RESTARTS:-1}
+RESTARTS=${RESTARTS:-2}
 EOT=${EOT:-10}
 AA_STEPS=${AA_STEPS:-20}
 AA_SUBSET=${AA_SUBSET:-50}
@@ -64,20 +66,22 @@ runs() {  # label run_dir random(0/1)
     echo "train robust_mail_fgsmrs4 model.name=robust_mail eval.mc_samples=4 eval.partner_draws=1 --adv-train fgsm-rs --adv-eps 4/255"
   fi
 } | OMP_NUM_THREADS=$THREADS xargs -P "$JOBS" -L 1 bash -c '"$0" "$@"'
-{
-  runs | while read -r label run random; do
-    [[ $WHAT == *reference* ]] && echo "attack $label $run reference --attack reference --eps $EPS --no-sanity"
-  done
-  runs | while read -r label run random; do
-    [[ $WHAT == *pgd* ]] || continue
-    if [ "$random" = 1 ]; then
-      echo "attack $label $run pgd --attack pgd,transfer --eps $R_EPS --steps $STEPS --restarts $RESTARTS --eot $EOT"
-      echo "attack $label $run transfer_mail --attack transfer --transfer-from $ACC/mail/seed0 --eps $EPS --steps $STEPS --restarts $RESTARTS --no-sanity"
-    else
-      echo "attack $label $run pgd --attack pgd --eps $EPS --steps $STEPS --restarts $RESTARTS"
-    fi
-  done
-  runs | while read -r label run random; do
-    [[ $WHAT == *autoattack* ]] && echo "attack $label $run autoattack --attack autoattack --eps $EPS --aa-steps $AA_STEPS --eot $EOT --subset $AA_SUBSET --no-sanity"
+{  # deterministic models first (cheap: only still-robust rows are attacked), then the random ones
+  for want in 0 1; do
+    runs | while read -r label run random; do
+      [ "$random" = "$want" ] || continue
+      [[ $WHAT == *reference* ]] && echo "attack $label $run reference --attack reference --eps $EPS --no-sanity"
+      [[ $WHAT == *pgd* ]] || continue
+      if [ "$random" = 1 ]; then
+        echo "attack $label $run transfer_mail --attack transfer --transfer-from $ACC/mail/seed0 --eps $EPS --steps $STEPS --restarts $RESTARTS --no-sanity"
+        echo "attack $label $run pgd --attack pgd,transfer --eps $R_EPS --steps $STEPS --restarts $RESTARTS --eot $EOT"
+      else
+        echo "attack $label $run pgd --attack pgd,autoattack --eps $EPS --steps $STEPS --restarts $RESTARTS --aa-steps $AA_STEPS"
+      fi
+    done
+    runs | while read -r label run random; do  # AutoAttack-rand with EOT: random models only, smaller subset
+      [ "$random" = 1 ] && [ "$want" = 1 ] || continue
+      [[ $WHAT == *autoattack* ]] && echo "attack $label $run autoattack --attack autoattack --eps $EPS --aa-steps $AA_STEPS --eot $EOT --subset $AA_SUBSET --no-sanity"
+    done
   done
 } | OMP_NUM_THREADS=$THREADS xargs -P "$JOBS" -L 1 bash -c '"$0" "$@"'

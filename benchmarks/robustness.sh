@@ -25,10 +25,11 @@ AA_STEPS=${AA_STEPS:-20}
 AA_SUBSET=${AA_SUBSET:-50}
 EPS=${EPS:-1,2,4,8}
 R_EPS=${R_EPS:-$EPS}
+DET_ATTACKS=${DET_ATTACKS:-pgd,autoattack}  # white-box attacks of the deterministic models, run together
 DEVICE=${DEVICE:-cpu}
 JOBS=${JOBS:-2}
 WHAT=${WHAT:-train,reference,pgd,autoattack}
-export ROB SUBSET STEPS RESTARTS EOT AA_STEPS AA_SUBSET EPS R_EPS DEVICE
+export ROB SUBSET STEPS RESTARTS EOT AA_STEPS AA_SUBSET EPS R_EPS DET_ATTACKS DEVICE
 THREADS=${THREADS:-$(( $(nproc) / JOBS > 0 ? $(nproc) / JOBS : 1 ))}
 
 train() {  # train LABEL [mailnet train args...]
@@ -76,7 +77,7 @@ runs() {  # label run_dir random(0/1)
         echo "attack $label $run transfer_mail --attack transfer --transfer-from $ACC/mail/seed0 --eps $EPS --steps $STEPS --restarts $RESTARTS --no-sanity"
         echo "attack $label $run pgd --attack pgd,transfer --eps $R_EPS --steps $STEPS --restarts $RESTARTS --eot $EOT"
       else
-        echo "attack $label $run pgd --attack pgd,autoattack --eps $EPS --steps $STEPS --restarts $RESTARTS --aa-steps $AA_STEPS"
+        echo "attack $label $run ${DET_ATTACKS//,/+} --attack $DET_ATTACKS --eps $EPS --steps $STEPS --restarts $RESTARTS --aa-steps $AA_STEPS"
       fi
     done
     runs | while read -r label run random; do  # AutoAttack-rand with EOT: random models only, smaller subset

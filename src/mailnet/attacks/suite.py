@@ -109,15 +109,11 @@ def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], 
     info = attack_info(name, settings, eot, steps, restarts)
     steps, restarts = info["steps"], info["restarts"]
     x, y, m = rows.images, rows.labels, rows.masks
-    if name == "pgd":
+    if name in ("pgd", "transfer"):  # transfer: PGD on the source (no EOT: a frozen draw is deterministic)
+        target = model if name == "pgd" else FrozenDraw(model if source is None else source, settings.seed)
         alpha = [settings.alpha_ratio * e / steps for e in eps]
-        adv = pgd(model, x, y, m, eps, steps=steps, alpha=alpha, random_start=True, restarts=restarts,
-                  loss=settings.loss, eot=eot, seed=settings.seed)
-    elif name == "transfer":
-        surrogate = FrozenDraw(model if source is None else source, settings.seed)
-        alpha = [settings.alpha_ratio * e / steps for e in eps]
-        adv = pgd(surrogate, x, y, m, eps, steps=steps, alpha=alpha, random_start=True, restarts=restarts,
-                  loss=settings.loss, eot=1, seed=settings.seed)
+        adv = pgd(target, x, y, m, eps, steps=steps, alpha=alpha, random_start=True, restarts=restarts,
+                  loss=settings.loss, eot=info["eot"], seed=settings.seed)
     elif name == "reference":
         adv = reference_attack(model, x, y, m, eps)
     elif name == "fgsm":
@@ -183,7 +179,7 @@ def attack_correctness(name: str, model: nn.Module, rows: AttackRows, eps: list[
     subset = rows.take(todo)
     for lo in range(0, len(subset), settings.batch_size):
         chunk = subset.take(slice(lo, lo + settings.batch_size))
-        adv, info = run_attack(name, model, chunk, eps, settings, eot, source=source, **overrides)
+        adv, _ = run_attack(name, model, chunk, eps, settings, eot, source=source, **overrides)
         for t, c in enumerate(_correctness(model, adv, chunk, settings.eval_draws)):
             correct[t][todo[lo:lo + len(chunk)]] = c
     if robust is not None:
@@ -247,7 +243,7 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
     for th in threats:
         for label, mult in threat_variants(th, n_mod, modality_names):
             for attack in attacks:
-                robust = clean_rows if carry else None
+                robust = None  # record() starts a carried-over chain from the clean-correct rows
                 for eps in sorted(eps_list) if carry else eps_list:
                     correct = record(attack, eps, label, mult, "main", robust)
                     robust = correct if carry else None

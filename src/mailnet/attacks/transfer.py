@@ -29,9 +29,11 @@ class FrozenDraw(nn.Module):
         super().__init__()
         self.model = model
         self.seed = int(seed)
+        # found once: forward runs at every attack step
+        self._noisy = [m for m in model.modules() if isinstance(m, Stochastic)]
 
     def forward(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        noisy = [m for m in self.model.modules() if isinstance(m, Stochastic)]
+        noisy = self._noisy
         if not noisy:
             return self.model(xs)
         previous = [m.generator for m in noisy]

@@ -142,15 +142,20 @@ def test_same_parameters_and_state_dicts_load_both_ways():
         assert torch.allclose(a, b, atol=1e-5) and torch.allclose(c, b, atol=1e-5)
 
 
-def test_fold_cache_follows_weight_changes():
-    """The cached fused/folded inference weights are rebuilt after an optimizer step or a state-dict load."""
+@pytest.mark.parametrize("optimizer", ["sgd", "fused_adam"])
+def test_fold_cache_follows_weight_changes(optimizer):
+    """The cached fused/folded inference weights are rebuilt after an optimizer step or a state-dict load, also
+    after a fused optimizer step (whose in-place update does not bump the tensors' version counters)."""
     ref, fast = _pair()
     xs = _xs((1, 3), 16, b=2)
     fast.eval()
     with torch.no_grad():
         before = fast(xs)[0].clone()
     fast.train()
-    opt = torch.optim.SGD(fast.parameters(), lr=0.5)
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(fast.parameters(), lr=0.5)
+    else:
+        opt = torch.optim.Adam(fast.parameters(), lr=0.05, fused=True)
     sum(z.sum() for z in fast(xs)).backward()
     opt.step()
     fast.eval()

@@ -28,12 +28,13 @@ from mailnet.layers.emcam import EMCAM
 from mailnet.layers.emila import EMILA
 from mailnet.layers.erla import ERLA
 from mailnet.layers.fast import FastEMCAM, FastEMILA, FastERLA, FastMSGDC, FastMSGDCProjection
+from mailnet.layers.fast.bn_fold import FoldCacheOwner
 from mailnet.layers.fast.ops import conv_bn, to_channels_last
 from mailnet.layers.msgdc import MSGDC, MSGDCProjection
 from mailnet.models.mail import BLOCKS_PER_STAGE, MAIL
 
 
-class FastMAIL(MAIL):
+class FastMAIL(FoldCacheOwner, MAIL):
     """:class:`MAIL` whose forward keeps every activation channels-last and folds the stem's BN at inference."""
 
     def stem_forward(self, branch: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """BatchNorm folded into the preceding convolution for inference: BN(conv(x)) == conv'(x) + b' in eval mode.
 
 Folded weights are cached per module and rebuilt whenever a parameter or running statistic changes (tracked by the
-tensors' version counters), so loading a checkpoint or training a step never leaves a stale fold behind. Folding is
+tensors' version counters), so loading a checkpoint or training a step never leaves a stale fold behind. Fused
+optimizers (``torch.optim.Adam(..., fused=True)``) update parameters without bumping version counters, so the
+caches are also dropped at every ``train()`` / ``eval()`` switch (:class:`FoldCacheOwner`). Folding is
 only used when no gradient is wanted (``use_folded``): attacks that need gradients in eval mode, and training,
 take the unfolded path, whose autograd graph reaches every BN parameter.
 """
@@ -67,6 +69,17 @@ class FoldCache:
 def bn_sources(bn: nn.Module) -> list[torch.Tensor | None]:
     """The tensors a BN fold depends on."""
     return [bn.weight, bn.bias, bn.running_mean, bn.running_var]
+
+
+class FoldCacheOwner:
+    """Mixin for the fast blocks: switching between train and eval mode drops the module's fold cache.
+
+    Why: version counters miss in-place updates made by fused optimizer kernels; every training phase runs in train
+    mode, so dropping the cache at the mode switch makes the next eval pass rebuild it from the current weights."""
+
+    def train(self, mode: bool = True):
+        self.__dict__.pop("_fold_cache", None)
+        return super().train(mode)
 
 
 def cache_of(module: nn.Module) -> FoldCache:

@@ -6,7 +6,7 @@ import torch
 
 from mailnet.layers.channel_attention import ChannelAttention
 from mailnet.layers.emila import EMILA
-from mailnet.layers.fast.bn_fold import bn_sources, cache_of, use_folded
+from mailnet.layers.fast.bn_fold import FoldCacheOwner, bn_sources, cache_of, use_folded
 from mailnet.layers.fast.fused_msgdc import fusable, fuse_emila, fusion_wanted
 from mailnet.layers.fast.ops import conv_bn, shuffle_channels_last, spatial_max_plus
 
@@ -19,7 +19,7 @@ def attention_logits(att: ChannelAttention, u: torch.Tensor) -> torch.Tensor:
     return att.mlp(2 * mx + total)[..., None, None]
 
 
-class FastEMILA(EMILA):
+class FastEMILA(FoldCacheOwner, EMILA):
     """:class:`EMILA` with the same parameters and the same random draws (Robust-MAIL's noise modules and
     random projection filters are called in the reference's order)."""
 

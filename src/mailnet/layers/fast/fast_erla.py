@@ -7,13 +7,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mailnet.layers.erla import ERLA
-from mailnet.layers.fast.bn_fold import bn_sources, cache_of
+from mailnet.layers.fast.bn_fold import FoldCacheOwner, bn_sources, cache_of
 from mailnet.layers.fast.fast_emila import FastEMILA
 from mailnet.layers.fast.fused_msgdc import fuse_emila, fusion_wanted
 from mailnet.layers.fast.ops import conv_bn
 
 
-class FastERLA(ERLA):
+class FastERLA(FoldCacheOwner, ERLA):
     """:class:`ERLA` with the same parameters; its EMILA units are swapped separately (to ``FastEMILA``)."""
 
     def _fused_first(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

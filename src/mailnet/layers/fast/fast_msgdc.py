@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from mailnet.layers.fast.bn_fold import cache_of, use_folded
+from mailnet.layers.fast.bn_fold import FoldCacheOwner, cache_of, use_folded
 from mailnet.layers.fast.fused_msgdc import dense_columns, fusable, fuse_projection, fusion_wanted
 from mailnet.layers.fast.ops import conv_bn
 from mailnet.layers.msgdc import MSGDC, MSGDCProjection
 
 
-class FastMSGDC(MSGDC):
+class FastMSGDC(FoldCacheOwner, MSGDC):
     """:class:`MSGDC` with the same parameters; output identical up to float rounding. Random projection
     filters (Robust-MAIL) keep working: those convs are called exactly as the reference calls them, in the same
     order, so a seeded draw replays identically."""
@@ -24,7 +24,7 @@ class FastMSGDC(MSGDC):
         ], dim=1)
 
 
-class FastMSGDCProjection(MSGDCProjection):
+class FastMSGDCProjection(FoldCacheOwner, MSGDCProjection):
     """:class:`MSGDCProjection` with a matrix form for 1 x 1 inputs.
 
     On a (B, C, 1, 1) input the 3x3 and 5x5 'same' depthwise convs only ever touch their centre tap, so

@@ -257,3 +257,20 @@ def test_to_fast_also_serves_models_built_on_mail_blocks():
     with torch.no_grad():
         for a, b in zip(fast(xs), ref(xs)):
             assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("groups,stride,bias", [(1, 1, False), (16, 1, False), (2, 2, True), (16, 2, True)])
+def test_small_batch_pointwise_conv_as_matmul(groups, stride, bias):
+    """The small-batch 1x1 conv (one batched matmul) equals F.conv2d, in value and in gradient."""
+    from mailnet.layers.fast.ops import conv_forward
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(32, 48, 1, stride=stride, groups=groups, bias=bias).double()
+    x = torch.randn(3, 32, 9, 9, dtype=torch.float64).to(memory_format=torch.channels_last).requires_grad_()
+    got = conv_forward(conv, x, conv.weight, conv.bias)
+    want = torch.nn.functional.conv2d(x, conv.weight, conv.bias, stride, 0, 1, groups)
+    assert got.shape == want.shape and got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want)
+    g = torch.randn_like(want)
+    grads = torch.autograd.grad(got, [x, conv.weight], g)
+    torch.testing.assert_close(grads, torch.autograd.grad(want, [x, conv.weight], g))

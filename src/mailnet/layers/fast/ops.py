@@ -34,13 +34,47 @@ def conv_bn(owner: nn.Module, key: str, conv: nn.Module, bn: nn.Module, x: torch
     Anything that is not a plain ``nn.Conv2d`` followed by an ``nn.BatchNorm2d`` (a random projection conv, an
     ``Identity`` in place of the BN) runs as the reference does.
     """
+    plain = type(conv) is nn.Conv2d
     if isinstance(bn, nn.Identity):
-        return conv(x)
-    if (use_folded(owner) and type(conv) is nn.Conv2d and isinstance(bn, nn.BatchNorm2d)
+        return conv_forward(conv, x, conv.weight, conv.bias) if plain else conv(x)
+    if (use_folded(owner) and plain and isinstance(bn, nn.BatchNorm2d)
             and bn.track_running_stats and bn.running_mean is not None):
         w, b = folded_conv_bn(owner, key, conv, bn)
-        return F.conv2d(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
-    return bn(conv(x))
+        return conv_forward(conv, x, w, b)
+    return bn(conv_forward(conv, x, conv.weight, conv.bias) if plain else conv(x))
+
+
+# Below this batch size torch (2.x, CPU) sends non-depthwise convolutions to its im2col fallback instead of
+# oneDNN, and that fallback runs a grouped conv as one call per group (plus a narrow and a cat per call).
+SMALL_BATCH = 16
+
+
+def conv_forward(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.conv2d`` with ``conv``'s geometry, except that an unpadded 1x1 conv on a small CPU batch runs as one
+    batched matrix product on the NHWC layout (:func:`pointwise_matmul`).
+
+    Why: at batch 1 MAIL's ~600 grouped 1x1 convolution calls per forward were a third of its inference time in
+    the im2col fallback (profile in BENCHMARKS.md); the matmul form computes the same sums in one call per conv.
+    Traced graphs (ONNX export, MAC counts) keep the convolution."""
+    if (x.device.type == "cpu" and x.shape[0] < SMALL_BATCH and weight.shape[-2:] == (1, 1)
+            and conv.padding in ((0, 0), 0) and conv.dilation == (1, 1) and not torch.jit.is_tracing()):
+        return pointwise_matmul(x, weight, bias, conv.stride[0], conv.groups)
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def pointwise_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int,
+                     groups: int) -> torch.Tensor:
+    """A 1x1 convolution (``groups`` groups, square ``stride``) as a batched matmul; channels-last output."""
+    if stride != 1:
+        x = x[:, :, ::stride, ::stride]
+    b, c, h, w = x.shape
+    out = weight.shape[0]
+    rows = x.permute(0, 2, 3, 1).reshape(b * h * w, groups, c // groups).transpose(0, 1)  # (g, N, c/g)
+    kernel = weight.reshape(groups, out // groups, c // groups).transpose(1, 2)  # (g, c/g, out/g)
+    y = torch.bmm(rows, kernel).transpose(0, 1).reshape(b, h, w, out)
+    if bias is not None:
+        y = y + bias
+    return y.permute(0, 3, 1, 2)
 
 
 def spatial_max_plus(u: torch.Tensor, other: str) -> tuple[torch.Tensor, torch.Tensor]:

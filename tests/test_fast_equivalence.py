@@ -274,3 +274,19 @@ def test_small_batch_pointwise_conv_as_matmul(groups, stride, bias):
     g = torch.randn_like(want)
     grads = torch.autograd.grad(got, [x, conv.weight], g)
     torch.testing.assert_close(grads, torch.autograd.grad(want, [x, conv.weight], g))
+
+
+def test_fold_cache_survives_repeated_eval_calls():
+    """``eval()`` on a model already in eval mode (loops often call it before every batch) keeps the cached folds;
+    only a real train -> eval switch drops them."""
+    _, fast = _pair()
+    xs = _xs((1, 3), 16, b=2)
+    fast.eval()
+    with torch.no_grad():
+        fast(xs)
+    cached = {id(m): m.__dict__.get("_fold_cache") for m in fast.modules() if m.__dict__.get("_fold_cache")}
+    assert cached
+    fast.eval()
+    assert all(m.__dict__.get("_fold_cache") is cached[id(m)] for m in fast.modules() if id(m) in cached)
+    fast.train()
+    assert not any(m.__dict__.get("_fold_cache") for m in fast.modules())

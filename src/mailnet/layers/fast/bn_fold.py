@@ -3,7 +3,7 @@
 Folded weights are cached per module and rebuilt whenever a parameter or running statistic changes (tracked by the
 tensors' version counters), so loading a checkpoint or training a step never leaves a stale fold behind. Fused
 optimizers (``torch.optim.Adam(..., fused=True)``) update parameters without bumping version counters, so the
-caches are also dropped at every ``train()`` / ``eval()`` switch (:class:`FoldCacheOwner`). Folding is
+caches are also dropped whenever the mode changes between train and eval (:class:`FoldCacheOwner`). Folding is
 only used when no gradient is wanted (``use_folded``): attacks that need gradients in eval mode, and training,
 take the unfolded path, whose autograd graph reaches every BN parameter.
 """
@@ -72,13 +72,15 @@ def bn_sources(bn: nn.Module) -> list[torch.Tensor | None]:
 
 
 class FoldCacheOwner:
-    """Mixin for the fast blocks: switching between train and eval mode drops the module's fold cache.
+    """Mixin for the fast blocks: a switch between train and eval mode drops the module's fold cache.
 
     Why: version counters miss in-place updates made by fused optimizer kernels; every training phase runs in train
-    mode, so dropping the cache at the mode switch makes the next eval pass rebuild it from the current weights."""
+    mode, so dropping the cache when the mode changes makes the next eval pass rebuild it from the current weights.
+    Calling ``eval()`` on a model already in eval mode (as many loops do before every batch) keeps the cache."""
 
     def train(self, mode: bool = True):
-        self.__dict__.pop("_fold_cache", None)
+        if self.training != bool(mode):
+            self.__dict__.pop("_fold_cache", None)
         return super().train(mode)
 
 

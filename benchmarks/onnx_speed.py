@@ -2,9 +2,8 @@
 
     python benchmarks/onnx_speed.py --sizes 28,128 --threads 2 --json onnx_speed.json
 
-Why a separate figure: eager PyTorch pays a fixed dispatch cost per operator, and MAIL runs ~5x as many (small)
-operators as a ResNet-18 pair, so at batch 1 its eager latency measures that overhead more than its arithmetic.
-onnxruntime's per-operator cost is much smaller, which is what a deployment would use. Both models are exported the
+Why a separate figure: a deployment would run the exported graph, and onnxruntime chooses its own kernels and pays
+less per operator than eager PyTorch, which matters for MAIL's many small operators. Both models are exported the
 same way as ``mailnet export`` does (eval mode, BN folded by constant folding, dynamic batch) with the same random
 initialisation (timing does not depend on the weights' values) and timed in turn, ``--rounds`` times, so load from
 other jobs hits both alike; the figures are medians over rounds.

@@ -35,13 +35,12 @@ def conv_bn(owner: nn.Module, key: str, conv: nn.Module, bn: nn.Module, x: torch
     ``Identity`` in place of the BN) runs as the reference does.
     """
     plain = type(conv) is nn.Conv2d
-    if isinstance(bn, nn.Identity):
-        return conv_forward(conv, x, conv.weight, conv.bias) if plain else conv(x)
     if (use_folded(owner) and plain and isinstance(bn, nn.BatchNorm2d)
             and bn.track_running_stats and bn.running_mean is not None):
         w, b = folded_conv_bn(owner, key, conv, bn)
         return conv_forward(conv, x, w, b)
-    return bn(conv_forward(conv, x, conv.weight, conv.bias) if plain else conv(x))
+    y = conv_forward(conv, x, conv.weight, conv.bias) if plain else conv(x)
+    return y if isinstance(bn, nn.Identity) else bn(y)
 
 
 # Below this batch size torch (2.x, CPU) sends non-depthwise convolutions to its im2col fallback instead of
@@ -58,15 +57,15 @@ def conv_forward(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor, bias: t
     Traced graphs (ONNX export, MAC counts) keep the convolution."""
     if (x.device.type == "cpu" and x.shape[0] < SMALL_BATCH and weight.shape[-2:] == (1, 1)
             and conv.padding in ((0, 0), 0) and conv.dilation == (1, 1) and not torch.jit.is_tracing()):
-        return pointwise_matmul(x, weight, bias, conv.stride[0], conv.groups)
+        return pointwise_matmul(x, weight, bias, conv.stride, conv.groups)
     return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
-def pointwise_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int,
+def pointwise_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
                      groups: int) -> torch.Tensor:
-    """A 1x1 convolution (``groups`` groups, square ``stride``) as a batched matmul; channels-last output."""
-    if stride != 1:
-        x = x[:, :, ::stride, ::stride]
+    """A 1x1 convolution (``groups`` groups, ``stride`` = (sh, sw)) as a batched matmul; channels-last output."""
+    if tuple(stride) != (1, 1):
+        x = x[:, :, ::stride[0], ::stride[1]]
     b, c, h, w = x.shape
     out = weight.shape[0]
     rows = x.permute(0, 2, 3, 1).reshape(b * h * w, groups, c // groups).transpose(0, 1)  # (g, N, c/g)

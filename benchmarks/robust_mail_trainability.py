@@ -6,8 +6,8 @@ training curve, for Robust-MAIL, its ablations and plain MAIL, on real Pneumonia
 
 At initialisation (train mode, one batch of 64 pairs): the spread of the pneumonia logit margin over inputs (how much
 of the input reaches the head), and the gradient norms of the first and last parameter tensors of summed
-cross-entropy. With ``--steps N``: N Adam steps (lr 1e-3, batch 64 random pairs, the trainer's loss) per variant,
-printing every 10 steps the mean loss, the global gradient norm, and the validation AUC per task in eval mode
+cross-entropy. With ``--steps N``: N Adam steps (``--lr``, default 1e-3, optional ``--clip``; batch 64 random pairs, the trainer's loss) per variant,
+printing every ``--eval-every`` steps the mean loss, the global gradient norm, and the validation AUC per task in eval mode
 (one random draw, 256 validation pairs).
 """
 from __future__ import annotations
@@ -57,6 +57,9 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--steps", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the training curve")
+    ap.add_argument("--clip", type=float, default=None, help="clip the global gradient norm to this value")
+    ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--data-root", default=os.environ.get("MAILNET_DATA", "../shared/data"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -74,7 +77,7 @@ def main() -> None:
               f"last tensor {grads[-1]:.3g}", flush=True)
         if not args.steps:
             continue
-        opt, g, losses, t0 = torch.optim.Adam(model.parameters(), lr=1e-3), torch.Generator().manual_seed(0), [], time.time()
+        opt, g, losses, t0 = torch.optim.Adam(model.parameters(), lr=args.lr), torch.Generator().manual_seed(0), [], time.time()
         for step in range(1, args.steps + 1):
             ip = torch.randint(len(p["train_y"]), (64,), generator=g)
             ib = torch.randint(len(b["train_y"]), (64,), generator=g)
@@ -82,12 +85,12 @@ def main() -> None:
             loss = F.cross_entropy(out[0], p["train_y"][ip]) + F.cross_entropy(out[1], b["train_y"][ib])
             opt.zero_grad()
             loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip or float("inf"))
             opt.step()
             losses.append(loss.item())
-            if step % 10 == 0:
+            if step % args.eval_every == 0:
                 auc = val_auc(model, p, b)
-                print(f"{label} step {step}: loss {np.mean(losses[-10:]):.3f}, grad norm {norm:.2e}, val AUC "
+                print(f"{label} step {step}: loss {np.mean(losses[-args.eval_every:]):.3f}, grad norm {norm:.2e}, val AUC "
                       f"pneumonia {auc[0]:.3f} breast {auc[1]:.3f} ({time.time() - t0:.0f} s)", flush=True)
 
 

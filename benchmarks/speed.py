@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py                               # 28 px (cifar stem) and 128 px (imagenet stem)
     python benchmarks/speed.py --sizes 28 --train-iters 2 --json speed.json
+    python benchmarks/speed.py --model robust_mail --sizes 28 --skip-reference   # Robust-MAIL instead of MAIL
 
 Three models per size, built once and timed in turn inside every repetition (reference MAIL, fast MAIL, baseline,
 then again), so load from other jobs on a shared machine hits all three alike and the *ratios* stay fair:
@@ -73,12 +74,12 @@ def subjects_for(size: int, args: argparse.Namespace) -> list[Subject]:
     stem = "cifar" if size < 96 else "imagenet"
     kw = dict(in_chans=[3] * args.modalities, num_classes=[2] * args.modalities, img_size=size, stem=stem)
     torch.manual_seed(args.seed)
-    ref = to_reference(create_model("mail", **kw))
+    ref = to_reference(create_model(args.model, **kw))
     fast = to_fast(copy.deepcopy(ref))
     base = create_model(args.baseline, **kw)
     out = []
-    for label, model in (("mail_reference", ref), ("mail_fast", fast), (args.baseline, base)):
-        if label == "mail_reference" and args.skip_reference:
+    for label, model in ((f"{args.model}_reference", ref), (f"{args.model}_fast", fast), (args.baseline, base)):
+        if label.endswith("_reference") and args.skip_reference:
             continue
         out.append(Subject(label, model, size, args.batch, args.modalities, args.seed))
     return out
@@ -104,6 +105,7 @@ def summarise(times: dict[str, list[float]], baseline: str) -> dict[str, dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="28,128")
+    ap.add_argument("--model", default="mail", help="the MAIL variant timed (mail or robust_mail)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--modalities", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)

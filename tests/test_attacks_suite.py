@@ -14,7 +14,7 @@ from mailnet.attacks.eps import parse_eps, parse_eps_list
 from mailnet.attacks.report import records_csv, write_results
 from mailnet.attacks.sanity import failures, run_sanity
 from mailnet.attacks.subset import rows_from_tensors, select_subset, stack_batches, subset_ids
-from mailnet.attacks.suite import SuiteSettings, run_suite
+from mailnet.attacks.suite import LARGE_EPS_ALPHA_RATIO, LARGE_EPS_STEPS, SuiteSettings, run_suite
 from mailnet.errors import ConfigError
 
 
@@ -95,6 +95,9 @@ def test_suite_joint_and_each_with_masks(toy):
             assert r["eps_per_modality"] == [r["eps"], 0.0]
     probes = [r for r in res.records if r["role"] == "probe"]
     assert {r["eps_255"] for r in probes} >= {64.0}
+    large = [r for r in probes if r["eps_255"] == 64.0]
+    # the large-budget probe runs its own schedule (20 steps of eps/16), not the suite's 3 steps, and says so
+    assert all(r["steps"] == LARGE_EPS_STEPS == 20 and r["alpha_ratio"] == LARGE_EPS_ALPHA_RATIO for r in large)
     csv_text = records_csv(res.records)
     assert csv_text.splitlines()[0].startswith("attack,role,threat,perturbed,task")
     assert len(csv_text.splitlines()) == len(res.records) + 1

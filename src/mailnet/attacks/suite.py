@@ -26,6 +26,10 @@ from mailnet.errors import ConfigError
 ATTACKS = ("pgd", "autoattack", "reference", "fgsm", "bim", "mim", "transfer")
 THREATS = ("joint", "each")
 LARGE_EPS = 64 / 255  # sanity probe: any model should be near 0 here
+# The large-budget probe takes 20 steps of 4/255 (alpha = 1.25 * eps / steps). Measured on a trained MAIL: 10 steps
+# of 16/255 (the main attacks' 2.5 * eps / steps) overshoot and left breast accuracy at 0.67, while 20 steps of
+# 2-8/255 reached 0.04; a probe that is too weak would flag a sound model as gradient-masked.
+LARGE_EPS_STEPS, LARGE_EPS_ALPHA_RATIO = 20, 1.25
 
 
 @dataclass
@@ -71,16 +75,18 @@ def threat_variants(threat: str, n_modalities: int, names: Sequence[str]) -> lis
 
 
 def attack_info(name: str, settings: SuiteSettings, eot: int, steps: int | None = None,
-                restarts: int | None = None) -> dict:
-    """The settings one attack runs with, as recorded next to its numbers."""
+                restarts: int | None = None, alpha_ratio: float | None = None) -> dict:
+    """The settings one attack runs with, as recorded next to its numbers (``steps``, ``restarts`` and PGD's
+    ``alpha_ratio`` override the suite's settings, e.g. for the sanity probes)."""
     steps = settings.steps if steps is None else steps
     restarts = settings.restarts if restarts is None else restarts
+    ratio = settings.alpha_ratio if alpha_ratio is None else alpha_ratio
     if name == "pgd":
         return {"steps": steps, "restarts": restarts, "eot": eot, "loss": settings.loss,
-                "alpha_ratio": settings.alpha_ratio, "random_start": True}
+                "alpha_ratio": ratio, "random_start": True}
     if name == "transfer":
         return {"steps": steps, "restarts": restarts, "eot": 1, "loss": settings.loss,
-                "alpha_ratio": settings.alpha_ratio, "random_start": True, "source": settings.transfer_source}
+                "alpha_ratio": ratio, "random_start": True, "source": settings.transfer_source}
     if name == "reference":
         return {"steps": REFERENCE["steps"], "restarts": 1, "eot": 1, "loss": "ce",
                 "alpha_ratio": REFERENCE["alpha_ratio"] * REFERENCE["steps"], "random_start": False}
@@ -101,17 +107,17 @@ def attack_info(name: str, settings: SuiteSettings, eot: int, steps: int | None 
 
 
 def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], settings: SuiteSettings, eot: int,
-               steps: int | None = None, restarts: int | None = None,
+               steps: int | None = None, restarts: int | None = None, alpha_ratio: float | None = None,
                source: nn.Module | None = None) -> tuple[list[list[torch.Tensor]], dict]:
     """One attack on one chunk: adversarial images per task (shared by all tasks except AutoAttack, which attacks
     one head at a time and gives None, i.e. a NaN accuracy, for multi-label heads) and the attack's settings.
     ``source``: the transfer attack's model (default: the target with one draw of its randomness frozen)."""
-    info = attack_info(name, settings, eot, steps, restarts)
+    info = attack_info(name, settings, eot, steps, restarts, alpha_ratio)
     steps, restarts = info["steps"], info["restarts"]
     x, y, m = rows.images, rows.labels, rows.masks
     if name in ("pgd", "transfer"):  # transfer: PGD on the source (no EOT: a frozen draw is deterministic)
         target = model if name == "pgd" else FrozenDraw(model if source is None else source, settings.seed)
-        alpha = [settings.alpha_ratio * e / steps for e in eps]
+        alpha = [info["alpha_ratio"] * e / steps for e in eps]
         adv = pgd(target, x, y, m, eps, steps=steps, alpha=alpha, random_start=True, restarts=restarts,
                   loss=settings.loss, eot=info["eot"], seed=settings.seed)
     elif name == "reference":
@@ -174,7 +180,8 @@ def attack_correctness(name: str, model: nn.Module, rows: AttackRows, eps: list[
         for r, m in zip(robust, rows.masks):
             alive |= (r > 0) & m
         todo = torch.nonzero(alive).flatten()
-    info = attack_info(name, settings, eot, overrides.get("steps"), overrides.get("restarts"))
+    info = attack_info(name, settings, eot, overrides.get("steps"), overrides.get("restarts"),
+                       overrides.get("alpha_ratio"))
     start = time.perf_counter()
     subset = rows.take(todo)
     for lo in range(0, len(subset), settings.batch_size):
@@ -256,7 +263,8 @@ def _probes(record: Callable, attacks: Sequence[str], eps_list: Sequence[float],
             random_model: bool, n_mod: int) -> None:
     """Cheap extra runs the sanity checks compare against (joint threat, one budget near 4/255)."""
     joint = [1.0] * n_mod
-    record("pgd", LARGE_EPS, "all", joint, "probe", steps=min(settings.steps, 20), restarts=1)
+    record("pgd", LARGE_EPS, "all", joint, "probe", steps=LARGE_EPS_STEPS, restarts=1,
+           alpha_ratio=LARGE_EPS_ALPHA_RATIO)
     if "pgd" not in attacks or not eps_list:
         return
     mid = min(eps_list, key=lambda e: abs(math.log(max(e, 1e-6) * 255 / 4)))

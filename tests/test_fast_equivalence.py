@@ -80,7 +80,7 @@ def test_eval_outputs_match_in_float32_with_and_without_autograd():
         fused = fast(xs)
     with torch.no_grad():  # the cache serves no_grad too
         fused2 = fast(xs)
-    got_grad_path, _, gx_f = _loss_and_grads(fast, xs)  # eval mode with autograd: unfolded path (attacks)
+    got_grad_path, _, gx_f = _loss_and_grads(fast, xs)  # eval mode, trainable parameters: unfolded path
     _, _, gx_r = _loss_and_grads(ref, xs)
     for w, a, b, c in zip(want, fused, fused2, got_grad_path):
         assert torch.allclose(a, w, atol=1e-5, rtol=1e-4)
@@ -88,6 +88,33 @@ def test_eval_outputs_match_in_float32_with_and_without_autograd():
         assert torch.allclose(c, w, atol=1e-5, rtol=1e-4)
     for a, b in zip(gx_f, gx_r):
         assert _rel(a, b) < 1e-3
+
+
+def test_attacks_use_folded_bn_with_the_same_input_gradients():
+    """Under ``attack_mode`` (eval, parameters frozen, input gradients on) the fast model folds its BNs; the input
+    gradient is the reference's, and once the parameters are trainable again they get gradients as before."""
+    from mailnet.attacks.eot import attack_mode
+    from mailnet.layers.fast.bn_fold import cache_of
+
+    ref, fast = _pair()
+    xs = [x.requires_grad_(True) for x in _xs((1, 3), 16, b=4)]
+    grads = []
+    for m in (fast, ref):
+        with attack_mode(m):
+            out = m(xs)
+            grads.append(torch.autograd.grad(sum((z * z).sum() for z in out), xs))
+            if m is fast:  # the folded weights were built and used (the cache is dropped on leaving eval mode)
+                assert cache_of(fast.branches[0].stages[0][0].emila1)._store
+    for a, b in zip(*grads):
+        assert _rel(a, b) < 1e-3
+    fast.eval()
+    assert all(p.requires_grad for p in fast.parameters())  # attack_mode restored them
+    plain = [x.detach() for x in xs]
+    _, g_f, _ = _loss_and_grads(fast, plain)
+    ref.eval()
+    _, g_r, _ = _loss_and_grads(ref, plain)
+    for k in g_r:
+        assert (g_f[k] - g_r[k]).abs().max() <= 1e-3 * max(1.0, g_r[k].abs().max().item()), k
 
 
 def test_inference_paths_for_large_batches_match():

@@ -8,7 +8,9 @@ Three models per size, built once and timed in turn inside every repetition (ref
 then again), so load from other jobs on a shared machine hits all three alike and the *ratios* stay fair:
 
 - training step: batch ``--batch`` (64), 2 modalities x 3 channels, Adam, cross-entropy summed over the 2 heads;
-- batch-1 inference latency: eval mode, ``torch.inference_mode``.
+- batch-1 inference latency: eval mode, ``torch.inference_mode``;
+- with ``--attack-iters N``: one attack step, batch ``--batch``: the model as :func:`mailnet.attacks.eot.attack_mode`
+  sets it (eval, parameters frozen), forward and the gradient of the summed logits w.r.t. the inputs.
 
 Reference and fast MAIL hold the very same weights (the fast one is the reference converted in place by
 :func:`mailnet.models.fast.to_fast` on a copy), so only the implementation differs.
@@ -59,6 +61,15 @@ class Subject:
         loss.backward()
         self.opt.step()
         return time.perf_counter() - t0
+
+    def attack_step(self) -> float:
+        from mailnet.attacks.eot import attack_mode
+
+        with attack_mode(self.model):
+            xs = [x.clone().requires_grad_(True) for x in self.batch]
+            t0 = time.perf_counter()
+            torch.autograd.grad(sum(z.sum() for z in self.model(xs)), xs)
+            return time.perf_counter() - t0
 
     @torch.inference_mode()
     def latency(self) -> float:
@@ -113,6 +124,7 @@ def main() -> None:
     ap.add_argument("--latency-iters", type=int, default=10, help="timed batch-1 forwards per model (default 10)")
     ap.add_argument("--train-warmup", type=int, default=1, help="untimed training steps per model first (default 1)")
     ap.add_argument("--baseline", default="resnet18_late_fusion")
+    ap.add_argument("--attack-iters", type=int, default=0, help="timed attack steps per model (default 0: none)")
     ap.add_argument("--skip-reference", action="store_true", help="time only fast MAIL and the baseline")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
@@ -134,6 +146,9 @@ def main() -> None:
         if not args.skip_train:
             trn = interleaved(subjects, "train_step", args.train_iters, args.train_warmup)
             row[f"train_step_b{args.batch}"] = summarise(trn, args.baseline)
+        if args.attack_iters:
+            att = interleaved(subjects, "attack_step", args.attack_iters, 1)
+            row[f"attack_step_b{args.batch}"] = summarise(att, args.baseline)
         results["sizes"][size] = row
         for kind, res in row.items():
             cells = "  ".join(f"{k} {v['median_ms']:.1f} ms (x{v['ratio_vs_baseline']:.2f})" for k, v in res.items())

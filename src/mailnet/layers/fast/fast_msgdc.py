@@ -15,7 +15,7 @@ class FastMSGDC(FoldCacheOwner, MSGDC):
     """:class:`MSGDC` with the same parameters; output identical up to float rounding. Random projection
     filters (Robust-MAIL) keep working: those convs are called exactly as the reference calls them, in the same
     order, so a seeded draw replays identically. A branch ending in a BN (Robust-MAIL) gets its gradient as a
-    dense tensor (:func:`dense_grad`; 1.45x faster Robust-MAIL training step); without BN it makes no difference."""
+    dense tensor (:func:`dense_grad`; Robust-MAIL trains 1.37x faster, BENCHMARKS.md); without BN it changes nothing."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.branch("pointwise", self.pointwise, self.bn_pointwise, x),

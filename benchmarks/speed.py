@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 import torch
 import torch.nn.functional as F
 
+from mailnet.attacks.eot import attack_mode
 from mailnet.models import create_model
 
 
@@ -63,8 +64,6 @@ class Subject:
         return time.perf_counter() - t0
 
     def attack_step(self) -> float:
-        from mailnet.attacks.eot import attack_mode
-
         with attack_mode(self.model):
             xs = [x.clone().requires_grad_(True) for x in self.batch]
             t0 = time.perf_counter()

@@ -180,8 +180,7 @@ def attack_correctness(name: str, model: nn.Module, rows: AttackRows, eps: list[
         for r, m in zip(robust, rows.masks):
             alive |= (r > 0) & m
         todo = torch.nonzero(alive).flatten()
-    info = attack_info(name, settings, eot, overrides.get("steps"), overrides.get("restarts"),
-                       overrides.get("alpha_ratio"))
+    info = attack_info(name, settings, eot, **overrides)  # what run_attack below applies, for the record
     start = time.perf_counter()
     subset = rows.take(todo)
     for lo in range(0, len(subset), settings.batch_size):

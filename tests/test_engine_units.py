@@ -112,3 +112,21 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
     (tmp_path / "bad.yaml").write_text("train: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "bad.yaml")
+
+
+def test_noise_warmup_key_is_validated_and_hashes_like_before_when_off(tmp_path):
+    from mailnet.bench.hashing import config_hash
+    from mailnet.engine.trainer import noise_warmup_scale
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {mode: unpaired}\ntrain: {epochs: 4}\n")
+    for bad in ("-1", "5", "true", "soon"):
+        with pytest.raises(ConfigError, match="train.noise_warmup: must be a number of epochs between 0 and"):
+            load_config(cfg, [f"train.noise_warmup={bad}"])
+    off, on = load_config(cfg), load_config(cfg, ["train.noise_warmup=2"])
+    before = load_config(cfg)
+    del before["train"]["noise_warmup"]  # a config resolved before the key existed
+    assert config_hash(off) == config_hash(before) != config_hash(on)
+    assert off["train"]["noise_warmup"] == 0  # hashing does not mutate the config
+    assert [noise_warmup_scale(e, 2) for e in (0, 0.5, 1, 2, 3)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    assert noise_warmup_scale(0, 0) == 1.0

@@ -48,3 +48,24 @@ def test_seeding_a_module_tree_replays_every_draw_and_none_falls_back_to_global_
     b = net(x)
     torch.manual_seed(5)
     assert torch.equal(net(x), b)
+
+
+def test_noise_scale_ramps_the_std_and_zero_leaves_only_the_clip():
+    from mailnet.layers.noise import set_noise_scale
+
+    net = nn.Sequential(ModulatedNoise(0.6), nn.Identity(), ModulatedNoise(0.6, trainable=True))
+    x = torch.linspace(-0.5, 1.5, 4000)
+    assert set_noise_scale(net, 0.0) == 2
+    assert torch.equal(net(x), x.clamp(0, 1))  # no noise at all, whatever the draw
+    # a scale s draws exactly s times the full-scale Gaussian of the same seed
+    set_noise_scale(net, 0.5)
+    seed_noise(net, 3)
+    half = net[0](torch.zeros(4000) + 0.5)
+    set_noise_scale(net, 1.0)
+    seed_noise(net, 3)
+    n = torch.randn(4000, generator=torch.Generator().manual_seed(3)) * 0.6
+    assert torch.allclose(half, (0.5 + modulated_noise(0.5 * n)).clamp(0, 1), atol=1e-6)
+    assert torch.allclose(net[0](torch.zeros(4000) + 0.5), (0.5 + modulated_noise(n)).clamp(0, 1), atol=1e-6)
+    assert set_noise_scale(nn.Linear(2, 2), 0.3) == 0
+    with pytest.raises(ValueError):
+        set_noise_scale(net, 1.5)

@@ -154,3 +154,40 @@ def test_torchrun_two_cpu_processes(tmp_path, data_root):
     assert test["tasks"]["pneumonia"]["n"] == 64 and test["tasks"]["breast"]["n"] == 64
     assert (run / "FINISHED").exists()
     assert len(json.loads((run / "metrics.json").read_text())) == 1
+
+
+
+def test_noise_warmup_ramps_robust_mail_noise_and_validates_at_full_noise(tmp_path, data_root, monkeypatch):
+    import mailnet.engine.trainer as trainer
+    from mailnet.config import load_config
+    from mailnet.errors import MailnetError
+    from mailnet.layers.noise import ModulatedNoise
+
+    scales: list[float] = []
+    real_scale, real_eval = trainer.set_noise_scale, trainer.evaluate
+
+    def scale_spy(model, scale):
+        scales.append(scale)
+        return real_scale(model, scale)
+
+    evaluated_at: list[set[float]] = []
+
+    def eval_spy(model, *args, **kwargs):
+        evaluated_at.append({m.scale for m in model.modules() if isinstance(m, ModulatedNoise)})
+        return real_eval(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "set_noise_scale", scale_spy)
+    monkeypatch.setattr(trainer, "evaluate", eval_spy)
+    cfg = write_cfg(tmp_path, **{"model.name": "robust_mail", "train.epochs": 3, "train.noise_warmup": 2,
+                                 "train.max_steps_per_epoch": 2})
+    assert cli("train", "--config", str(cfg), "--run-dir", str(tmp_path / "run"), "--data-root", str(data_root),
+               "--quiet", "--device", "cpu") == 0
+    # the up-front check, then per epoch two training steps and the reset before validation
+    assert scales == [1.0, 0.0, 0.25, 1.0, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0]
+    assert len(evaluated_at) == 4 and all(s == {1.0} for s in evaluated_at)  # 3 validations + test: full noise
+
+    # a model without attention noise is refused before anything is written
+    bad = load_config(write_cfg(tmp_path, **{"train.noise_warmup": 1}))
+    with pytest.raises(MailnetError, match="train.noise_warmup: mail has no attention noise"):
+        trainer.train(bad, tmp_path / "bad", device="cpu", data_root=str(data_root), progress=False)
+    assert not (tmp_path / "bad").exists()

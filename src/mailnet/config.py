@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
         "num_workers": 0,
         "max_steps_per_epoch": None,  # cap for smoke runs
         "grad_clip": None,
+        "noise_warmup": 0,  # epochs over which Robust-MAIL's attention noise ramps from 0 to its full std
         "adv": {"method": None, "eps": "4/255", "steps": 7, "alpha": None},
     },
     "eval": {
@@ -129,6 +130,10 @@ def validate(cfg: dict[str, Any]) -> None:
             raise ConfigError(f"train.{key}: must be a positive integer, got {t[key]!r}")
     if not isinstance(t["lr"], (int, float)) or t["lr"] <= 0:
         raise ConfigError(f"train.lr: must be a positive number, got {t['lr']!r}")
+    w = t["noise_warmup"]
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= t["epochs"]:
+        raise ConfigError(f"train.noise_warmup: must be a number of epochs between 0 and train.epochs "
+                          f"({t['epochs']}), got {w!r}")
     if not isinstance(cfg["data"], dict) or not cfg["data"]:
         raise ConfigError("data: the config needs a data section (see configs/pneumonia_breast.yaml)")
     if not isinstance(cfg["model"].get("name"), str):

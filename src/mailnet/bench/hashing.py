@@ -16,6 +16,9 @@ SCHEMA = 1
 # Top-level config keys that only name or place a run.
 EXCLUDED_KEYS: tuple[str, ...] = ("name", "output")
 HASH_CHARS = 16
+# Keys added after results were first stored, with the value that reproduces the behaviour from before they
+# existed: left at that value they are dropped from the hash, so stored results stay found.
+LATER_KEYS: dict[tuple[str, ...], Any] = {("train", "noise_warmup"): 0}
 
 
 def canonical_json(obj: Any) -> str:
@@ -32,6 +35,12 @@ def result_relevant(cfg: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(cfg)
     for key in EXCLUDED_KEYS:
         out.pop(key, None)
+    for path, neutral in LATER_KEYS.items():
+        node = out
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node and node[path[-1]] == neutral:
+            del node[path[-1]]
     return out
 
 

@@ -22,6 +22,7 @@ from mailnet.engine.evaluation import evaluate, task_loss, to_device
 from mailnet.engine.optim import build_optimizer, build_scheduler, step_scheduler
 from mailnet.engine.randomness import reseed
 from mailnet.errors import MailnetError
+from mailnet.layers.noise import set_noise_scale
 from mailnet.models import create_model
 from mailnet.paths import resolve_data_root
 from mailnet.utils import seed_everything, write_json, write_text
@@ -77,6 +78,10 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     data = build_data(cfg["data"], data_root=resolve_data_root(data_root), seed=seed, manifest=manifest)
     spec = model_spec(cfg, data)
     model = build_model(spec).to(dev)
+    warmup = float(tcfg["noise_warmup"])
+    if warmup and not set_noise_scale(model, 1.0):
+        raise MailnetError(f"train.noise_warmup: {spec['name']} has no attention noise to warm up "
+                           "(it applies to robust_mail); set it to 0")
     opt = build_optimizer(model, tcfg)
     sched = build_scheduler(opt, tcfg)
     weights = tcfg["loss_weights"] or [1.0] * len(data.tasks)
@@ -108,9 +113,12 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
                              rank=info.rank, world_size=info.world_size, num_workers=tcfg["num_workers"])
         total, n = 0.0, 0
         bar = _progress(loader, progress and info.is_main, f"epoch {epoch + 1}/{epochs}")
+        steps = min(len(loader), tcfg["max_steps_per_epoch"] or len(loader))
         for step, batch in enumerate(bar):
             if tcfg["max_steps_per_epoch"] and step >= tcfg["max_steps_per_epoch"]:
                 break
+            if warmup:
+                set_noise_scale(model, noise_warmup_scale(epoch + step / steps, warmup))
             batch = to_device(batch, dev)
             images = batch["images"]
             if adv is not None:
@@ -131,6 +139,8 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
             n += 1
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{total / n:.4f}")
+        if warmup:  # validation (and so model selection) always sees the model as specified
+            set_noise_scale(model, 1.0)
         val = evaluate(model, data, "val", dev, batch_size=ecfg["batch_size"], mc_samples=ecfg["val_mc_samples"],
                        partner_draws=0, seed=seed, loss_weights=weights, dist_info=info, stochastic=stochastic)
         val.pop("_predictions")
@@ -175,6 +185,12 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     plot_run(run_dir, state["history"], data.tasks, preds)
     rundir.mark_finished(run_dir)
     return test
+
+
+def noise_warmup_scale(epochs_done: float, warmup: float) -> float:
+    """The attention-noise scale after ``epochs_done`` (fractional) epochs: a linear ramp from 0 to 1 over
+    ``warmup`` epochs, then 1 (the model as specified)."""
+    return 1.0 if warmup <= 0 else min(1.0, max(0.0, epochs_done / warmup))
 
 
 def _adversary(adv_cfg: dict[str, Any]):

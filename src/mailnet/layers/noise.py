@@ -56,22 +56,41 @@ class ModulatedNoise(Stochastic):
 
     ``trainable=True`` makes ``w`` a learnable scalar (EMCAM), otherwise it is the fixed constant ``weight``
     (EMILA). Active in train *and* eval mode: Robust-MAIL's randomness is part of inference by design.
+    ``scale`` multiplies ``std``; it is 1 except while a training warm-up ramps the noise in
+    (:func:`set_noise_scale`), and it is not saved: a loaded model always draws the full noise.
     """
 
     def __init__(self, std: float = 0.6, weight: float = 1.0, trainable: bool = False):
         super().__init__()
         self.std = float(std)
+        self.scale = 1.0
         if trainable:
             self.weight = nn.Parameter(torch.tensor(float(weight)))
         else:
             self.register_buffer("weight", torch.tensor(float(weight)), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = self.randn(x.shape, x) * self.std
+        n = self.randn(x.shape, x) * (self.std * self.scale)
         return torch.clamp(x + modulated_noise(n, self.weight), 0.0, 1.0)
 
     def extra_repr(self) -> str:
         return f"std={self.std}, trainable={isinstance(self.weight, nn.Parameter)}"
+
+
+def set_noise_scale(module: nn.Module, scale: float) -> int:
+    """Scale the std of every :class:`ModulatedNoise` in ``module`` by ``scale`` (1 = the model as specified).
+
+    Why: Robust-MAIL's attention noise dominates its early gradients (see BENCHMARKS.md), so training can ramp it
+    in from 0 (``train.noise_warmup``). Returns how many noise modules were set (0: the model has none).
+    """
+    if not 0.0 <= scale <= 1.0:
+        raise ValueError(f"noise scale must be in [0, 1], got {scale}")
+    count = 0
+    for m in module.modules():
+        if isinstance(m, ModulatedNoise):
+            m.scale = float(scale)
+            count += 1
+    return count
 
 
 class Dropout(Stochastic):

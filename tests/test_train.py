@@ -111,6 +111,19 @@ def test_train_writes_a_complete_run_directory(tmp_path, data_root, capsys):
     rows = (tmp_path / "q.csv").read_text().strip().splitlines()[1:]
     assert sorted(r.split(",")[1] for r in rows) == ["breast", "pneumonia"]
 
+    # a run saved before a config key existed (here train.noise_warmup) still loads: the key takes its default
+    from mailnet.engine.runs import load_config_of
+    from mailnet.errors import ConfigError
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    del saved["train"]["noise_warmup"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert load_config_of(run)["train"]["noise_warmup"] == 0
+    saved["train"]["epochs"] = 0
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(ConfigError, match=r"config.yaml: train.epochs: must be a positive integer"):
+        load_config_of(run)
+
 
 def _metrics(run: Path) -> dict:
     return json.loads((run / "test_metrics.json").read_text())["tasks"]

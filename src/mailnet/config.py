@@ -76,6 +76,21 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return cfg
 
 
+def resolve_saved(cfg: Any, where: str) -> dict[str, Any]:
+    """A resolved config read back from a run directory or checkpoint, checked again.
+
+    Why merge with the defaults again: a run saved by an earlier mailnet lacks the keys added since (for example
+    ``train.noise_warmup``); their defaults reproduce what that run did, so old runs stay loadable."""
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{where}: the saved config is not a mapping")
+    out = merge(DEFAULTS, cfg)
+    try:
+        validate(out)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return out
+
+
 def read_yaml_mapping(path: Path, label: str | None = None) -> dict[str, Any]:
     """A YAML file whose top level must be a mapping; ``label`` (default: the path) starts every error line."""
     label = label or str(path)

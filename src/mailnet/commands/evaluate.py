@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mailnet.config import validate
+    from mailnet.config import resolve_saved
     from mailnet.data import build_data, load_manifest
     from mailnet.engine import rundir
     from mailnet.engine.evaluation import evaluate
@@ -34,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
     target = Path(args.target)
     ckpt = rundir.checkpoint_from(target, args.which)
     model, meta, _ = load_model(ckpt, device=device)
-    cfg = meta["config"]
-    validate(cfg)
+    cfg = resolve_saved(meta.get("config"), str(ckpt))
     manifest_file = rundir.manifest_path(target) if target.is_dir() else ckpt.parent.parent / "manifest.json"
     manifest = load_manifest(manifest_file) if manifest_file.is_file() else None
     data = build_data(cfg["data"], data_root=resolve_data_root(args.data_root), seed=int(cfg["seed"]),

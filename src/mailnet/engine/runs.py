@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import yaml
 
-from mailnet.config import validate
+from mailnet.config import resolve_saved
 from mailnet.data import build_data, load_manifest
 from mailnet.engine import rundir
 from mailnet.engine.checkpoint import load_checkpoint
@@ -38,9 +38,11 @@ def load_config_of(run: Path) -> dict[str, Any]:
     path = rundir.config_path(run)
     if not path.is_file():
         raise MailnetError(f"{run}: not a run directory (no config.yaml)")
-    cfg = yaml.safe_load(path.read_text())
-    validate(cfg)
-    return cfg
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise MailnetError(f"{path}: not valid YAML") from None
+    return resolve_saved(cfg, str(path))
 
 
 def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu",

@@ -306,6 +306,7 @@ def test_attack_command_on_a_tiny_run(tmp_path, data_root, capsys):
     assert any(c["name"] == "white-box <= transfer" for c in result["sanity"]["checks"])
     assert "checks" in result["sanity"] and (out / "attack_test.png").is_file()
     assert ("WARNING" in text.err) == (not result["sanity"]["passed"])
+    assert "pgd main eps=8/255 all" in text.err  # the progress bar over the chunks (no --quiet)
     assert main(["attack", str(run), "--attack", "pgd,nope", "--data-root", str(data_root)]) == 2
     assert "unknown attack" in capsys.readouterr().err
     assert main(["attack", str(run), "--attack", "pgd", "--transfer-from", str(run), "--data-root",

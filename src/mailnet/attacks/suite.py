@@ -164,13 +164,14 @@ def clean_correctness(model: nn.Module, rows: AttackRows, settings: SuiteSetting
 
 def attack_correctness(name: str, model: nn.Module, rows: AttackRows, eps: list[float], settings: SuiteSettings,
                        eot: int, robust: list[torch.Tensor] | None = None, source: nn.Module | None = None,
-                       **overrides) -> tuple[list[torch.Tensor], dict, float]:
+                       progress: str | None = None, **overrides) -> tuple[list[torch.Tensor], dict, float]:
     """Per task, each row's correctness under one attack at one per-modality budget, chunk by chunk.
 
     ``robust`` (deterministic models only): per task, the rows still robust so far (clean-correct, and not broken
     at a smaller budget of the same attack). A row no counted task is robust on is not attacked (it scores 0),
     and a row's score is ANDed with it: an adversarial image found within a smaller ball lies within every
-    larger one, so robust accuracy is the worst case over everything tried, as AutoAttack reports it."""
+    larger one, so robust accuracy is the worst case over everything tried, as AutoAttack reports it.
+    ``progress``: a label for a progress bar over the chunks (on a CPU one budget can take half an hour)."""
     n_tasks = len(rows.labels)
     correct = [torch.zeros(len(rows)) for _ in range(n_tasks)]
     if robust is None:
@@ -183,7 +184,12 @@ def attack_correctness(name: str, model: nn.Module, rows: AttackRows, eps: list[
     info = attack_info(name, settings, eot, **overrides)  # what run_attack below applies, for the record
     start = time.perf_counter()
     subset = rows.take(todo)
-    for lo in range(0, len(subset), settings.batch_size):
+    starts = range(0, len(subset), settings.batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=progress, unit="chunk", leave=False, dynamic_ncols=True)
+    for lo in starts:
         chunk = subset.take(slice(lo, lo + settings.batch_size))
         adv, _ = run_attack(name, model, chunk, eps, settings, eot, source=source, **overrides)
         for t, c in enumerate(_correctness(model, adv, chunk, settings.eval_draws)):
@@ -196,9 +202,11 @@ def attack_correctness(name: str, model: nn.Module, rows: AttackRows, eps: list[
 def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_list: Sequence[float],
               threat: str | Sequence[str] = "joint", settings: SuiteSettings | None = None,
               task_names: Sequence[str] | None = None, modality_names: Sequence[str] | None = None,
-              log: Callable[[str], None] | None = None, source: nn.Module | None = None) -> SuiteResult:
+              log: Callable[[str], None] | None = None, source: nn.Module | None = None,
+              progress: bool = False) -> SuiteResult:
     """Clean accuracy, then every attack x eps x threat variant; plus the sanity probes when ``settings.sanity``.
     ``source``: the transfer attack's source model (default: the target with a frozen draw of its randomness).
+    ``progress``: a progress bar (stderr) over the chunks of each attack and budget.
 
     ``eps_list`` in pixel units; ``settings.eps_ratio`` scales it per modality. Random models (detected by two
     forward passes on the same rows) get ``settings.eot`` draws per gradient step, deterministic ones 1.
@@ -233,8 +241,9 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
         draws = overrides.pop("eot", eot)
         if robust is None and carry:
             robust = clean_rows
+        bar = f"{attack} {role} eps={eps_to_255(eps):g}/255 {label}" if progress else None
         correct, info, secs = attack_correctness(attack, model, rows, per_mod, settings, draws, robust,
-                                                 source=source, **overrides)
+                                                 source=source, progress=bar, **overrides)
         acc = _mean_counted(correct, rows)
         for t in range(n_tasks):
             result.records.append({

@@ -39,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-fast", action="store_true",
                    help="use MAIL's reference modules (default: its fast modules, the same function)")
     p.add_argument("--no-sanity", action="store_true", help="skip the sanity probes (checks on the table still run)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (the per-budget lines are still printed)")
     p.add_argument("--transfer-from", metavar="RUN_DIR",
                    help="source of the 'transfer' attack: another run on the same data (default: the attacked model "
                         "with one draw of its randomness frozen)")
@@ -130,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
           f"{args.split}: {len(rows)} rows, counted per task "
           + ", ".join(f"{t}={n}" for t, n in zip(tasks, rows.counted())))
     result = run_suite(model, rows, attacks, eps_list, threats, settings, task_names=tasks,
-                       modality_names=modalities, log=lambda s: print(s, flush=True), source=source)
+                       modality_names=modalities, log=lambda s: print(s, flush=True), source=source,
+                       progress=not args.quiet)
     checks = run_sanity(result.records)
     failed = failures(checks)
     payload = {

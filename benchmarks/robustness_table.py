@@ -19,6 +19,8 @@ def describe(rec: dict, random_model: bool) -> str:
         src = "frozen draw of itself" if src.startswith("frozen") else "/".join(Path(src).parts[-2:])
         return f"transfer from {src} (PGD-{rec['steps']})"
     if rec["attack"] == "autoattack":
+        if not random_model and rec.get("version", "rand") == "rand":  # no randomness: no EOT to speak of
+            return f"AutoAttack APGD-CE + APGD-DLR ({rec['steps']} it)"
         return f"AutoAttack-{rec.get('version', 'rand')} ({rec['steps']} it, EOT {rec['eot']})"
     eot = f", EOT {rec['eot']}" if random_model else ""
     return f"PGD-{rec['steps']} x{rec['restarts']}{eot}"
@@ -35,16 +37,18 @@ def main(root: str = "benchmarks/work/rob/attacks") -> None:
         main_recs = [r for r in p["records"] if r["role"] == "main" and r["threat"] == "joint"]
         sanity = "ok" if p["sanity"]["passed"] else "FAILED: " + "; ".join(
             c["name"] for c in p["sanity"]["checks"] if not c["passed"])
-        for r in main_recs:  # one row per (model, attack), whichever files its budgets came from
-            entry = merged.setdefault((label, describe(r, p["random_model"])),
-                                      [clean, n, {"acc": {}, "seconds": 0.0}, set()])
+        for r in main_recs:  # one row per (model, attack), whichever files its budgets came from ...
+            key = (label, describe(r, p["random_model"]))
+            if key in merged and r["eps_255"] in merged[key][2]["acc"] and merged[key][4] != path:
+                key = (f"{label} ({path.parent.name.split('__', 1)[-1]} run)", key[1])  # ... unless both measured it
+            entry = merged.setdefault(key, [clean, n, {"acc": {}, "seconds": 0.0}, set(), path])
             entry[3].add(sanity)
             d = entry[2]
             d["acc"].setdefault(r["eps_255"], {})[r["task"]] = r["robust_acc"]
             d["seconds"] += r["seconds"] / len(clean)
             eps_all.add(r["eps_255"])
     rows = [(label, attack, clean, n, d, "; ".join(sorted(s)))
-            for (label, attack), (clean, n, d, s) in merged.items()]
+            for (label, attack), (clean, n, d, s, _) in merged.items()]
     eps = sorted(eps_all)
     tasks = list(rows[0][2]) if rows else []
     print("| model | attack | n (" + " / ".join(tasks) + ") | clean | "

@@ -169,7 +169,6 @@ def test_torchrun_two_cpu_processes(tmp_path, data_root):
     assert len(json.loads((run / "metrics.json").read_text())) == 1
 
 
-
 def test_noise_warmup_ramps_robust_mail_noise_and_validates_at_full_noise(tmp_path, data_root, monkeypatch):
     import mailnet.engine.trainer as trainer
     from mailnet.config import load_config

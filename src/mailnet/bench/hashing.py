@@ -11,14 +11,16 @@ import hashlib
 import json
 from typing import Any
 
+from mailnet.config import DEFAULTS
+
 # Bump when the meaning of a stored result changes (e.g. a metric is redefined), so old results are not reused.
 SCHEMA = 1
 # Top-level config keys that only name or place a run.
 EXCLUDED_KEYS: tuple[str, ...] = ("name", "output")
 HASH_CHARS = 16
-# Keys added after results were first stored, with the value that reproduces the behaviour from before they
-# existed: left at that value they are dropped from the hash, so stored results stay found.
-LATER_KEYS: dict[tuple[str, ...], Any] = {("train", "noise_warmup"): 0}
+# Keys added after results were first stored. Their default (config.DEFAULTS) reproduces the behaviour from
+# before they existed, so a key left at its default is dropped from the hash and stored results stay found.
+LATER_KEYS: tuple[tuple[str, ...], ...] = (("train", "noise_warmup"),)
 
 
 def canonical_json(obj: Any) -> str:
@@ -35,11 +37,12 @@ def result_relevant(cfg: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(cfg)
     for key in EXCLUDED_KEYS:
         out.pop(key, None)
-    for path, neutral in LATER_KEYS.items():
-        node = out
+    for path in LATER_KEYS:
+        node, default = out, DEFAULTS
         for part in path[:-1]:
             node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and path[-1] in node and node[path[-1]] == neutral:
+            default = default[part]
+        if isinstance(node, dict) and path[-1] in node and node[path[-1]] == default[path[-1]]:
             del node[path[-1]]
     return out
 

@@ -211,6 +211,8 @@ def test_sanity_checks_flag_broken_tables():
         "AutoAttack <= PGD": _rec(attack="autoattack", robust_acc=0.70),
         "accuracy ~0 at large eps": _rec(role="probe", eps=64 / 255, eps_255=64.0, steps=20, robust_acc=0.40),
         "accuracy does not grow with eps": _rec(eps=16 / 255, eps_255=16.0, robust_acc=0.8),
+        "white-box <= transfer": _rec(attack="transfer", source="resnet18_late_fusion", robust_acc=0.2),
+        "robust <= clean": _rec(robust_acc=0.99),
     }
     for name, bad in cases.items():
         table = [r for r in good if not (r["role"] == bad["role"] and r["attack"] == bad["attack"]

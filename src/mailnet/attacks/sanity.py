@@ -31,6 +31,18 @@ def tolerance(p1: float, p2: float, n: int) -> float:
     return max(2.0 * se, 1.5 / n)
 
 
+def not_above(a: float, b: float, n: int) -> bool:
+    """``a <= b`` up to sampling noise on ``n`` rows: the form of every ordering check below."""
+    return a <= b + tolerance(a, b, n)
+
+
+def _ascending_pairs(groups: dict[tuple, list[dict]], field: str):
+    """Consecutive records of each group ordered by ``field``: (smaller setting, larger setting)."""
+    for rs in groups.values():
+        rs = sorted(rs, key=lambda r: r[field])
+        yield from zip(rs, rs[1:])
+
+
 def _key(r: dict, *fields: str) -> tuple:
     return tuple(r.get(f) for f in fields)
 
@@ -55,15 +67,13 @@ def check_more_steps(records: Sequence[dict]) -> list[Check]:
         if r["attack"] == "pgd":
             groups[_key(r, "eps_255", "perturbed", "task", "eot", "loss")].append(r)
     out = []
-    for rs in groups.values():
-        rs = sorted(rs, key=lambda r: r["steps"])
-        for lo, hi in zip(rs, rs[1:]):
-            if hi["steps"] == lo["steps"]:
-                continue
-            ok = hi["robust_acc"] <= lo["robust_acc"] + tolerance(hi["robust_acc"], lo["robust_acc"], hi["n"])
-            out.append(Check("more PGD steps never help the model", ok,
-                             f"eps={hi['eps_255']:g}/255 task={hi['task']}: {lo['steps']} steps -> "
-                             f"{lo['robust_acc']:.3f}, {hi['steps']} steps -> {hi['robust_acc']:.3f}"))
+    for lo, hi in _ascending_pairs(groups, "steps"):
+        if hi["steps"] == lo["steps"]:
+            continue
+        ok = not_above(hi["robust_acc"], lo["robust_acc"], hi["n"])
+        out.append(Check("more PGD steps never help the model", ok,
+                         f"eps={hi['eps_255']:g}/255 task={hi['task']}: {lo['steps']} steps -> "
+                         f"{lo['robust_acc']:.3f}, {hi['steps']} steps -> {hi['robust_acc']:.3f}"))
     return out
 
 
@@ -77,7 +87,7 @@ def check_autoattack_le_pgd(records: Sequence[dict]) -> list[Check]:
         p = pgd.get(_key(r, "eps_255", "perturbed", "task"))
         if p is None:
             continue
-        ok = r["robust_acc"] <= p["robust_acc"] + tolerance(r["robust_acc"], p["robust_acc"], r["n"])
+        ok = not_above(r["robust_acc"], p["robust_acc"], r["n"])
         out.append(Check("AutoAttack <= PGD", ok, f"eps={r['eps_255']:g}/255 perturbed={r['perturbed']} "
                          f"task={r['task']}: AutoAttack {r['robust_acc']:.3f}, PGD {p['robust_acc']:.3f}"))
     return out
@@ -97,7 +107,7 @@ def check_eot_le_noeot(records: Sequence[dict]) -> list[Check]:
             for w in without:
                 if w["steps"] > e["steps"]:
                     continue  # a longer no-EOT run is not the comparison the check is about
-                ok = e["robust_acc"] <= w["robust_acc"] + tolerance(e["robust_acc"], w["robust_acc"], e["n"])
+                ok = not_above(e["robust_acc"], w["robust_acc"], e["n"])
                 out.append(Check("EOT <= no-EOT (random model)", ok,
                                  f"eps={e['eps_255']:g}/255 task={e['task']}: EOT={e['eot']} -> "
                                  f"{e['robust_acc']:.3f}, no EOT ({w['steps']} steps) -> {w['robust_acc']:.3f}"))
@@ -111,14 +121,12 @@ def check_monotone_eps(records: Sequence[dict]) -> list[Check]:
         if r["role"] == "main":
             groups[_key(r, "attack", "perturbed", "task", "steps", "eot")].append(r)
     out = []
-    for rs in groups.values():
-        rs = sorted(rs, key=lambda r: r["eps"])
-        for lo, hi in zip(rs, rs[1:]):
-            ok = hi["robust_acc"] <= lo["robust_acc"] + tolerance(hi["robust_acc"], lo["robust_acc"], hi["n"])
-            out.append(Check("accuracy does not grow with eps", ok,
-                             f"{hi['attack']} perturbed={hi['perturbed']} task={hi['task']}: eps "
-                             f"{lo['eps_255']:g} -> {lo['robust_acc']:.3f}, "
-                             f"{hi['eps_255']:g} -> {hi['robust_acc']:.3f}"))
+    for lo, hi in _ascending_pairs(groups, "eps"):
+        ok = not_above(hi["robust_acc"], lo["robust_acc"], hi["n"])
+        out.append(Check("accuracy does not grow with eps", ok,
+                         f"{hi['attack']} perturbed={hi['perturbed']} task={hi['task']}: eps "
+                         f"{lo['eps_255']:g} -> {lo['robust_acc']:.3f}, "
+                         f"{hi['eps_255']:g} -> {hi['robust_acc']:.3f}"))
     return out
 
 
@@ -141,7 +149,7 @@ def check_whitebox_le_transfer(records: Sequence[dict]) -> list[Check]:
         w = best.get(_key(r, "eps_255", "perturbed", "task"))
         if w is None:
             continue
-        ok = w["robust_acc"] <= r["robust_acc"] + tolerance(w["robust_acc"], r["robust_acc"], r["n"])
+        ok = not_above(w["robust_acc"], r["robust_acc"], r["n"])
         out.append(Check("white-box <= transfer", ok, f"eps={r['eps_255']:g}/255 perturbed={r['perturbed']} "
                          f"task={r['task']}: best white-box ({w['attack']}) {w['robust_acc']:.3f}, transfer from "
                          f"{r.get('source', '?')} {r['robust_acc']:.3f}"))
@@ -151,8 +159,7 @@ def check_whitebox_le_transfer(records: Sequence[dict]) -> list[Check]:
 def check_robust_le_clean(records: Sequence[dict]) -> list[Check]:
     out = []
     for r in records:
-        ok = r["robust_acc"] <= r["clean_acc"] + tolerance(r["robust_acc"], r["clean_acc"], r["n"])
-        if not ok:
+        if not not_above(r["robust_acc"], r["clean_acc"], r["n"]):
             out.append(Check("robust <= clean", False, f"{r['attack']} eps={r['eps_255']:g}/255 task={r['task']}: "
                              f"robust {r['robust_acc']:.3f} > clean {r['clean_acc']:.3f}"))
     return out

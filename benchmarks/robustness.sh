@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue-5 robustness benchmark on PneumoniaMNIST + BreastMNIST (28 px, joint threat), CPU sizes.
-# Models: MAIL and resnet18_late_fusion (seed 0 of benchmarks/accuracy.sh, 10 epochs), Robust-MAIL, and
+# Models: MAIL and resnet18_late_fusion (seed 0 of benchmarks/accuracy.sh, 10 epochs), Robust-MAIL, its ablation
+# without attention noise (random filters + MC dropout: the variant that learns on a CPU schedule), and
 # resnet18_late_fusion / Robust-MAIL adversarially trained with FGSM-RS at 4/255 (the fast single-step variant of
 # PGD training, Wong et al. 2020), all with configs/pneumonia_breast.yaml, train.epochs=10, seed 0.
 # Every attack runs on the same seeded subset of SUBSET test rows per task; deterministic models are attacked only
@@ -58,11 +59,13 @@ runs() {  # label run_dir random(0/1)
   echo "late_fusion $ACC/resnet18_late_fusion/seed0 0"
   echo "late_fusion_fgsmrs4 $ROB/late_fusion_fgsmrs4 0"
   echo "robust_mail $ROB/robust_mail 1"
+  echo "robust_mail_nonoise $ROB/robust_mail_nonoise 1"
   echo "robust_mail_fgsmrs4 $ROB/robust_mail_fgsmrs4 1"
 }
 {
   if [[ $WHAT == *train* ]]; then
     echo "train robust_mail model.name=robust_mail eval.mc_samples=4 eval.partner_draws=1"
+    echo "train robust_mail_nonoise model.name=robust_mail model.kwargs.attention_noise=false"
     echo "train late_fusion_fgsmrs4 model.name=resnet18_late_fusion --adv-train fgsm-rs --adv-eps 4/255"
     echo "train robust_mail_fgsmrs4 model.name=robust_mail eval.mc_samples=4 eval.partner_draws=1 --adv-train fgsm-rs --adv-eps 4/255"
   fi

@@ -9,7 +9,7 @@ Prints the largest output difference to eager and, per round, the median of 30 c
 import argparse, statistics, time, warnings
 import torch
 from mailnet.models import create_model
-from mailnet.profiling import _ListCall
+from mailnet.export import ListModel
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=1)
@@ -22,7 +22,7 @@ stem = "cifar" if args.size <= 64 else "imagenet"
 forms = {}
 for name in ("mail", "resnet18_late_fusion"):
     torch.manual_seed(0)
-    m = _ListCall(create_model(name, in_chans=[3, 3], num_classes=[2, 2], stem=stem)).eval()
+    m = ListModel(create_model(name, in_chans=[3, 3], num_classes=[2, 2], stem=stem)).eval()
     x = tuple(torch.rand(1, 3, args.size, args.size) for _ in range(2))
     t = time.perf_counter()
     with torch.no_grad(), warnings.catch_warnings():

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mailnet.errors import ConfigError, ModelError
+from mailnet.export import ListModel
 
 COUNTER = "fvcore.nn.FlopCountAnalysis (1 fused multiply-add counted once = 1 MAC; FLOPs = 2 x MACs)"
 
@@ -70,17 +71,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-class _ListCall(nn.Module):
-    """Adapts ``model(list) -> list`` to ``wrapper(*tensors) -> tuple`` so the JIT tracer sees plain tensors."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(self.model(list(xs)))
-
-
 def count_macs(model: nn.Module, inputs: Sequence[torch.Tensor]) -> dict:
     """MACs of one forward pass on ``inputs`` with fvcore, plus what fvcore could not count.
 
@@ -93,7 +83,7 @@ def count_macs(model: nn.Module, inputs: Sequence[torch.Tensor]) -> dict:
         with _quiet_fvcore(), torch.no_grad():
             from fvcore.nn import FlopCountAnalysis  # its import warns that torch.jit.script is deprecated
 
-            analysis = FlopCountAnalysis(_ListCall(model), tuple(inputs))
+            analysis = FlopCountAnalysis(ListModel(model), tuple(inputs))  # the tracer sees plain tensors
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
             macs = int(analysis.total())
             by_op = {str(k): int(v) for k, v in sorted(analysis.by_operator().items())}

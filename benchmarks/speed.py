@@ -3,6 +3,7 @@
     python benchmarks/speed.py                               # 28 px (cifar stem) and 128 px (imagenet stem)
     python benchmarks/speed.py --sizes 28 --train-iters 2 --json speed.json
     python benchmarks/speed.py --model robust_mail --sizes 28 --skip-reference   # Robust-MAIL instead of MAIL
+    python benchmarks/speed.py --device cuda --train-iters 20 --latency-iters 50  # on a GPU (timed with syncs)
 
 Three models per size, built once and timed in turn inside every repetition (reference MAIL, fast MAIL, baseline,
 then again), so load from other jobs on a shared machine hits all three alike and the *ratios* stay fair:
@@ -45,36 +46,47 @@ def cpu_name() -> str:
 class Subject:
     """One model with its inputs, labels and optimiser."""
 
-    def __init__(self, label: str, model: torch.nn.Module, size: int, batch: int, modalities: int, seed: int):
-        self.label, self.model = label, model
+    def __init__(self, label: str, model: torch.nn.Module, size: int, batch: int, modalities: int, seed: int,
+                 device: torch.device):
+        self.label, self.model, self.device = label, model.to(device), device
         gen = torch.Generator().manual_seed(seed)
         shape = (3, size, size)
-        self.batch = [torch.rand((batch, *shape), generator=gen) for _ in range(modalities)]
-        self.labels = [torch.randint(0, 2, (batch,), generator=gen) for _ in range(modalities)]
+        self.batch = [torch.rand((batch, *shape), generator=gen).to(device) for _ in range(modalities)]
+        self.labels = [torch.randint(0, 2, (batch,), generator=gen).to(device) for _ in range(modalities)]
         self.one = [x[:1].clone() for x in self.batch]
         self.opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
+    def _sync(self) -> None:  # CUDA runs asynchronously: a time is only real once the queue is empty
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def train_step(self) -> float:
         self.model.train()
+        self._sync()
         t0 = time.perf_counter()
         self.opt.zero_grad(set_to_none=True)
         loss = sum(F.cross_entropy(z, y) for z, y in zip(self.model(self.batch), self.labels))
         loss.backward()
         self.opt.step()
+        self._sync()
         return time.perf_counter() - t0
 
     def attack_step(self) -> float:
         with attack_mode(self.model):
             xs = [x.clone().requires_grad_(True) for x in self.batch]
+            self._sync()
             t0 = time.perf_counter()
             torch.autograd.grad(sum(z.sum() for z in self.model(xs)), xs)
+            self._sync()
             return time.perf_counter() - t0
 
     @torch.inference_mode()
     def latency(self) -> float:
         self.model.eval()
+        self._sync()
         t0 = time.perf_counter()
         self.model(self.one)
+        self._sync()
         return time.perf_counter() - t0
 
 
@@ -91,7 +103,7 @@ def subjects_for(size: int, args: argparse.Namespace) -> list[Subject]:
     for label, model in ((f"{args.model}_reference", ref), (f"{args.model}_fast", fast), (args.baseline, base)):
         if label.endswith("_reference") and args.skip_reference:
             continue
-        out.append(Subject(label, model, size, args.batch, args.modalities, args.seed))
+        out.append(Subject(label, model, size, args.batch, args.modalities, args.seed, torch.device(args.device)))
     return out
 
 
@@ -119,6 +131,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--modalities", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     ap.add_argument("--train-iters", type=int, default=2, help="timed training steps per model (default 2)")
     ap.add_argument("--latency-iters", type=int, default=10, help="timed batch-1 forwards per model (default 10)")
     ap.add_argument("--train-warmup", type=int, default=1, help="untimed training steps per model first (default 1)")
@@ -134,7 +147,8 @@ def main() -> None:
              if v is not None and v is not False and k != "json"]
     header = {"command": "python benchmarks/speed.py " + " ".join(flags),
               "cpu": cpu_name(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "torch": torch.__version__, "threads": torch.get_num_threads()}
+              "torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device,
+              "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None}
     print(json.dumps(header))
     results = {"header": header, "sizes": {}}
     for size in (int(s) for s in args.sizes.split(",")):

@@ -103,6 +103,9 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         load_config(cfg, ["train.epoch=3"])
     with pytest.raises(ConfigError, match="train.optimizer"):
         load_config(cfg, ["train.optimizer=adagrad"])
+    assert load_config(cfg, ["train.amp=off"])["train"]["amp"] == "off"  # YAML's bare off is false
+    with pytest.raises(ConfigError, match="train.amp: True is not one of auto, off"):
+        load_config(cfg, ["train.amp=on"])
     with pytest.raises(ConfigError, match="train.epochs"):
         load_config(cfg, ["train.epochs=0"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
@@ -130,3 +133,18 @@ def test_noise_warmup_key_is_validated_and_hashes_like_before_when_off(tmp_path)
     assert off["train"]["noise_warmup"] == 0  # hashing does not mutate the config
     assert [noise_warmup_scale(e, 2) for e in (0, 0.5, 1, 2, 3)] == [0.0, 0.25, 0.5, 1.0, 1.0]
     assert noise_warmup_scale(0, 0) == 1.0
+
+
+def test_time_limit_key_is_validated_and_hashes_like_before_when_off(tmp_path):
+    from mailnet.bench.hashing import config_hash
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {mode: unpaired}\ntrain: {epochs: 4}\n")
+    for bad in ("0", "-5", "true", "soon"):
+        with pytest.raises(ConfigError, match="train.time_limit: must be a positive number of seconds"):
+            load_config(cfg, [f"train.time_limit={bad}"])
+    off, on = load_config(cfg), load_config(cfg, ["train.time_limit=300"])
+    before = load_config(cfg)
+    del before["train"]["time_limit"]  # a config resolved before the key existed
+    assert config_hash(off) == config_hash(before) != config_hash(on)
+    assert on["train"]["time_limit"] == 300

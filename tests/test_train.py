@@ -203,3 +203,21 @@ def test_noise_warmup_ramps_robust_mail_noise_and_validates_at_full_noise(tmp_pa
     with pytest.raises(MailnetError, match="train.noise_warmup: mail has no attention noise"):
         trainer.train(bad, tmp_path / "bad", device="cpu", data_root=str(data_root), progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_time_limit_stops_before_an_epoch_that_would_overrun_and_still_finishes_the_run(tmp_path, data_root,
+                                                                                         capsys):
+    import mailnet.engine.trainer as trainer
+
+    # 10 ms of budget: the first epoch always runs, the second would end past the limit
+    cfg = write_cfg(tmp_path, **{"train.epochs": 5, "train.time_limit": 0.01, "train.max_steps_per_epoch": 1})
+    run = tmp_path / "run"
+    assert cli("train", "--config", str(cfg), "--run-dir", str(run), "--data-root", str(data_root), "--quiet",
+               "--device", "cpu") == 0
+    assert "train.time_limit (0.01 s): stopping after epoch 1 of 5" in capsys.readouterr().out
+    test = json.loads((run / "test_metrics.json").read_text())
+    assert (test["epochs_run"], test["best_epoch"], test["stop_reason"]) == (1, 1, "time_limit")
+    assert (run / "FINISHED").exists() and len(json.loads((run / "metrics.json").read_text())) == 1
+    # another epoch as long as the last one must fit; no limit never stops
+    assert trainer.over_time_limit(50.0, 11.0, 60) and not trainer.over_time_limit(50.0, 10.0, 60)
+    assert not trainer.over_time_limit(1e9, 1e9, None)

@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
         "gamma": 0.1,
         "plateau_patience": 10,
         "early_stopping": None,  # patience in epochs, on the validation loss
+        "time_limit": None,  # seconds: no epoch is started that would end past it (a shared GPU's slot)
         "select": "val_auc",  # val_auc | val_loss
         "loss_weights": None,  # one weight per task; default 1 each
         "amp": "auto",  # auto (bf16 autocast on CUDA) | off
@@ -134,6 +135,8 @@ def merge(base: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
 
 def validate(cfg: dict[str, Any]) -> None:
     _check_keys(cfg, DEFAULTS, "")
+    if cfg["train"].get("amp") is False:  # YAML reads a bare `off` (amp: off, train.amp=off) as false
+        cfg["train"]["amp"] = "off"
     for key, allowed in CHOICES.items():
         section, name = key.split(".")
         value = cfg[section][name]
@@ -145,6 +148,9 @@ def validate(cfg: dict[str, Any]) -> None:
             raise ConfigError(f"train.{key}: must be a positive integer, got {t[key]!r}")
     if not isinstance(t["lr"], (int, float)) or t["lr"] <= 0:
         raise ConfigError(f"train.lr: must be a positive number, got {t['lr']!r}")
+    limit = t["time_limit"]
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0):
+        raise ConfigError(f"train.time_limit: must be a positive number of seconds (or null), got {limit!r}")
     w = t["noise_warmup"]
     if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= t["epochs"]:
         raise ConfigError(f"train.noise_warmup: must be a number of epochs between 0 and train.epochs "

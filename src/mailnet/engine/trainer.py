@@ -104,6 +104,7 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     adv = _adversary(tcfg["adv"])
     epochs = tcfg["epochs"]
     stochastic: bool | None = None
+    started, stop_reason = time.perf_counter(), "epochs"
 
     for epoch in range(state["epoch"], epochs):
         t0 = time.perf_counter()
@@ -166,6 +167,13 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
         if tcfg["early_stopping"] and state["bad_epochs"] >= tcfg["early_stopping"]:
             if info.is_main and progress:
                 print(f"early stopping: validation loss has not improved for {state['bad_epochs']} epochs")
+            stop_reason = "early_stopping"
+            break
+        if epoch + 1 < epochs and over_time_limit(time.perf_counter() - started, row["seconds"], tcfg["time_limit"]):
+            if info.is_main:
+                print(f"train.time_limit ({tcfg['time_limit']} s): stopping after epoch {epoch + 1} of {epochs}; "
+                      "the best checkpoint so far is evaluated", flush=True)
+            stop_reason = "time_limit"
             break
 
     # the best checkpoint, on every modality's full test split
@@ -177,7 +185,8 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     preds = test.pop("_predictions")
     if not info.is_main:
         return {}
-    test.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], run_dir=str(run_dir))
+    test.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], stop_reason=stop_reason,
+                run_dir=str(run_dir))
     write_json(rundir.test_metrics_path(run_dir), test)
     rundir.save_predictions(run_dir, "test", data.tasks, preds)
     from mailnet.engine.plots import plot_run
@@ -185,6 +194,12 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     plot_run(run_dir, state["history"], data.tasks, preds)
     rundir.mark_finished(run_dir)
     return test
+
+
+def over_time_limit(elapsed: float, last_epoch: float, limit: float | None) -> bool:
+    """Whether another epoch, as long as the last one, would end past ``limit`` seconds of this process's training
+    (a resumed run counts from its restart): stopping *before* the overrun keeps a slot's deadline."""
+    return limit is not None and elapsed + last_epoch > limit
 
 
 def noise_warmup_scale(epochs_done: float, warmup: float) -> float:

@@ -19,16 +19,17 @@
 #    Budgets of the random models run in the order 4, 8, 2, 1 so the most telling one is done first.
 # Results (no weights) are packed into GPU_OUT/gpu_results.tar.gz after every stage; the log is GPU_OUT/gpu.log.
 # Knobs (environment): TOTAL, TRAIN_S (training slot), DEVICE, SUBSET, STEPS, RESTARTS, EOT, R_STEPS, R_EOT,
-# AA_STEPS, R_AA_STEPS, AA_SUBSET, ATTACK_BATCH, CONTENTION (assumed slow-down of parallel runs), TRAIN_EXTRA (more
-# overrides for every training, e.g. a data subset for a CPU dry run), SKIP (stages to skip: smoke,speed), ONLY
-# (comma list of the run labels to train and attack; default all).
+# AA_STEPS, R_AA_STEPS, AA_SUBSET, ATTACK_BATCH, CONTENTION (assumed slow-down of the parallel runs; default their
+# number), TRAIN_EXTRA (more overrides for every training, e.g. a data subset for a CPU dry run), SKIP (stages to
+# skip: smoke,speed), ONLY (comma list of the run labels to train and attack; default all).
+# Needs: MAILNET_DATA (or ../shared/data) with the MedMNIST files, and torchattacks + medmnist importable; mailnet
+# itself is run from src/ (no install). Measured session: BENCHMARKS.md, "On a GPU" (Speed and Robustness).
 set -u
 OUT=${GPU_OUT:-benchmarks/work/gpu}
 W=${GPU_WORK:-/tmp/mailnet_gpu}
 DEVICE=${DEVICE:-cuda}
 TOTAL=${TOTAL:-575}
 TRAIN_S=${TRAIN_S:-180}
-CONTENTION=${CONTENTION:-3}
 SUBSET=${SUBSET:-200}
 STEPS=${STEPS:-50}; RESTARTS=${RESTARTS:-2}; AA_STEPS=${AA_STEPS:-100}
 R_STEPS=${R_STEPS:-20}; R_EOT=${R_EOT:-10}; R_AA_STEPS=${R_AA_STEPS:-20}; AA_SUBSET=${AA_SUBSET:-100}
@@ -99,10 +100,12 @@ fi
 RUNS="mail|model.name=mail||1
 late_fusion|model.name=resnet18_late_fusion||1
 late_fusion_pgd4|model.name=resnet18_late_fusion|--adv-train pgd --adv-eps 4/255 --adv-steps 7|8
-robust_mail|model.name=robust_mail||1.4
-robust_mail_nonoise|model.name=robust_mail model.kwargs.attention_noise=false||1.3
-robust_mail_fgsmrs4|model.name=robust_mail|--adv-train fgsm-rs --adv-eps 4/255|2.8"
+robust_mail|model.name=robust_mail||2
+robust_mail_nonoise|model.name=robust_mail model.kwargs.attention_noise=false||1.5
+robust_mail_fgsmrs4|model.name=robust_mail|--adv-train fgsm-rs --adv-eps 4/255|4"
 if [ -n "$ONLY" ]; then RUNS=$(grep -E "^(${ONLY//,/|})\|" <<< "$RUNS"); fi
+# Runs sharing one GPU are time-sliced: on the H200 six at once each ran ~7-14x slower than alone (2026-11-28).
+CONTENTION=${CONTENTION:-$(wc -l <<< "$RUNS")}
 epochs_for() {  # label factor -> epochs that fit TRAIN_S at the measured speed (fallback: 30)
   python - "$OUT/speed_gpu.json" "$1" "$2" "$TRAIN_S" "$CONTENTION" <<'EOF'
 import json, sys

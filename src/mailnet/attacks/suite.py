@@ -153,7 +153,8 @@ def _correctness(model: nn.Module, per_task_images: list, rows: AttackRows, draw
 
 
 def _mean_counted(correct: list[torch.Tensor], rows: AttackRows) -> list[float]:
-    return [float((c * m.to(c.dtype)).sum()) / max(1, int(m.sum())) for c, m in zip(correct, rows.masks)]
+    # correctness is kept on the CPU (bookkeeping), the rows' masks live with the images (maybe on a GPU)
+    return [float((c * m.to(c.device, c.dtype)).sum()) / max(1, int(m.sum())) for c, m in zip(correct, rows.masks)]
 
 
 def clean_correctness(model: nn.Module, rows: AttackRows, settings: SuiteSettings) -> list[torch.Tensor]:
@@ -179,7 +180,7 @@ def attack_correctness(name: str, model: nn.Module, rows: AttackRows, eps: list[
     else:
         alive = torch.zeros(len(rows), dtype=torch.bool)
         for r, m in zip(robust, rows.masks):
-            alive |= (r > 0) & m
+            alive |= (r > 0) & m.cpu()
         todo = torch.nonzero(alive).flatten()
     info = attack_info(name, settings, eot, **overrides)  # what run_attack below applies, for the record
     start = time.perf_counter()

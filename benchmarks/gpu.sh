@@ -154,9 +154,9 @@ attack() {  # label name [mailnet attack args...]: skipped when the run did not 
     [ -d "$W/$label" ] && log "skip attack $label $name"; return
   fi
   log "attack $label $name (at most $t s)"
-  timeout "$t" mailnet attack "$W/$label" --subset "$SUBSET" --batch-size "$ATTACK_BATCH" --device "$DEVICE" --quiet \
+  timeout -k 30 "$t" mailnet attack "$W/$label" --subset "$SUBSET" --batch-size "$ATTACK_BATCH" --device "$DEVICE" --quiet \
     --out "$W/attacks/${label}__$name" "$@" < /dev/null > "$W/logs/attack_${label}__$name.log" 2>&1 \
-    || log "attack $label $name: FAILED or cut (its log keeps the budgets that finished)"
+    || log "attack $label $name: FAILED or cut at the deadline (SIGTERM: the budgets that finished are written)"
 }
 mkdir -p "$W/attacks"
 for label in mail late_fusion late_fusion_pgd4; do

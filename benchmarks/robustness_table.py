@@ -37,6 +37,8 @@ def main(root: str = "benchmarks/work/rob/attacks") -> None:
         main_recs = [r for r in p["records"] if r["role"] == "main" and r["threat"] == "joint"]
         sanity = "ok" if p["sanity"]["passed"] else "FAILED: " + "; ".join(
             c["name"] for c in p["sanity"]["checks"] if not c["passed"])
+        if p.get("interrupted"):  # the budgets that finished before a deadline; the probes did not run
+            sanity = f"interrupted, partial ({sanity} on what finished)"
         for r in main_recs:  # one row per (model, attack), whichever files its budgets came from ...
             key = (label, describe(r, p["random_model"]))
             if key in merged and r["eps_255"] in merged[key][2]["acc"] and merged[key][4] != path:

@@ -103,6 +103,28 @@ def test_suite_joint_and_each_with_masks(toy):
     assert len(csv_text.splitlines()) == len(res.records) + 1
 
 
+def test_interrupted_suite_keeps_the_budgets_that_finished_only_when_allowed(toy, monkeypatch):
+    import mailnet.attacks.suite as suite
+
+    model, xs, ys = toy
+    rows = rows_from_tensors(xs, ys, [torch.ones(16, dtype=torch.bool)] * 2)
+    real, calls = suite.attack_correctness, []
+
+    def interrupted_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(suite, "attack_correctness", interrupted_on_third)
+    settings = SuiteSettings(steps=2, restarts=1, batch_size=16)
+    res = run_suite(model, rows, ["pgd"], [1 / 255, 2 / 255, 4 / 255], "joint", settings, allow_partial=True)
+    assert res.interrupted and [r["eps_255"] for r in res.records] == [1.0, 1.0, 2.0, 2.0]
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):  # the default (mailnet bench): an interrupt is not a result
+        run_suite(model, rows, ["pgd"], [1 / 255, 2 / 255, 4 / 255], "joint", settings)
+
+
 def test_carry_over_attacks_only_robust_rows_and_equals_worst_case(toy):
     model, xs, ys = toy
     wrong = ys[0].clone()
@@ -309,6 +331,31 @@ def test_attack_command_on_a_tiny_run(tmp_path, data_root, capsys):
     assert "checks" in result["sanity"] and (out / "attack_test.png").is_file()
     assert ("WARNING" in text.err) == (not result["sanity"]["passed"])
     assert "pgd main eps=8/255 all" in text.err  # the progress bar over the chunks (no --quiet)
+    # SIGTERM (timeout, a scheduler) in the middle: the budgets that finished are written, marked, exit 130
+    import os
+    import signal
+
+    import mailnet.attacks.suite as suite
+
+    real, calls = suite.attack_correctness, []
+
+    def terminated_on_second_budget(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    suite.attack_correctness = terminated_on_second_budget
+    try:
+        assert main(["attack", str(run), "--attack", "reference", "--eps", "2,8", "--subset", "6", "--quiet",
+                     "--data-root", str(data_root), "--device", "cpu", "--out", str(tmp_path / "cut")]) == 130
+    finally:
+        suite.attack_correctness = real
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
+    cut = json.loads((tmp_path / "cut" / "attack_test.json").read_text())
+    assert cut["interrupted"] is True and result["interrupted"] is False
+    assert [(r["attack"], r["eps_255"]) for r in cut["records"]] == [("reference", 2.0)] * 2  # one budget, 2 tasks
+    assert "results above are partial" in capsys.readouterr().err
     assert main(["attack", str(run), "--attack", "pgd,nope", "--data-root", str(data_root)]) == 2
     assert "unknown attack" in capsys.readouterr().err
     assert main(["attack", str(run), "--attack", "pgd", "--transfer-from", str(run), "--data-root",

@@ -63,6 +63,7 @@ class SuiteResult:
     records: list[dict] = field(default_factory=list)
     clean: list[dict] = field(default_factory=list)
     random_model: bool = False
+    interrupted: bool = False  # stopped by Ctrl-C / SIGTERM: ``records`` holds the budgets that finished
 
 
 def threat_variants(threat: str, n_modalities: int, names: Sequence[str]) -> list[tuple[str, list[float]]]:
@@ -204,10 +205,12 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
               threat: str | Sequence[str] = "joint", settings: SuiteSettings | None = None,
               task_names: Sequence[str] | None = None, modality_names: Sequence[str] | None = None,
               log: Callable[[str], None] | None = None, source: nn.Module | None = None,
-              progress: bool = False) -> SuiteResult:
+              progress: bool = False, allow_partial: bool = False) -> SuiteResult:
     """Clean accuracy, then every attack x eps x threat variant; plus the sanity probes when ``settings.sanity``.
     ``source``: the transfer attack's source model (default: the target with a frozen draw of its randomness).
     ``progress``: a progress bar (stderr) over the chunks of each attack and budget.
+    ``allow_partial``: a KeyboardInterrupt after the clean pass returns what finished (``interrupted`` set, no
+    probes) instead of losing it: hours of attack on a CPU, or a GPU slot's deadline, are not thrown away.
 
     ``eps_list`` in pixel units; ``settings.eps_ratio`` scales it per modality. Random models (detected by two
     forward passes on the same rows) get ``settings.eot`` draws per gradient step, deterministic ones 1.
@@ -256,15 +259,21 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
             + ", ".join(f"{task_names[t]} {acc[t]:.4f}" for t in range(n_tasks)) + f"  ({secs:.1f}s)")
         return correct
 
-    for th in threats:
-        for label, mult in threat_variants(th, n_mod, modality_names):
-            for attack in attacks:
-                robust = None  # record() starts a carried-over chain from the clean-correct rows
-                for eps in sorted(eps_list) if carry else eps_list:
-                    correct = record(attack, eps, label, mult, "main", robust)
-                    robust = correct if carry else None
-    if settings.sanity:
-        _probes(record, attacks, eps_list, settings, random_model, n_mod)
+    try:
+        for th in threats:
+            for label, mult in threat_variants(th, n_mod, modality_names):
+                for attack in attacks:
+                    robust = None  # record() starts a carried-over chain from the clean-correct rows
+                    for eps in sorted(eps_list) if carry else eps_list:
+                        correct = record(attack, eps, label, mult, "main", robust)
+                        robust = correct if carry else None
+        if settings.sanity:
+            _probes(record, attacks, eps_list, settings, random_model, n_mod)
+    except KeyboardInterrupt:
+        if not allow_partial:
+            raise
+        result.interrupted = True
+        log(f"interrupted: {len(result.records) // max(1, n_tasks)} attack x budget results finished")
     return result
 
 

@@ -2,7 +2,8 @@
 
 Budgets are given in /255 units (``--eps 1,2,4,8``; ``4/255`` or ``0.0157`` are read as written). Results go to
 ``OUT/attack_<split>.{json,csv,png}`` (default OUT: ``RUN_DIR/attack``); the JSON records every setting, the
-attacked subset's sample indices and the sanity checks.
+attacked subset's sample indices and the sanity checks. Interrupted (Ctrl-C, or SIGTERM from ``timeout`` or a batch
+scheduler), it writes the budgets that finished, marked ``"interrupted": true``, and exits with status 130.
 """
 from __future__ import annotations
 
@@ -127,17 +128,26 @@ def run(args: argparse.Namespace) -> int:
                              transfer_source=args.transfer_from or "frozen draw of the target")
     reseed(model, args.seed)
     start = time.perf_counter()
+    import signal
+
+    def _terminated(signum, frame):  # SIGTERM (timeout, schedulers) ends the run like Ctrl-C: results are kept
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminated)
     print(f"attacking {run_dir} ({cfg['model']['name'] if isinstance(cfg.get('model'), dict) else ''}) on "
           f"{args.split}: {len(rows)} rows, counted per task "
           + ", ".join(f"{t}={n}" for t, n in zip(tasks, rows.counted())))
-    result = run_suite(model, rows, attacks, eps_list, threats, settings, task_names=tasks,
-                       modality_names=modalities, log=lambda s: print(s, flush=True), source=source,
-                       progress=not args.quiet)
+    try:
+        result = run_suite(model, rows, attacks, eps_list, threats, settings, task_names=tasks,
+                           modality_names=modalities, log=lambda s: print(s, flush=True), source=source,
+                           progress=not args.quiet, allow_partial=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     checks = run_sanity(result.records)
     failed = failures(checks)
     payload = {
         "run_dir": str(run_dir), "checkpoint": args.which, "split": args.split, "device": str(device),
-        "model": cfg.get("model"), "random_model": result.random_model,
+        "model": cfg.get("model"), "random_model": result.random_model, "interrupted": result.interrupted,
         "attacks": attacks, "eps_255": [eps_to_255(e) for e in eps_list], "threats": threats,
         "settings": {**settings.to_dict(), "subset": args.subset, "subset_seed": args.subset_seed,
                      "eot_used": settings.eot if result.random_model else 1, "fast_modules": fast},
@@ -155,4 +165,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"WARNING: sanity check failed: {c.name}: {c.detail}", file=sys.stderr, flush=True)
     print(f"sanity checks: {len(checks) - len(failed)}/{len(checks)} passed")
     print("written: " + ", ".join(str(p) for p in paths.values()))
+    if result.interrupted:
+        print("interrupted: the results above are partial (the budgets that finished; no sanity probes)",
+              file=sys.stderr)
+        return 130
     return 0

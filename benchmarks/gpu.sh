@@ -12,7 +12,9 @@
 #    epoch, batch 128, lr 1e-3 x0.1 at 50% / 75%), seed 0, float32 (train.amp=off): mail, resnet18_late_fusion,
 #    resnet18_late_fusion PGD-trained (7 steps, 4/255), robust_mail, robust_mail without attention noise, and
 #    robust_mail FGSM-RS-trained at 4/255; each run's epochs are sized from the measured step time and
-#    train.time_limit stops it in time whatever happens (the best checkpoint so far is then evaluated);
+#    train.time_limit stops it in time whatever happens (the best checkpoint so far is then evaluated). Runs
+#    sharing one GPU are time-sliced (six at once on an H200: each ~7-14x slower than alone), so to train one
+#    model long give it the GPU: ONLY=robust_mail SKIP=speed TRAIN_S=300;
 # 4. attacks (issue 5), one chain per model, all at once: the reference protocol; then white-box attacks (PGD +
 #    AutoAttack for the deterministic models, EOT-PGD + transfer from a frozen draw, then AutoAttack-rand, for
 #    the random ones), on the same seeded subset of the test split (SUBSET rows per task) for every model.

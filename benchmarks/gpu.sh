@@ -7,7 +7,8 @@
 #
 # 1. smoke: a two-step CUDA training of Robust-MAIL, an EOT attack and AutoAttack on 8 rows (fails fast);
 # 2. speed (issue 6): benchmarks/speed.py --device cuda, reference MAIL / fast MAIL / resnet18_late_fusion, training
-#    step (batch 64) and batch-1 latency at 28 px (cifar stem) and 128 px (imagenet stem), side by side;
+#    step (batch 64) and batch-1 latency at 28 px (cifar stem) and 128 px (imagenet stem), side by side; then the
+#    same calls replayed as CUDA graphs (benchmarks/adhoc/cuda_graph_speed.py; not yet run on a GPU);
 # 3. training (issue 5), all at once on the GPU, configs/pneumonia_breast_full.yaml (every training image every
 #    epoch, batch 128, lr 1e-3 x0.1 at 50% / 75%), seed 0, float32 (train.amp=off): mail, resnet18_late_fusion,
 #    resnet18_late_fusion PGD-trained (7 steps, 4/255), robust_mail, robust_mail without attention noise, and
@@ -94,6 +95,11 @@ if [[ $SKIP != *speed* ]]; then
     --train-warmup 3 --attack-iters 5 --json "$OUT/speed_gpu.json" > "$W/logs/speed.log" 2>&1 \
     || log "speed: FAILED or cut (see logs/speed.log)"
   grep " px " "$W/logs/speed.log" | tee -a "$OUT/gpu.log"
+  if [ "$DEVICE" = cuda ]; then  # how much of MAIL's GPU gap is launch overhead: the same calls replayed as CUDA graphs
+    timeout 150 python benchmarks/adhoc/cuda_graph_speed.py --json "$OUT/cuda_graph.json" > "$W/logs/cuda_graph.log" \
+      2>&1 || log "cuda graphs: FAILED or cut (see logs/cuda_graph.log)"
+    grep " px " "$W/logs/cuda_graph.log" | tee -a "$OUT/gpu.log"
+  fi
   pack
 fi
 

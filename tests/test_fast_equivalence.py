@@ -352,3 +352,64 @@ def test_fold_cache_survives_repeated_eval_calls():
     assert all(m.__dict__.get("_fold_cache") is cached[id(m)] for m in fast.modules() if id(m) in cached)
     fast.train()
     assert not any(m.__dict__.get("_fold_cache") for m in fast.modules())
+
+
+@pytest.mark.parametrize("chans,size,stem", [((1, 3), 16, "cifar"), ((3, 3, 1), 12, "cifar"), ((1, 3), 40, "imagenet")])
+def test_stacked_streams_compute_the_per_branch_function(chans, size, stem):
+    """The modality streams' ERLA blocks run as one set of calls (the default for CPU inference at small batches):
+    same outputs as the reference at batch 3 (matmul 1x1 convs) and 20 (forced; oneDNN convs), same input
+    gradients when forced on under ``attack_mode``, and rebuilt after the weights change."""
+    from mailnet.attacks.eot import attack_mode
+    from mailnet.layers.fast import stacked_streams
+    from mailnet.layers.fast.bn_fold import cache_of
+
+    ref, fast = _pair(chans=chans, size=size, stem=stem)
+    ref.eval(), fast.eval()
+    for b in (3, 20):
+        xs = _xs(chans, size, b=b)
+        with torch.no_grad():
+            want = ref(xs)
+            with stacked_streams(True if b >= 16 else None):
+                assert fast.streams_stackable(torch.zeros(b, 1, 1, 1))
+                got = fast(xs)
+            with stacked_streams(False):
+                unstacked = fast(xs)
+        assert any(k.startswith("stacked") for k in cache_of(fast)._store)
+        for w, a, u in zip(want, got, unstacked):
+            assert torch.allclose(a, w, atol=1e-5, rtol=1e-4) and torch.allclose(u, w, atol=1e-5, rtol=1e-4)
+    xs = [x.requires_grad_(True) for x in _xs(chans, size, b=4)]
+    grads = []
+    for m in (fast, ref):
+        with attack_mode(m), stacked_streams(True):
+            grads.append(torch.autograd.grad(sum((z * z).sum() for z in m(xs)), xs))
+    for a, b in zip(*grads):
+        assert _rel(a, b) < 1e-3
+    with torch.no_grad():  # a changed weight (here: a state dict load) reaches the stacked copy
+        for p in ref.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+        fast.load_state_dict(ref.state_dict())
+        new = [x.detach() for x in xs]
+        for w, a in zip(ref(new), fast(new)):
+            assert torch.allclose(a, w, atol=1e-5, rtol=1e-4)
+
+
+def test_stacked_streams_are_used_only_where_they_were_measured_to_help():
+    from mailnet.layers.fast import fused_inference, stacked_streams
+
+    _, fast = _pair()
+    _, robust = _pair("robust_mail")
+    _, single = _pair(chans=(3,))
+    fast.eval(), robust.eval(), single.eval()
+    small, large = torch.zeros(2, 1, 1, 1), torch.zeros(16, 1, 1, 1)
+    with torch.no_grad():
+        assert fast.streams_stackable(small) and not fast.streams_stackable(large)  # CPU inference, batch < 16
+        assert not robust.streams_stackable(small)  # random blocks
+        assert not single.streams_stackable(small)  # nothing to stack
+        with fused_inference(True):
+            assert not fast.streams_stackable(small)  # the forced fused-MSGDC form wins
+        with stacked_streams(False):
+            assert not fast.streams_stackable(small)
+    assert not fast.streams_stackable(small)  # autograd on, trainable parameters: the training path
+    fast.train()
+    with torch.no_grad(), stacked_streams(True):
+        assert not fast.streams_stackable(small)  # training mode never

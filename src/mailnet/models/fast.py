@@ -13,7 +13,9 @@ loads into the other. The fast classes (:mod:`mailnet.layers.fast`) are:
 - ``FastERLA``, ``FastEMILA``, ``FastMSGDC``: channels-last convs, shuffle kept in NHWC, 2 instead of 4 pooling
   reductions in the channel attention, BN folded into the 1x1 convs at inference, fused residual add + ReLU;
 - ``FastEMCAM`` / ``FastMSGDCProjection``: collapsed frequency-branch algebra (one full-size sum and sigmoid), the
-  channel DCT as one matrix product on NHWC, Mop on pooled descriptors as one C x C matrix.
+  channel DCT as one matrix product on NHWC, Mop on pooled descriptors as one C x C matrix;
+- at inference, the M modality streams' ERLA blocks run as one (:mod:`mailnet.layers.fast.stacked`): the same
+  multiply-adds in M times fewer operator calls.
 
 Parameters are also moved to channels-last memory (4-D conv weights); their values and shapes are unchanged.
 """
@@ -28,8 +30,11 @@ from mailnet.layers.emcam import EMCAM
 from mailnet.layers.emila import EMILA
 from mailnet.layers.erla import ERLA
 from mailnet.layers.fast import FastEMCAM, FastEMILA, FastERLA, FastMSGDC, FastMSGDCProjection
-from mailnet.layers.fast.bn_fold import FoldCacheOwner
+from mailnet.layers.fast.bn_fold import FoldCacheOwner, cache_of, use_folded
+from mailnet.layers.fast.fused_msgdc import fusion_wanted
 from mailnet.layers.fast.ops import conv_bn, to_channels_last
+from mailnet.layers.fast.stacked import StackedERLA, block_sources, stackable, stacking_wanted
+from mailnet.layers.noise import Dropout
 from mailnet.layers.msgdc import MSGDC, MSGDCProjection
 from mailnet.models.mail import BLOCKS_PER_STAGE, MAIL
 
@@ -48,13 +53,40 @@ class FastMAIL(FoldCacheOwner, MAIL):
     def forward_features(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
         self.check_inputs(xs)
         hs = [self.stem_forward(br, x) for br, x in zip(self.branches, xs)]
+        stacked = self.streams_stackable(hs[0])
         for s, emcam in enumerate(self.emcams):
-            hs = [br.stages[s][0](h) for br, h in zip(self.branches, hs)]
-            hs = [to_channels_last(br.drops[s](h)) for br, h in zip(self.branches, hs)]
-            for b in range(1, BLOCKS_PER_STAGE):
-                hs = [br.stages[s][b](h) for br, h in zip(self.branches, hs)]
+            if stacked:  # all branches' blocks in one set of calls; at inference the dropout is the identity
+                h = to_channels_last(torch.cat(hs, dim=1))
+                for b in range(BLOCKS_PER_STAGE):
+                    h = self.stacked_block(s, b)(h)
+                hs = list(h.split(self.widths[s], dim=1))
+            else:
+                hs = [br.stages[s][0](h) for br, h in zip(self.branches, hs)]
+                hs = [to_channels_last(br.drops[s](h)) for br, h in zip(self.branches, hs)]
+                for b in range(1, BLOCKS_PER_STAGE):
+                    hs = [br.stages[s][b](h) for br, h in zip(self.branches, hs)]
             hs = emcam(hs)
         return torch.cat([h.mean(dim=(2, 3)) for h in hs], dim=1)
+
+    def streams_stackable(self, h: torch.Tensor) -> bool:
+        """Whether the branches run stacked (:mod:`mailnet.layers.fast.stacked`): wanted for ``h`` (by default CPU
+        inference at small batches), several modalities, no parameter gradients, deterministic blocks, no dropout at
+        eval, no tracer (ONNX export and MAC counts see the per-branch graph), not the forced fused-MSGDC form."""
+        if (len(self.branches) < 2 or not stacking_wanted(h) or not use_folded(self) or torch.jit.is_tracing()
+                or fusion_wanted(h)):
+            return False
+        for br in self.branches:
+            if any(isinstance(d, Dropout) and d.mc and d.p > 0 for d in br.drops):
+                return False
+            if not all(type(blk) is FastERLA and stackable(blk) for stage in br.stages for blk in stage):
+                return False
+        return True
+
+    def stacked_block(self, s: int, b: int) -> StackedERLA:
+        """The cached stacked weights of block ``b`` of stage ``s`` (rebuilt when any branch's weights change)."""
+        blocks = [br.stages[s][b] for br in self.branches]
+        sources = [t for blk in blocks for t in block_sources(blk)]
+        return cache_of(self).get(f"stacked{s}.{b}", sources, lambda: StackedERLA.build(blocks))
 
 
 # reference class -> fast class; the order matters only for readability (classes are matched exactly).

@@ -5,7 +5,8 @@
 On an H200 (BENCHMARKS.md, Speed, "On a GPU") MAIL's training step and batch-1 latency do not grow from 28 to
 128 px: they are the cost of launching ~23,000 ATen calls per step, not arithmetic. A CUDA graph replays all the
 kernels of a captured call with one launch, so it measures how much of the gap is launch overhead. Timed per model
-and size, interleaved: batch-1 inference (eval, no grad; graph: copy into static inputs, replay) and one whole
+and size: batch-1 inference (eval, no grad; graph: copy into static inputs, replay; and MAIL with its modality
+streams stacked, :mod:`mailnet.layers.fast.stacked`) and one whole
 training step (forward, cross-entropy summed over the heads, backward, Adam with ``capturable=True``; the graph
 captures all of it, BatchNorm statistics and dropout included). The graphed outputs are checked against eager ones.
 Deterministic models only: Robust-MAIL draws from its own generators at every forward pass, which a replay would
@@ -21,6 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from mailnet.layers.fast import stacked_streams
 from mailnet.models import create_model
 
 
@@ -64,7 +66,10 @@ def latency(model: torch.nn.Module, xs: list[torch.Tensor], iters: int) -> dict:
 
         graphed = timed(replay, iters)
         diff = max(float((a - b).abs().max()) for a, b in zip(static_out, eager_out))
-    return {"eager_ms": 1000 * eager, "graph_ms": 1000 * graphed, "max_abs_diff": diff}
+        with stacked_streams(True):  # MAIL's streams as one set of calls (off by default on a GPU: not yet timed)
+            stacked = timed(lambda: model(xs), iters)
+    return {"eager_ms": 1000 * eager, "graph_ms": 1000 * graphed, "eager_stacked_ms": 1000 * stacked,
+            "max_abs_diff": diff}
 
 
 def train_step(model: torch.nn.Module, xs: list[torch.Tensor], ys: list[torch.Tensor], iters: int) -> dict:

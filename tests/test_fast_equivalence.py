@@ -248,8 +248,13 @@ def test_dense_grad_is_the_identity_with_a_dense_channels_last_gradient():
         assert dense_grad(x) is x  # nothing to do without autograd
 
 
+@pytest.mark.parametrize("stacked", [False, True])
 @pytest.mark.parametrize("m,cross", [(1, True), (2, True), (3, True), (2, False)])
-def test_fast_emcam_matches_reference(m, cross):
+def test_fast_emcam_matches_reference(m, cross, stacked):
+    """Also with the modalities stacked into one batch through the shared DCT and Mop (forced here, with
+    gradients; by default only CPU inference at small batches)."""
+    from mailnet.layers.fast import stacked_streams
+
     torch.manual_seed(0)
     ref = EMCAM(16, m, cross_modal=cross).double()
     with torch.no_grad():
@@ -262,7 +267,8 @@ def test_fast_emcam_matches_reference(m, cross):
     fast.mop.__class__ = FastMSGDCProjection
     g = torch.Generator().manual_seed(1)
     xs = [torch.randn(2, 16, 5, 4, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(m)]
-    ys_r, ys_f = ref(xs), fast(xs)
+    with stacked_streams(stacked):
+        ys_r, ys_f = ref(xs), fast(xs)
     for a, b in zip(ys_f, ys_r):
         assert _rel(a, b) < 1e-12
     gr = torch.autograd.grad(sum((y * y).sum() for y in ys_r), list(ref.parameters()) + xs)

@@ -5,8 +5,9 @@ import json
 import os
 import random
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -63,3 +64,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+@contextmanager
+def overridden(slot: list, value: Any) -> Iterator[None]:
+    """``slot[0] = value`` inside the block, restored after: the module-level switches that tests and benchmarks
+    flip (forcing a fast path on or off) without threading a flag through every call."""
+    previous = slot[0]
+    slot[0] = value
+    try:
+        yield
+    finally:
+        slot[0] = previous

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from mailnet.layers.channel_shuffle import channel_shuffle
 from mailnet.layers.fast.bn_fold import fold_bn
 from mailnet.layers.msgdc import MSGDC
+from mailnet.utils import overridden
 
 
 FUSE_MAX_BATCH = 0  # automatic use for batches up to this size; 0 = only when forced (see the module docstring)
@@ -51,12 +52,8 @@ def fusion_wanted(x: torch.Tensor) -> bool:
 def fused_inference(enabled: bool | None) -> Iterator[None]:
     """Force the fused inference form on (True) or off (False) inside the block; None restores the automatic
     choice. Tests use it to check the fused form at any batch size; exporters may use it to trace it."""
-    previous = _FORCE[0]
-    _FORCE[0] = enabled
-    try:
+    with overridden(_FORCE, enabled):
         yield
-    finally:
-        _FORCE[0] = previous
 
 
 @dataclass

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from mailnet.layers.channel_shuffle import effective_groups
 from mailnet.layers.fast.bn_fold import bn_sources, fold_bn
 from mailnet.layers.fast.ops import SMALL_BATCH, pointwise_matmul, to_channels_last
+from mailnet.utils import overridden
 
 
 _FORCE: list[bool | None] = [None]
@@ -44,12 +45,8 @@ def stacking_wanted(x: torch.Tensor) -> bool:
 def stacked_streams(enabled: bool | None) -> Iterator[None]:
     """Force stacking on (True) or off (False) inside the block, wherever the blocks allow it; None restores the
     automatic choice. Tests use it at any batch size and with input gradients; benchmarks use it to compare."""
-    previous = _FORCE[0]
-    _FORCE[0] = enabled
-    try:
+    with overridden(_FORCE, enabled):
         yield
-    finally:
-        _FORCE[0] = previous
 
 
 def stackable(block: nn.Module) -> bool:

@@ -117,34 +117,36 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         load_config(tmp_path / "bad.yaml")
 
 
-def test_noise_warmup_key_is_validated_and_hashes_like_before_when_off(tmp_path):
+def _later_key_is_validated_and_hashes_like_before_when_off(tmp_path, key: str, bad: tuple, match: str, on: str):
+    """A config key added after results were stored: bad values fail with ``match``; left at its default it hashes
+    like a config resolved before the key existed (so stored results stay found); set, it hashes differently."""
     from mailnet.bench.hashing import config_hash
-    from mailnet.engine.trainer import noise_warmup_scale
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("data: {mode: unpaired}\ntrain: {epochs: 4}\n")
-    for bad in ("-1", "5", "true", "soon"):
-        with pytest.raises(ConfigError, match="train.noise_warmup: must be a number of epochs between 0 and"):
-            load_config(cfg, [f"train.noise_warmup={bad}"])
-    off, on = load_config(cfg), load_config(cfg, ["train.noise_warmup=2"])
+    for value in bad:
+        with pytest.raises(ConfigError, match=match):
+            load_config(cfg, [f"train.{key}={value}"])
+    off, on_cfg = load_config(cfg), load_config(cfg, [f"train.{key}={on}"])
     before = load_config(cfg)
-    del before["train"]["noise_warmup"]  # a config resolved before the key existed
-    assert config_hash(off) == config_hash(before) != config_hash(on)
+    del before["train"][key]
+    assert config_hash(off) == config_hash(before) != config_hash(on_cfg)
+    return off, on_cfg
+
+
+def test_noise_warmup_key_is_validated_and_hashes_like_before_when_off(tmp_path):
+    from mailnet.engine.trainer import noise_warmup_scale
+
+    off, _ = _later_key_is_validated_and_hashes_like_before_when_off(
+        tmp_path, "noise_warmup", ("-1", "5", "true", "soon"),
+        "train.noise_warmup: must be a number of epochs between 0 and", "2")
     assert off["train"]["noise_warmup"] == 0  # hashing does not mutate the config
     assert [noise_warmup_scale(e, 2) for e in (0, 0.5, 1, 2, 3)] == [0.0, 0.25, 0.5, 1.0, 1.0]
     assert noise_warmup_scale(0, 0) == 1.0
 
 
 def test_time_limit_key_is_validated_and_hashes_like_before_when_off(tmp_path):
-    from mailnet.bench.hashing import config_hash
-
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("data: {mode: unpaired}\ntrain: {epochs: 4}\n")
-    for bad in ("0", "-5", "true", "soon"):
-        with pytest.raises(ConfigError, match="train.time_limit: must be a positive number of seconds"):
-            load_config(cfg, [f"train.time_limit={bad}"])
-    off, on = load_config(cfg), load_config(cfg, ["train.time_limit=300"])
-    before = load_config(cfg)
-    del before["train"]["time_limit"]  # a config resolved before the key existed
-    assert config_hash(off) == config_hash(before) != config_hash(on)
+    _, on = _later_key_is_validated_and_hashes_like_before_when_off(
+        tmp_path, "time_limit", ("0", "-5", "true", "soon"),
+        "train.time_limit: must be a positive number of seconds", "300")
     assert on["train"]["time_limit"] == 300

@@ -168,31 +168,25 @@ class StackedERLA:
     conv_b: torch.Tensor
     shortcut_w: torch.Tensor | None
     shortcut_b: torch.Tensor | None
-    stride: int
 
     @classmethod
     def build(cls, blocks: Sequence[nn.Module]) -> "StackedERLA":
-        scale, shift = [], []
-        for blk in blocks:
-            bn = blk.bn1
-            sc = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-            scale.append(sc)
-            shift.append(bn.bias.double() - bn.running_mean.double() * sc)
-        dt = blocks[0].conv.weight.dtype
+        # bn1 follows a ReLU, so it stays an affine map: the fold of a unit weight is its (scale, shift)
+        affine = [fold_bn(torch.ones_like(b.bn1.running_var), b.bn1) for b in blocks]
         conv_w, conv_b = _cat_folded([b.conv for b in blocks], [b.bn2 for b in blocks])
         sw = sb = None
         if not isinstance(blocks[0].shortcut, nn.Identity):
             sw, sb = _cat_folded([b.shortcut[0] for b in blocks], [b.shortcut[1] for b in blocks])
-        e1 = StackedEMILA.build([b.emila1 for b in blocks])
-        return cls(emila1=e1, emila2=StackedEMILA.build([b.emila2 for b in blocks]),
-                   bn1_scale=torch.cat(scale).to(dt)[None, :, None, None],
-                   bn1_shift=torch.cat(shift).to(dt)[None, :, None, None],
-                   conv_w=conv_w, conv_b=conv_b, shortcut_w=sw, shortcut_b=sb, stride=e1.stride)
+        return cls(emila1=StackedEMILA.build([b.emila1 for b in blocks]),
+                   emila2=StackedEMILA.build([b.emila2 for b in blocks]),
+                   bn1_scale=torch.cat([w for w, _ in affine])[None, :, None, None],
+                   bn1_shift=torch.cat([t for _, t in affine])[None, :, None, None],
+                   conv_w=conv_w, conv_b=conv_b, shortcut_w=sw, shortcut_b=sb)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         n = self.emila1.streams
         h = torch.addcmul(self.bn1_shift, self.emila1(x), self.bn1_scale).relu_()
         h = self.emila2(h)
         h = _conv(h, self.conv_w, self.conv_b, 1, 0, n)
-        sc = x if self.shortcut_w is None else _conv(x, self.shortcut_w, self.shortcut_b, self.stride, 0, n)
+        sc = x if self.shortcut_w is None else _conv(x, self.shortcut_w, self.shortcut_b, self.emila1.stride, 0, n)
         return to_channels_last(torch.add(h, sc).relu_())

@@ -1,8 +1,8 @@
 """The modality streams of MAIL's backbone run as one: every ERLA block of stage s, block b, of all M branches
 computed by the same operator calls on the channel-concatenated activations ``[stream 1 | ... | stream M]``.
 
-Why: at batch 1 most of MAIL's time is the fixed cost of its ~1,500 operator calls, not their arithmetic (the same
-network at 1/8 of the widths, 64x fewer multiply-adds, kept ~60% of the time; BENCHMARKS.md, Speed). The branches
+Why: at batch 1 much of MAIL's time is the fixed cost of its ~1,500 operator calls, not their arithmetic (halving
+the calls at equal multiply-adds made batch-1 inference 1.3-1.7x faster on the CPU; BENCHMARKS.md, Speed). The branches
 have identical layer shapes, so each per-stream call can become one call with M times the groups and the per-stream
 weights concatenated: a grouped conv stays grouped (groups x M), a dense 1x1 conv becomes M groups, BatchNorm and
 element-wise operators are per channel anyway, and the attention MLPs become one batched matrix product. The
@@ -11,8 +11,7 @@ multiply-adds are exactly the same; the calls are M times fewer.
 Only for the deterministic blocks (plain convs, no BN inside the MSGDC, no attention noise) in eval mode with no
 gradient reaching the parameters (:func:`mailnet.layers.fast.bn_fold.use_folded`). Used by default where it was
 measured to help: CPU inference without autograd at small batches (batch 1 on 2 threads: 1.3-1.5x faster). At batch
-64 it gained nothing for inference and made an attack step (input gradient) ~12% slower on the CPU, and it has not
-been timed on a GPU, so elsewhere it is off unless forced (:func:`stacked_streams`). The stacked weights (BatchNorm
+64 it made inference and an attack step (input gradient) slower on the CPU, and it has not been timed on a GPU, so elsewhere it is off unless forced (:func:`stacked_streams`). The stacked weights (BatchNorm
 folded in, float64 then cast) are cached and rebuilt whenever a source tensor changes, like every other fold.
 """
 from __future__ import annotations

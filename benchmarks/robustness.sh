@@ -2,7 +2,7 @@
 # Issue-5 robustness benchmark on PneumoniaMNIST + BreastMNIST (28 px, joint threat), CPU sizes.
 # Models: MAIL and resnet18_late_fusion (seed 0 of benchmarks/accuracy.sh, 10 epochs), Robust-MAIL, its ablation
 # without attention noise (random filters + MC dropout: the variant that learns on a CPU schedule), and
-# resnet18_late_fusion / Robust-MAIL adversarially trained with FGSM-RS at 4/255 (the fast single-step variant of
+# resnet18_late_fusion / Robust-MAIL / the noise-free Robust-MAIL adversarially trained with FGSM-RS at 4/255 (the fast single-step variant of
 # PGD training, Wong et al. 2020), all with configs/pneumonia_breast.yaml, train.epochs=10, seed 0.
 # Every attack runs on the same seeded subset of SUBSET test rows per task; deterministic models are attacked only
 # on rows still robust (clean-correct and unbroken at smaller budgets), random ones on every row at every budget.
@@ -61,6 +61,7 @@ runs() {  # label run_dir random(0/1)
   echo "robust_mail $ROB/robust_mail 1"
   echo "robust_mail_nonoise $ROB/robust_mail_nonoise 1"
   echo "robust_mail_fgsmrs4 $ROB/robust_mail_fgsmrs4 1"
+  echo "robust_mail_nonoise_fgsmrs4 $ROB/robust_mail_nonoise_fgsmrs4 1"
 }
 {
   if [[ $WHAT == *train* ]]; then
@@ -68,6 +69,7 @@ runs() {  # label run_dir random(0/1)
     echo "train robust_mail_nonoise model.name=robust_mail model.kwargs.attention_noise=false"
     echo "train late_fusion_fgsmrs4 model.name=resnet18_late_fusion --adv-train fgsm-rs --adv-eps 4/255"
     echo "train robust_mail_fgsmrs4 model.name=robust_mail eval.mc_samples=4 eval.partner_draws=1 --adv-train fgsm-rs --adv-eps 4/255"
+    echo "train robust_mail_nonoise_fgsmrs4 model.name=robust_mail model.kwargs.attention_noise=false --adv-train fgsm-rs --adv-eps 4/255"
   fi
 } | OMP_NUM_THREADS=$THREADS xargs -P "$JOBS" -L 1 bash -c '"$0" "$@"'
 {  # deterministic models first (cheap: only still-robust rows are attacked), then the random ones

@@ -26,7 +26,7 @@ def _acc(model, x, y) -> float:
 
 
 def test_pgd_matches_torchattacks_on_a_real_data_model(pneu):
-    torchattacks = pytest.importorskip("torchattacks")
+    import torchattacks  # a dependency: the cross-check must fail, not skip, when it is missing
     cnn, (x, y) = pneu
     wrapped = SingleInput(cnn)
     clean = _acc(cnn, x, y)

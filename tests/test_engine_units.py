@@ -150,3 +150,99 @@ def test_time_limit_key_is_validated_and_hashes_like_before_when_off(tmp_path):
         tmp_path, "time_limit", ("0", "-5", "true", "soon"),
         "train.time_limit: must be a positive number of seconds", "300")
     assert on["train"]["time_limit"] == 300
+
+
+@pytest.mark.parametrize("override, match", [
+    ("seed=abc", "seed: must be an integer >= 0"),
+    ("train.epochs=true", "train.epochs: must be an integer >= 1"),  # YAML true is not a count
+    ("train.batch_size=2.5", "train.batch_size: must be an integer"),
+    ("train.weight_decay=abc", "train.weight_decay: must be a number >= 0"),
+    ("train.grad_clip=abc", r"train.grad_clip: must be a number > 0 \(or null\)"),
+    ("train.early_stopping=soon", "train.early_stopping"),
+    ("train.max_steps_per_epoch=abc", "train.max_steps_per_epoch"),
+    ("train.milestones=abc", "train.milestones: must be a list of fractions"),
+    ("train.milestones=[0.5,2]", "train.milestones"),
+    ("train.loss_weights=3", "train.loss_weights: must be a list of non-negative numbers"),
+    ("train.adv.method=madry", "train.adv.method: 'madry' is not one of pgd, fgsm-rs"),
+    ("train.adv.steps=0", "train.adv.steps: must be an integer >= 1"),
+    ("eval.mc_samples=0", "eval.mc_samples: must be an integer >= 1"),
+    ("eval.batch_size=abc", "eval.batch_size"),
+    ("name=[1,2]", "name: must be a string"),
+    ("output.dir=null", "output.dir: must be a folder path"),
+    ("model.kwargs=[1]", "model.kwargs: must be a mapping"),
+])
+def test_config_checks_type_and_range_of_every_scalar(tmp_path, override, match):
+    """Each of these used to pass validation and fail later as a traceback (eval.mc_samples=0 only after a whole
+    training run, in the final evaluation, and again on every resume since the value is saved with the run)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {mode: unpaired}\ntrain: {epochs: 2}\n")
+    with pytest.raises(ConfigError, match=match):
+        load_config(cfg, [override])
+
+
+def test_config_adversarial_budget_is_read_before_anything_runs(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {mode: unpaired}\n")
+    with pytest.raises(ConfigError, match="train.adv.eps: cannot read 'abc' as an epsilon"):
+        load_config(cfg, ["train.adv.method=pgd", "train.adv.eps=abc"])
+    ok = load_config(cfg, ["train.adv.method=fgsm-rs", "train.adv.eps=4/255", "train.epochs=3.0"])
+    assert ok["train"]["epochs"] == 3 and isinstance(ok["train"]["epochs"], int)
+    assert load_config(cfg, ["train.adv.eps=abc"])["train"]["adv"]["method"] is None  # unused while off
+
+
+def test_run_directory_of_a_run_that_never_finished_an_epoch_is_reused(tmp_path):
+    """A run killed in its first epoch leaves config, manifest and an empty checkpoints/ folder: nothing to resume
+    and nothing worth keeping, so the same command starts it again there; after an epoch it is protected."""
+    from mailnet.engine import rundir
+
+    run = tmp_path / "run"
+    rundir.prepare(run)
+    (run / "config.yaml").write_text("x")
+    (run / "manifest.json").write_text("{}")
+    assert rundir.never_trained(run)
+    rundir.prepare(run)  # no error
+    rundir.last_path(run).write_bytes(b"weights")
+    with pytest.raises(MailnetError, match="resume it with `mailnet train --resume RUN_DIR`"):
+        rundir.prepare(run)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(MailnetError, match="not empty"):
+        rundir.prepare(other)
+
+
+def test_checkpoint_with_foreign_metadata_or_wrong_shapes_fails_in_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    from mailnet.engine.runs import load_model
+    from mailnet.models import create_model
+
+    def write(name, tensors, meta):
+        path = tmp_path / name
+        save_file(tensors, str(path), metadata={"mailnet": json.dumps(meta)})
+        return path
+
+    with pytest.raises(MailnetError, match="metadata is not a JSON object"):
+        load_checkpoint(write("list.safetensors", {"w": torch.zeros(1)}, [1, 2]))
+    with pytest.raises(MailnetError, match="no model description"):
+        load_model(write("nokw.safetensors", {"w": torch.zeros(1)}, {"model": {"name": "resnet18_single"}}))
+    spec = {"name": "resnet18_late_fusion", "kwargs": {"in_chans": [1, 1], "num_classes": [2, 2], "img_size": 28}}
+    with pytest.raises(MailnetError, match="cannot rebuild model"):
+        load_model(write("kw.safetensors", {"w": torch.zeros(1)},
+                         {"model": {**spec, "kwargs": {**spec["kwargs"], "colour": 3}}}))
+    weights = {f"model.{k}": v.clone() for k, v in create_model(spec["name"], **spec["kwargs"]).state_dict().items()}
+    key = next(k for k, v in weights.items() if v.dim() == 4)
+    weights[key] = torch.zeros(3, 3, 3, 3)
+    with pytest.raises(MailnetError, match=r"shape.safetensors: weights do not fit model 'resnet18_late_fusion' \("):
+        load_model(write("shape.safetensors", weights, {"model": spec}))
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from mailnet.utils import write_json
+
+    write_json(tmp_path / "m.json", {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~mask

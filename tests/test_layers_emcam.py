@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -96,3 +97,45 @@ def test_emcam_rejects_wrong_inputs():
         e(_inputs(1))
     with pytest.raises(ValueError, match="input 1"):
         e([torch.randn(2, 16, 6, 6), torch.randn(2, 8, 6, 6)])
+
+
+def test_emcam_map_matches_the_spec_computed_by_hand():
+    """A written out from spec sec. 2.3 in numpy (scipy's orthonormal DCT-II along channels), with every learnable
+    scalar and vector moved off its initial 1 so that a swapped term or pooling would show."""
+    from scipy.fft import dct
+
+    torch.manual_seed(0)
+    c, m = 16, 2
+    e = EMCAM(c, m).double().eval()
+    with torch.no_grad():
+        e.freq_weights.copy_(torch.tensor([0.7, -0.4, 1.3]))
+        e.gamma.fill_(0.8)
+        e.lambdas.copy_(torch.rand(m, c) + 0.5)
+    xs = [x.double() for x in _inputs(m, c=c)]
+    with torch.no_grad():
+        got = e.attention_map(xs).numpy()
+        mop = [e.mop(x).numpy() for x in xs]  # Mop is its own layer; the formulas around it are what is checked
+    w, b = e.freq_fc.weight.detach().numpy(), e.freq_fc.bias.detach().numpy()
+
+    def mop_of(v):
+        with torch.no_grad():
+            return e.mop(torch.from_numpy(v)).numpy()
+
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    f = lambda v: sig(v @ w.T + b)[:, :, None, None]  # noqa: E731  shared Linear(C, C) + sigmoid
+    m1, m2, m3 = 0.7, -0.4, 1.3
+    total = 0
+    for x in xs:
+        d = dct(x.numpy(), type=2, norm="ortho", axis=1)
+        h1, l1, l2 = f(d.max(axis=(2, 3))), f(d.mean(axis=(2, 3))), f(d.min(axis=(2, 3)))
+        high = h1 + (h1 - l1) + (d - l2)
+        low = l1 + l2
+        total = total + m1 * high + m2 * low + m3 * (high - low)
+    a_f = sig(total)
+    s = [p.max(axis=(2, 3), keepdims=True) + p.mean(axis=(2, 3), keepdims=True) for p in mop]
+    s1 = s[0] + 2 * mop_of(s[0]) + s[1]
+    s2 = s[1] + 2 * mop_of(s[1]) + s1
+    lam = e.lambdas.detach().numpy()[:, None, :, None, None]
+    a_s = sig(lam[0] * s1 + lam[1] * s2)
+    want = sig(0.8 * a_f + lam[0] * a_s)
+    assert np.abs(got - want).max() < 1e-6  # the DCT matrix is built in float32; a wrong term is ~1e-2

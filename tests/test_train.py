@@ -121,7 +121,7 @@ def test_train_writes_a_complete_run_directory(tmp_path, data_root, capsys):
     assert load_config_of(run)["train"]["noise_warmup"] == 0
     saved["train"]["epochs"] = 0
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
-    with pytest.raises(ConfigError, match=r"config.yaml: train.epochs: must be a positive integer"):
+    with pytest.raises(ConfigError, match=r"config.yaml: train.epochs: must be an integer >= 1"):
         load_config_of(run)
 
 

@@ -142,23 +142,102 @@ def validate(cfg: dict[str, Any]) -> None:
         value = cfg[section][name]
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
-    t = cfg["train"]
-    for key in ("epochs", "batch_size"):
-        if not isinstance(t[key], int) or t[key] < 1:
-            raise ConfigError(f"train.{key}: must be a positive integer, got {t[key]!r}")
-    if not isinstance(t["lr"], (int, float)) or t["lr"] <= 0:
-        raise ConfigError(f"train.lr: must be a positive number, got {t['lr']!r}")
-    limit = t["time_limit"]
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0):
-        raise ConfigError(f"train.time_limit: must be a positive number of seconds (or null), got {limit!r}")
-    w = t["noise_warmup"]
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= t["epochs"]:
-        raise ConfigError(f"train.noise_warmup: must be a number of epochs between 0 and train.epochs "
-                          f"({t['epochs']}), got {w!r}")
+    _check_values(cfg)
     if not isinstance(cfg["data"], dict) or not cfg["data"]:
         raise ConfigError("data: the config needs a data section (see configs/pneumonia_breast.yaml)")
     if not isinstance(cfg["model"].get("name"), str):
-        raise ConfigError("model.name: must be a registered model name (see `mailnet profile --list`)")
+        raise ConfigError("model.name: must be a registered model name (see mailnet.list_models())")
+
+
+# Numeric keys: (integer?, lowest allowed value, lowest value excluded?, null allowed?). Checked here, before a run
+# directory is written, so a typo fails at once instead of after an epoch (or in the final evaluation).
+NUMBERS: dict[str, tuple[bool, float, bool, bool]] = {
+    "seed": (True, 0, False, False),
+    "train.epochs": (True, 1, False, False),
+    "train.batch_size": (True, 1, False, False),
+    "train.lr": (False, 0, True, False),
+    "train.weight_decay": (False, 0, False, False),
+    "train.momentum": (False, 0, False, False),
+    "train.gamma": (False, 0, True, False),
+    "train.plateau_patience": (True, 0, False, False),
+    "train.early_stopping": (True, 1, False, True),
+    "train.num_workers": (True, 0, False, False),
+    "train.max_steps_per_epoch": (True, 1, False, True),
+    "train.grad_clip": (False, 0, True, True),
+    "train.adv.steps": (True, 1, False, False),
+    "eval.batch_size": (True, 1, False, False),
+    "eval.mc_samples": (True, 1, False, False),
+    "eval.val_mc_samples": (True, 1, False, False),
+    "eval.partner_draws": (True, 0, False, False),
+    "eval.partner_bank": (True, 0, False, False),
+}
+
+
+def _lookup(cfg: dict[str, Any], path: str) -> Any:
+    node: Any = cfg
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+
+def _check_values(cfg: dict[str, Any]) -> None:
+    """Type and range of every scalar the library reads (bools are not numbers here, although Python says so)."""
+    for path, (integer, low, low_open, nullable) in NUMBERS.items():
+        v = _lookup(cfg, path)
+        if v is None and nullable:
+            continue
+        kind = "an integer" if integer else "a number"
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        ok = _is_number(v) and (not integer or float(v).is_integer()) and (v > low if low_open else v >= low)
+        if not ok:
+            raise ConfigError(f"{path}: must be {kind} {bound}{' (or null)' if nullable else ''}, got {v!r}")
+        if integer:
+            _assign(cfg, path, int(v))
+    t = cfg["train"]
+    limit = t["time_limit"]
+    if limit is not None and not (_is_number(limit) and limit > 0):
+        raise ConfigError(f"train.time_limit: must be a positive number of seconds (or null), got {limit!r}")
+    w = t["noise_warmup"]
+    if not (_is_number(w) and 0 <= w <= t["epochs"]):
+        raise ConfigError(f"train.noise_warmup: must be a number of epochs between 0 and train.epochs "
+                          f"({t['epochs']}), got {w!r}")
+    ms = t["milestones"]
+    if not isinstance(ms, list) or not all(_is_number(m) and 0 < m <= 1 for m in ms):
+        raise ConfigError(f"train.milestones: must be a list of fractions of the epochs in (0, 1], got {ms!r}")
+    lw = t["loss_weights"]
+    if lw is not None and (not isinstance(lw, list) or not lw or not all(_is_number(w) and w >= 0 for w in lw)):
+        raise ConfigError(f"train.loss_weights: must be a list of non-negative numbers, one per task (or null), "
+                          f"got {lw!r}")
+    adv = t["adv"]
+    if adv["method"] is not None:
+        from mailnet.attacks.adv_train import METHODS
+        from mailnet.attacks.eps import parse_eps
+
+        if adv["method"] not in METHODS:
+            raise ConfigError(f"train.adv.method: {adv['method']!r} is not one of {', '.join(METHODS)} (or null)")
+        parse_eps(adv["eps"], where="train.adv.eps")
+        if adv["alpha"] is not None:
+            parse_eps(adv["alpha"], where="train.adv.alpha")
+    if cfg["name"] is not None and not isinstance(cfg["name"], str):
+        raise ConfigError(f"name: must be a string (or null), got {cfg['name']!r}")
+    out = cfg["output"]["dir"]
+    if not isinstance(out, str) or not out.strip():
+        raise ConfigError(f"output.dir: must be a folder path, got {out!r}")
+    kwargs = cfg["model"].get("kwargs")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise ConfigError(f"model.kwargs: must be a mapping of keyword arguments, got {kwargs!r}")
+
+
+def _assign(cfg: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    node = cfg
+    for part in parents:
+        node = node[part]
+    node[last] = value
 
 
 def _check_keys(cfg: dict[str, Any], ref: dict[str, Any], prefix: str) -> None:

@@ -13,6 +13,15 @@ import numpy as np
 import torch
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it; put it straight back (once, at import)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Write through a temporary file in the same folder, then rename: readers never see half a file."""
     path = Path(path)
@@ -21,6 +30,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it owner-only; results are for whoever may read the folder
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -60,7 +70,8 @@ def _json_default(o: Any) -> Any:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch; deterministic algorithms are asked for where torch offers them."""
+    """Seed python, numpy and torch. Deterministic algorithms are not forced: a CPU run is repeatable as it is
+    (tests check a resumed run against an uninterrupted one), and on CUDA forcing them would slow training."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)

@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from mailnet.attacks.sanity import failures, run_sanity
     from mailnet.attacks.subset import select_subset, stack_batches, subset_ids
     from mailnet.attacks.suite import ATTACKS, THREATS, SuiteSettings, run_suite
+    from mailnet.commands import require_at_least
     from mailnet.engine.randomness import reseed
     from mailnet.engine.runs import load_run
     from mailnet.engine.trainer import resolve_device
@@ -81,13 +82,15 @@ def run(args: argparse.Namespace) -> int:
             ratio = [float(v) for v in args.eps_ratio.split(",")]
         except ValueError:
             raise ConfigError(f"--eps-ratio: cannot read {args.eps_ratio!r} as numbers") from None
-    for name, value in (("--steps", args.steps), ("--restarts", args.restarts), ("--eot", args.eot),
-                        ("--aa-steps", args.aa_steps), ("--eval-draws", args.eval_draws),
-                        ("--batch-size", args.batch_size)):
-        if value < 1:
-            raise ConfigError(f"{name} must be >= 1, got {value}")
-    if args.subset < 0:
-        raise ConfigError(f"--subset must be >= 0, got {args.subset}")
+        if any(not 0 <= r <= 1 / max(eps_list) for r in ratio):
+            raise ConfigError(f"--eps-ratio: multipliers must lie in [0, {1 / max(eps_list):g}] (so that every "
+                              f"budget stays within [0, 1] pixels), got {args.eps_ratio!r}")
+    require_at_least(1, ("--steps", args.steps), ("--restarts", args.restarts), ("--eot", args.eot),
+                     ("--aa-steps", args.aa_steps), ("--eval-draws", args.eval_draws),
+                     ("--batch-size", args.batch_size))
+    require_at_least(0, ("--subset", args.subset))
+    if not args.alpha_ratio > 0:
+        raise ConfigError(f"--alpha-ratio must be > 0, got {args.alpha_ratio:g}")
 
     device = resolve_device(args.device)
     run_dir = Path(args.run_dir)

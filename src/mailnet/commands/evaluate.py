@@ -28,8 +28,11 @@ def run(args: argparse.Namespace) -> int:
     from mailnet.engine.runs import load_model
     from mailnet.engine.trainer import resolve_device
     from mailnet.paths import resolve_data_root
+    from mailnet.commands import require_at_least
     from mailnet.utils import write_json
 
+    require_at_least(1, ("--mc-samples", args.mc_samples), ("--batch-size", args.batch_size))
+    require_at_least(0, ("--partner-draws", args.partner_draws))
     device = resolve_device(args.device)
     target = Path(args.target)
     ckpt = rundir.checkpoint_from(target, args.which)
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
                       manifest=manifest)
     ecfg = cfg["eval"]
     result = evaluate(model, data, args.split, device, batch_size=args.batch_size,
-                      mc_samples=args.mc_samples or ecfg["mc_samples"],
+                      mc_samples=args.mc_samples if args.mc_samples is not None else ecfg["mc_samples"],
                       partner_draws=args.partner_draws if args.partner_draws is not None else ecfg["partner_draws"],
                       seed=int(cfg["seed"]), loss_weights=cfg["train"]["loss_weights"])
     result.pop("_predictions")

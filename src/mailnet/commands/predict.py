@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="batch mode: output CSV (default: print)")
     p.add_argument("--partners", type=int, default=8, help="partner images averaged for a missing modality")
     p.add_argument("--draws", type=int, default=8, help="draws averaged for models random at inference")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu (default) | cuda | auto")
     p.set_defaults(func=run)
 
 
@@ -25,9 +25,12 @@ def run(args: argparse.Namespace) -> int:
     from mailnet.engine.predict import IMAGE_SUFFIXES, Predictor
     from mailnet.engine.rundir import checkpoint_from
     from mailnet.errors import MailnetError
+    from mailnet.commands import require_at_least
+    from mailnet.engine.trainer import resolve_device
     from mailnet.utils import write_text
 
-    pred = Predictor.from_checkpoint(checkpoint_from(args.checkpoint), device=args.device)
+    require_at_least(1, ("--partners", args.partners), ("--draws", args.draws))
+    pred = Predictor.from_checkpoint(checkpoint_from(args.checkpoint), device=resolve_device(args.device))
     subjects: list[tuple[str, dict[int, Path]]] = []
     if args.image:
         given = {}

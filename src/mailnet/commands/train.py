@@ -32,6 +32,12 @@ def run(args: argparse.Namespace) -> int:
 
     progress = not args.quiet
     if args.resume:
+        extra = [name for name, given in (("--config", args.config), ("KEY=VALUE overrides", args.overrides),
+                                          ("--run-dir", args.run_dir), ("--seeds", args.seeds),
+                                          ("--adv-train", args.adv_train), ("--adv-eps", args.adv_eps),
+                                          ("--adv-steps", args.adv_steps)) if given]
+        if extra:  # a resumed run must continue exactly as it started: its saved config is the only config
+            raise ConfigError(f"--resume continues a run with the config saved in it; drop {', '.join(extra)}")
         run_dir = Path(args.resume)
         cfg = load_config_of(run_dir)
         if rundir.is_finished(run_dir):
@@ -51,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.adv_steps:
         overrides.append(f"train.adv.steps={args.adv_steps}")
     cfg = load_config(args.config, overrides)
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [int(cfg["seed"])]
+    seeds = parse_seeds(args.seeds) if args.seeds else [int(cfg["seed"])]
     base = Path(args.run_dir) if args.run_dir else Path(cfg["output"]["dir"]) / cfg["name"] / cfg["model"]["name"]
     results = []
     for seed in seeds:
@@ -67,3 +73,16 @@ def run(args: argparse.Namespace) -> int:
         write_json(base / "seeds_summary.json", {"seeds": seeds, "summary": summary})
         print(seeds_table(summary, seeds))
     return 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``'0,1,2'`` -> [0, 1, 2]; one line naming the option for anything else."""
+    from mailnet.errors import ConfigError
+
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds: expected comma-separated integers such as 0,1,2, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds: expected distinct non-negative integers such as 0,1,2, got {text!r}")
+    return seeds

@@ -47,6 +47,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         meta = json.loads(raw)
     except json.JSONDecodeError:
         raise MailnetError(f"{path}: the checkpoint's metadata is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise MailnetError(f"{path}: the checkpoint's metadata is not a JSON object (not a mailnet checkpoint)")
     return tensors, meta
 
 

@@ -14,6 +14,7 @@ from mailnet.data.types import TaskSpec
 from mailnet.engine.distributed import DistInfo, all_gather_objects
 from mailnet.engine.metrics import predicted_class, task_metrics
 from mailnet.engine.randomness import is_stochastic, reseed
+from mailnet.errors import MailnetError
 
 
 @dataclass
@@ -109,6 +110,8 @@ def evaluate(model: nn.Module, data: Any, split: str, device: torch.device, *, b
     per-draw metrics. Unpaired data with several modalities: ``partner_sensitivity`` per task, the share of
     samples whose predicted class changes when their (unrelated) partner images are re-drawn.
     """
+    if mc_samples < 1 or batch_size < 1:
+        raise MailnetError(f"evaluate: mc_samples ({mc_samples}) and batch_size ({batch_size}) must be >= 1")
     tasks = data.tasks
     info = dist_info or DistInfo()
 

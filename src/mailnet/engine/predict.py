@@ -77,6 +77,8 @@ class Predictor:
     @torch.no_grad()
     def predict(self, images: dict[int, torch.Tensor], k: int = 8, draws: int = 8, seed: int = 0) -> dict[str, Any]:
         """Probabilities per task for one subject (paired) or one image per given modality (unpaired)."""
+        if k < 1 or draws < 1:
+            raise MailnetError(f"predict: partners (k={k}) and draws ({draws}) must be >= 1")
         missing = [m for m in range(len(self.modalities)) if m not in images]
         if missing and (self.paired or not self.bank):
             names = ", ".join(self.modalities[m].name for m in missing)

@@ -54,9 +54,22 @@ def mark_finished(run: Path) -> None:
     write_text(run / "FINISHED", "")
 
 
+# What a run directory holds before its first epoch has finished: nothing worth keeping.
+NOT_STARTED = {"config.yaml", "manifest.json", "checkpoints"}
+
+
+def never_trained(run: Path) -> bool:
+    """True when ``run`` holds at most what is written before the first epoch ends (a run killed in epoch 1):
+    starting afresh there loses nothing, and there is no checkpoint to resume from."""
+    names = {p.name for p in run.iterdir()}
+    ck = run / "checkpoints"
+    return names <= NOT_STARTED and not (ck.is_dir() and any(ck.iterdir()))
+
+
 def prepare(run: Path) -> None:
-    """Refuse to write over a run: a finished one is kept, an unfinished one is resumed with --resume."""
-    if run.exists() and any(run.iterdir()):
+    """Refuse to write over a run: a finished one is kept, an unfinished one is resumed with --resume; one that
+    never finished an epoch is started afresh."""
+    if run.exists() and any(run.iterdir()) and not never_trained(run):
         hint = "it has finished" if is_finished(run) else "resume it with `mailnet train --resume RUN_DIR`"
         raise MailnetError(f"{run}: run directory is not empty ({hint}); choose another --run-dir or delete it")
     (run / "checkpoints").mkdir(parents=True, exist_ok=True)

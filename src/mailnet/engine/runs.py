@@ -22,11 +22,18 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tu
     """Rebuild the model a checkpoint describes and load its weights; returns (model, meta, all tensors)."""
     tensors, meta = load_checkpoint(checkpoint, device=device)
     spec = meta.get("model")
-    if not spec:
-        raise MailnetError(f"{checkpoint}: checkpoint metadata has no model description")
-    model = create_model(spec["name"], **spec["kwargs"]).to(device)
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("kwargs"), dict):
+        raise MailnetError(f"{checkpoint}: checkpoint metadata has no model description (model.name, model.kwargs)")
+    try:
+        model = create_model(spec["name"], **spec["kwargs"]).to(device)
+    except (TypeError, MailnetError) as e:  # an unknown model, or keyword arguments it does not take
+        raise MailnetError(f"{checkpoint}: cannot rebuild model {spec['name']!r} from its metadata ({e})") from None
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as e:  # a tensor of the wrong shape
+        first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e).splitlines()[0])
+        raise MailnetError(f"{checkpoint}: weights do not fit model {spec['name']!r} ({first})") from None
     if missing or unexpected:
         raise MailnetError(f"{checkpoint}: weights do not fit model {spec['name']!r} "
                            f"(missing {len(missing)}, unexpected {len(unexpected)}: {(missing + unexpected)[:3]})")

@@ -87,6 +87,7 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     weights = tcfg["loss_weights"] or [1.0] * len(data.tasks)
     if len(weights) != len(data.tasks):
         raise MailnetError(f"train.loss_weights: {len(weights)} weights for {len(data.tasks)} tasks")
+    adv = _adversary(tcfg["adv"])  # before anything is written: a bad --adv-* value leaves no run directory
 
     state = {"epoch": 0, "history": [], "best_score": None, "best_epoch": None, "bad_epochs": 0}
     if resume:
@@ -101,7 +102,6 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     if info.enabled:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     amp = dev.type == "cuda" and tcfg["amp"] == "auto"
-    adv = _adversary(tcfg["adv"])
     epochs = tcfg["epochs"]
     stochastic: bool | None = None
     started, stop_reason = time.perf_counter(), "epochs"
@@ -283,7 +283,8 @@ def _save_last(run_dir, model, opt, sched, spec, cfg, state) -> None:
 def _restore(run_dir: Path, model, opt, sched, dev) -> dict[str, Any]:
     path = rundir.last_path(run_dir)
     if not path.is_file():
-        raise MailnetError(f"{run_dir}: nothing to resume (no {path.relative_to(run_dir)}); start the run afresh")
+        raise MailnetError(f"{run_dir}: nothing to resume (no {path.relative_to(run_dir)}: no epoch finished); "
+                           "start it afresh with the same command and --run-dir (this directory is reused)")
     tensors, meta = load_checkpoint(path, device=dev)
     model.load_state_dict(_prefixed(tensors, "model."))
     opt.load_state_dict(join_state(meta["optimizer"], tensors))

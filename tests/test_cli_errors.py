@@ -1,0 +1,35 @@
+"""Bad command-line options fail at once, in one line that names the option, before any data or model is loaded
+(so also without a run directory, a checkpoint or the datasets)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailnet.cli import main
+
+CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "pneumonia_breast.yaml")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--resume", "R", "train.epochs=20"], "--resume continues a run with the config saved in it; "
+                                                    "drop KEY=VALUE overrides"),
+    (["train", "--resume", "R", "--config", CONFIG, "--seeds", "1"], "drop --config, --seeds"),
+    (["train", "--config", CONFIG, "--seeds", "a,b"], "--seeds: expected comma-separated integers"),
+    (["train", "--config", CONFIG, "--seeds", "1,1"], "--seeds: expected distinct non-negative integers"),
+    (["train", "--config", CONFIG, "--adv-train", "pgd", "--adv-eps", "abc"], "train.adv.eps: cannot read 'abc'"),
+    (["predict", "R", "--draws", "0"], "--draws must be >= 1, got 0"),
+    (["predict", "R", "--partners", "-5"], "--partners must be >= 1, got -5"),
+    (["evaluate", "R", "--mc-samples", "0"], "--mc-samples must be >= 1, got 0"),
+    (["evaluate", "R", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["attack", "R", "--alpha-ratio", "-3"], "--alpha-ratio must be > 0, got -3"),
+    (["attack", "R", "--eps", "4", "--eps-ratio", "1,-1"], "--eps-ratio: multipliers must lie in [0, 63.75]"),
+    (["attack", "R", "--eot", "0"], "--eot must be >= 1, got 0"),
+])
+def test_bad_options_fail_in_one_line_naming_the_option(tmp_path, capsys, argv, needle):
+    argv = [str(tmp_path / "missing") if a == "R" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mailnet: error:") and len(err.splitlines()) == 1, err
+    assert needle in err, err
+    assert not (tmp_path / "missing").exists()  # nothing was created on the way to the error

@@ -33,3 +33,17 @@ def test_bad_options_fail_in_one_line_naming_the_option(tmp_path, capsys, argv, 
     assert err.startswith("mailnet: error:") and len(err.splitlines()) == 1, err
     assert needle in err, err
     assert not (tmp_path / "missing").exists()  # nothing was created on the way to the error
+
+
+def test_overrides_may_follow_options_and_unknown_options_still_fail(capsys):
+    from mailnet.cli import build_parser
+
+    args, extra = build_parser().parse_known_args(["train", "--config", CONFIG, "train.epochs=1", "--quiet",
+                                                   "train.lr=0.1"])
+    assert args.overrides == ["train.epochs=1"] and extra == ["train.lr=0.1"]  # what main() now folds back in
+    with pytest.raises(SystemExit):
+        main(["train", "--config", CONFIG, "--epochs", "3"])
+    assert "unrecognized arguments: --epochs" in capsys.readouterr().err
+    # folded in: the bad value of the late override is what the error names, not argparse
+    assert main(["train", "--config", CONFIG, "train.epochs=1", "--quiet", "train.lr=-1"]) == 2
+    assert "train.lr: must be a number > 0, got -1" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from mailnet.attacks.eot import attack_mode, eot_gradients, expected_correctness
 from mailnet.attacks.eps import per_modality
-from mailnet.attacks.losses import objective
+from mailnet.attacks.losses import correctness, objective
 from mailnet.errors import ConfigError
 
 Tensors = Sequence[torch.Tensor]
@@ -45,18 +45,45 @@ def _check(images: Tensors, labels: Tensors, masks: Tensors | None) -> None:
             raise ConfigError(f"modality {m}: attack inputs must be pixels in [0, 1] (normalise inside the model)")
 
 
+def _counted(corr: torch.Tensor, masks: Tensors | None, task: int | None) -> torch.Tensor:
+    """(T, B) correctness -> per row, how many of its counted heads (only ``task``'s, when given) are right;
+    lower is better for the attacker."""
+    weight = torch.ones_like(corr) if masks is None else torch.stack([m.to(corr.dtype) for m in masks])
+    if task is not None:
+        keep = torch.zeros_like(weight)
+        keep[task] = 1
+        weight = weight * keep
+    return (corr * weight).sum(dim=0)
+
+
 def _one_run(model: nn.Module, clean: list[torch.Tensor], labels: Tensors, masks: Tensors | None, eps: list[float],
              alphas: list[float], steps: int, random_start: bool, loss: str, eot: int, momentum: float | None,
-             task: int | None, gen: torch.Generator) -> list[torch.Tensor]:
+             task: int | None, gen: torch.Generator, keep_best: bool = False) -> list[torch.Tensor]:
     perturbed = [e > 0 for e in eps]
     adv = [_random_start(x, e, gen) if (p and random_start) else x.clone() for x, e, p in zip(clean, eps, perturbed)]
     velocity = [torch.zeros_like(x) if p else None for x, p in zip(clean, perturbed)]
+    seen: list[torch.Tensor] = []  # keep_best: the counted-correct score of the iterate just evaluated
 
     def obj(logits: list[torch.Tensor]) -> torch.Tensor:
+        if keep_best:
+            seen.append(_counted(correctness(logits, labels), masks, task))
         return objective(logits, labels, masks, loss=loss, task=task)
+
+    # keep_best (deterministic models only, where one forward pass is the verdict): each row keeps the first
+    # iterate that scored lowest, so a row fooled at some step and un-fooled by a later overshoot stays fooled.
+    best = [a.clone() for a in adv] if keep_best else None
+    best_score = torch.full((clean[0].shape[0],), float("inf"), device=clean[0].device) if keep_best else None
+
+    def keep(score: torch.Tensor) -> None:
+        better = score < best_score
+        for m in range(len(adv)):
+            best[m][better] = adv[m][better].detach()
+        best_score[better] = score[better]
 
     for _ in range(steps):
         grads, _ = eot_gradients(model, adv, perturbed, obj, draws=eot)
+        if keep_best:
+            keep(seen.pop())
         for m, g in enumerate(grads):
             if g is None:
                 continue
@@ -65,6 +92,10 @@ def _one_run(model: nn.Module, clean: list[torch.Tensor], labels: Tensors, masks
                 velocity[m] = momentum * velocity[m] + g / l1
                 g = velocity[m]
             adv[m] = project(adv[m] + alphas[m] * g.sign(), clean[m], eps[m])
+    if keep_best:
+        with torch.no_grad():
+            keep(_counted(correctness(model(list(adv)), labels), masks, task))
+        return best
     return [a.detach() for a in adv]
 
 
@@ -72,7 +103,7 @@ def pgd(model: nn.Module, images: Tensors, labels: Tensors, masks: Tensors | Non
         eps: float | Sequence[float] = 8 / 255, *, steps: int = 10, alpha: float | Sequence[float] | None = None,
         random_start: bool = True, restarts: int = 1, loss: str = "ce", eot: int = 1,
         momentum: float | None = None, task: int | None = None, seed: int = 0, score_draws: int = 1,
-        train_mode: bool = False) -> list[torch.Tensor]:
+        train_mode: bool = False, keep_best: bool = False) -> list[torch.Tensor]:
     """Projected gradient ascent on the summed (masked) per-head loss; returns one adversarial tensor per modality.
 
     ``eps``/``alpha``: one value or one per modality (eps 0 = modality left clean); ``alpha`` defaults to
@@ -82,6 +113,7 @@ def pgd(model: nn.Module, images: Tensors, labels: Tensors, masks: Tensors | Non
     head (None: all heads summed). ``momentum``: MIM's decay (None: plain sign steps). ``seed``: random starts
     only (the model's own randomness is the model's business). The model runs in eval mode (``train_mode``: in
     train mode, for adversarial training) with its randomness as deployed; its mode is restored afterwards.
+    ``keep_best`` (deterministic models): return each row's most successful iterate, not the last one.
     """
     _check(images, labels, masks)
     if steps < 1 or restarts < 1 or eot < 1:
@@ -90,8 +122,10 @@ def pgd(model: nn.Module, images: Tensors, labels: Tensors, masks: Tensors | Non
     eps_m = per_modality(eps, len(clean))
     alphas = _alphas(alpha, eps_m, steps, 2.5)
     gen = torch.Generator(device=clean[0].device if clean[0].is_cuda else "cpu").manual_seed(int(seed))
+    keep_best = keep_best and eot == 1  # with EOT one forward pass is one draw, not a verdict
     with attack_mode(model, train=train_mode):
-        best = _one_run(model, clean, labels, masks, eps_m, alphas, steps, random_start, loss, eot, momentum, task, gen)
+        best = _one_run(model, clean, labels, masks, eps_m, alphas, steps, random_start, loss, eot, momentum, task, gen,
+                        keep_best)
         if restarts == 1:
             return best
         best_score, best_loss = _score(model, best, labels, masks, loss, task, score_draws)
@@ -101,7 +135,7 @@ def pgd(model: nn.Module, images: Tensors, labels: Tensors, masks: Tensors | Non
                 break
             sub = lambda ts: [t[rows] for t in ts]  # noqa: E731
             cand = _one_run(model, sub(clean), sub(labels), None if masks is None else sub(masks), eps_m, alphas,
-                            steps, random_start, loss, eot, momentum, task, gen)
+                            steps, random_start, loss, eot, momentum, task, gen, keep_best)
             score, cur_loss = _score(model, cand, sub(labels), None if masks is None else sub(masks), loss, task,
                                      score_draws)
             better = (score < best_score[rows]) | ((score == best_score[rows]) & (cur_loss > best_loss[rows]))
@@ -116,13 +150,8 @@ def pgd(model: nn.Module, images: Tensors, labels: Tensors, masks: Tensors | Non
 def _score(model: nn.Module, adv: Tensors, labels: Tensors, masks: Tensors | None, loss: str, task: int | None,
            draws: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row: how many of its counted heads are still right (lower is better for the attacker), and the loss."""
-    corr = expected_correctness(model, adv, labels, draws)
-    weight = torch.ones_like(corr) if masks is None else torch.stack([m.to(corr.dtype) for m in masks])
-    if task is not None:
-        keep = torch.zeros_like(weight)
-        keep[task] = 1
-        weight = weight * keep
-    return (corr * weight).sum(dim=0), objective(model(list(adv)), labels, masks, loss=loss, task=task)
+    corr = _counted(expected_correctness(model, adv, labels, draws), masks, task)
+    return corr, objective(model(list(adv)), labels, masks, loss=loss, task=task)
 
 
 def fgsm(model: nn.Module, images: Tensors, labels: Tensors, masks: Tensors | None = None,
@@ -141,17 +170,18 @@ def fgsm(model: nn.Module, images: Tensors, labels: Tensors, masks: Tensors | No
 
 def bim(model: nn.Module, images: Tensors, labels: Tensors, masks: Tensors | None = None,
         eps: float | Sequence[float] = 8 / 255, *, steps: int = 10, alpha: float | Sequence[float] | None = None,
-        loss: str = "ce", eot: int = 1, task: int | None = None) -> list[torch.Tensor]:
+        loss: str = "ce", eot: int = 1, task: int | None = None, keep_best: bool = False) -> list[torch.Tensor]:
     """Basic iterative method (Kurakin et al.): PGD from the clean image, steps of eps / steps by default."""
     eps_m = per_modality(eps, len(images))
     return pgd(model, images, labels, masks, eps_m, steps=steps, alpha=_alphas(alpha, eps_m, steps, 1.0),
-               random_start=False, loss=loss, eot=eot, task=task)
+               random_start=False, loss=loss, eot=eot, task=task, keep_best=keep_best)
 
 
 def mim(model: nn.Module, images: Tensors, labels: Tensors, masks: Tensors | None = None,
         eps: float | Sequence[float] = 8 / 255, *, steps: int = 10, alpha: float | Sequence[float] | None = None,
-        decay: float = 1.0, loss: str = "ce", eot: int = 1, task: int | None = None) -> list[torch.Tensor]:
+        decay: float = 1.0, loss: str = "ce", eot: int = 1, task: int | None = None,
+        keep_best: bool = False) -> list[torch.Tensor]:
     """Momentum iterative method (Dong et al. 2018): BIM with an accumulated, L1-normalised gradient."""
     eps_m = per_modality(eps, len(images))
     return pgd(model, images, labels, masks, eps_m, steps=steps, alpha=_alphas(alpha, eps_m, steps, 1.0),
-               random_start=False, momentum=decay, loss=loss, eot=eot, task=task)
+               random_start=False, momentum=decay, loss=loss, eot=eot, task=task, keep_best=keep_best)

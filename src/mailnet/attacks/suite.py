@@ -24,6 +24,8 @@ from mailnet.attacks.transfer import FrozenDraw
 from mailnet.errors import ConfigError
 
 ATTACKS = ("pgd", "autoattack", "reference", "fgsm", "bim", "mim", "transfer")
+GRADIENT_ATTACKS = ("pgd", "transfer", "fgsm", "bim", "mim")  # the ones settings.objective applies to
+OBJECTIVES = ("per-task", "summed")
 THREATS = ("joint", "each")
 LARGE_EPS = 64 / 255  # sanity probe: any model should be near 0 here
 # The large-budget probe takes 20 steps of 4/255 (alpha = 1.25 * eps / steps). Measured on a trained MAIL: 10 steps
@@ -40,6 +42,9 @@ class SuiteSettings:
     restarts: int = 2
     eot: int = 20  # draws per step for random models (deterministic models always get 1)
     loss: str = "ce"
+    # per-task: every head attacked on its own rows with its own loss, so a head already fooled cannot drown the
+    # others' gradients in a summed loss; summed: one attack on the loss summed over heads (the reference's way)
+    objective: str = "per-task"
     alpha_ratio: float = 2.5  # PGD step = alpha_ratio * eps / steps
     aa_version: str = "rand"  # APGD-CE + APGD-DLR (with EOT for random models); 'standard' is very slow on CPU
     aa_steps: int = 100
@@ -107,38 +112,73 @@ def attack_info(name: str, settings: SuiteSettings, eot: int, steps: int | None 
     raise ConfigError(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
 
 
-def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], settings: SuiteSettings, eot: int,
-               steps: int | None = None, restarts: int | None = None, alpha_ratio: float | None = None,
-               source: nn.Module | None = None) -> tuple[list[list[torch.Tensor]], dict]:
-    """One attack on one chunk: adversarial images per task (shared by all tasks except AutoAttack, which attacks
-    one head at a time and gives None, i.e. a NaN accuracy, for multi-label heads) and the attack's settings.
-    ``source``: the transfer attack's model (default: the target with one draw of its randomness frozen)."""
-    info = attack_info(name, settings, eot, steps, restarts, alpha_ratio)
+def _recorded(name: str, info: dict, settings: SuiteSettings, random_model: bool) -> dict:
+    """``attack_info`` plus how the gradient attacks were scored: objective, and best iterate or last."""
+    if name in GRADIENT_ATTACKS:
+        return {**info, "objective": settings.objective,
+                "iterate": "last" if random_model and name != "transfer" else "best"}
+    return info
+
+
+def _gradient_attack(name: str, model: nn.Module, x: list, y: list, m: list | None, eps: list[float],
+                     settings: SuiteSettings, info: dict, eot: int, task: int | None, keep_best: bool,
+                     source: nn.Module | None) -> list[torch.Tensor]:
     steps, restarts = info["steps"], info["restarts"]
-    x, y, m = rows.images, rows.labels, rows.masks
     if name in ("pgd", "transfer"):  # transfer: PGD on the source (no EOT: a frozen draw is deterministic)
         target = model if name == "pgd" else FrozenDraw(model if source is None else source, settings.seed)
         alpha = [info["alpha_ratio"] * e / steps for e in eps]
-        adv = pgd(target, x, y, m, eps, steps=steps, alpha=alpha, random_start=True, restarts=restarts,
-                  loss=settings.loss, eot=info["eot"], seed=settings.seed)
-    elif name == "reference":
-        adv = reference_attack(model, x, y, m, eps)
-    elif name == "fgsm":
-        adv = fgsm(model, x, y, m, eps, loss=settings.loss, eot=eot)
-    elif name == "bim":
-        adv = bim(model, x, y, m, eps, steps=steps, loss=settings.loss, eot=eot)
-    elif name == "mim":
-        adv = mim(model, x, y, m, eps, steps=steps, loss=settings.loss, eot=eot)
-    else:  # autoattack
+        return pgd(target, x, y, m, eps, steps=steps, alpha=alpha, random_start=True, restarts=restarts,
+                   loss=settings.loss, eot=info["eot"], seed=settings.seed, task=task,
+                   keep_best=keep_best or name == "transfer")
+    if name == "fgsm":
+        return fgsm(model, x, y, m, eps, loss=settings.loss, eot=eot, task=task)
+    if name == "bim":
+        return bim(model, x, y, m, eps, steps=steps, loss=settings.loss, eot=eot, task=task, keep_best=keep_best)
+    return mim(model, x, y, m, eps, steps=steps, loss=settings.loss, eot=eot, task=task, keep_best=keep_best)
+
+
+def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], settings: SuiteSettings, eot: int,
+               steps: int | None = None, restarts: int | None = None, alpha_ratio: float | None = None,
+               source: nn.Module | None = None, random_model: bool = True) -> tuple[list[list[torch.Tensor]], dict]:
+    """One attack on one chunk: adversarial images per task and the attack's settings.
+
+    The gradient attacks attack each head on its own rows (``settings.objective='per-task'``) or all heads at once
+    through the summed loss ('summed', and always the reference protocol); AutoAttack attacks one head at a time
+    and gives None (a NaN accuracy) for multi-label heads. Deterministic models (``random_model=False``) keep each
+    row's most successful iterate. ``source``: the transfer attack's model (default: the target with one draw of
+    its randomness frozen)."""
+    info = attack_info(name, settings, eot, steps, restarts, alpha_ratio)
+    x, y, m = rows.images, rows.labels, rows.masks
+    if name == "reference":
+        return [reference_attack(model, x, y, m, eps)] * len(y), info
+    if name == "autoattack":
         per_task: list = []
         for t in range(len(y)):
             if is_multilabel(y[t]):  # AutoAttack scores single-label heads only: no number rather than a wrong one
                 per_task.append(None)
                 continue
             per_task.append(autoattack(model, x, y, m, eps, task=t, version=settings.aa_version,
-                                       steps=settings.aa_steps, eot=eot, seed=settings.seed))
+                                       steps=settings.aa_steps, eot=eot, seed=settings.seed,
+                                       random_model=random_model))
         return per_task, info
-    return [adv] * len(y), info
+    if settings.objective not in OBJECTIVES:
+        raise ConfigError(f"attack objective {settings.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    keep_best = not random_model
+    if settings.objective == "summed" or len(y) == 1:
+        adv = _gradient_attack(name, model, x, y, m, eps, settings, info, eot, None, keep_best, source)
+        return [adv] * len(y), info
+    out = []
+    for t in range(len(y)):  # each head on the rows it counts for; the other rows keep their clean images
+        rows_t = torch.nonzero(m[t]).flatten()
+        full = [xi.clone() for xi in x]
+        if rows_t.numel():
+            sub = lambda ts: [ti[rows_t] for ti in ts]  # noqa: E731
+            adv = _gradient_attack(name, model, sub(x), sub(y), sub(m), eps, settings, info, eot, t, keep_best,
+                                   source)
+            for k in range(len(full)):
+                full[k][rows_t] = adv[k]
+        out.append(full)
+    return out, info
 
 
 def _correctness(model: nn.Module, per_task_images: list, rows: AttackRows, draws: int) -> list[torch.Tensor]:
@@ -166,13 +206,15 @@ def clean_correctness(model: nn.Module, rows: AttackRows, settings: SuiteSetting
 
 def attack_correctness(name: str, model: nn.Module, rows: AttackRows, eps: list[float], settings: SuiteSettings,
                        eot: int, robust: list[torch.Tensor] | None = None, source: nn.Module | None = None,
-                       progress: str | None = None, **overrides) -> tuple[list[torch.Tensor], dict, float]:
+                       progress: str | None = None, random_model: bool = True,
+                       **overrides) -> tuple[list[torch.Tensor], dict, float]:
     """Per task, each row's correctness under one attack at one per-modality budget, chunk by chunk.
 
     ``robust`` (deterministic models only): per task, the rows still robust so far (clean-correct, and not broken
     at a smaller budget of the same attack). A row no counted task is robust on is not attacked (it scores 0),
     and a row's score is ANDed with it: an adversarial image found within a smaller ball lies within every
-    larger one, so robust accuracy is the worst case over everything tried, as AutoAttack reports it.
+    larger one, so robust accuracy is the worst case over everything tried, as AutoAttack reports it. The
+    attack itself sees only the heads still robust on each row (their masks ANDed with ``robust``).
     ``progress``: a label for a progress bar over the chunks (on a CPU one budget can take half an hour)."""
     n_tasks = len(rows.labels)
     correct = [torch.zeros(len(rows)) for _ in range(n_tasks)]
@@ -184,8 +226,12 @@ def attack_correctness(name: str, model: nn.Module, rows: AttackRows, eps: list[
             alive |= (r > 0) & m.cpu()
         todo = torch.nonzero(alive).flatten()
     info = attack_info(name, settings, eot, **overrides)  # what run_attack below applies, for the record
+    info = _recorded(name, info, settings, random_model)
     start = time.perf_counter()
     subset = rows.take(todo)
+    if robust is not None:  # nothing left to gain on a head already broken (or wrong) on that row
+        subset = AttackRows(subset.images, subset.labels,
+                            [m & (r[todo] > 0).to(m.device) for m, r in zip(subset.masks, robust)], subset.index)
     starts = range(0, len(subset), settings.batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -193,7 +239,8 @@ def attack_correctness(name: str, model: nn.Module, rows: AttackRows, eps: list[
         starts = tqdm(starts, desc=progress, unit="chunk", leave=False, dynamic_ncols=True)
     for lo in starts:
         chunk = subset.take(slice(lo, lo + settings.batch_size))
-        adv, _ = run_attack(name, model, chunk, eps, settings, eot, source=source, **overrides)
+        adv, _ = run_attack(name, model, chunk, eps, settings, eot, source=source, random_model=random_model,
+                            **overrides)
         for t, c in enumerate(_correctness(model, adv, chunk, settings.eval_draws)):
             correct[t][todo[lo:lo + len(chunk)]] = c
     if robust is not None:
@@ -236,6 +283,10 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
     clean = _mean_counted(clean_rows, rows)
     counted = rows.counted()
     carry = settings.carry_over and not random_model
+
+    def carried(attack: str) -> bool:  # the reference protocol runs exactly as published: every budget afresh
+        return carry and attack != "reference"
+
     result.clean = [{"task": task_names[t], "n": counted[t], "clean_acc": clean[t]} for t in range(n_tasks)]
     log("clean accuracy: " + ", ".join(f"{task_names[t]} {clean[t]:.4f} (n={counted[t]})" for t in range(n_tasks)))
 
@@ -243,11 +294,12 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
                robust: list[torch.Tensor] | None = None, **overrides) -> list[torch.Tensor]:
         per_mod = [eps * r * k for r, k in zip(ratio, mult)]
         draws = overrides.pop("eot", eot)
-        if robust is None and carry:
+        if robust is None and carried(attack):
             robust = clean_rows
         bar = f"{attack} {role} eps={eps_to_255(eps):g}/255 {label}" if progress else None
         correct, info, secs = attack_correctness(attack, model, rows, per_mod, settings, draws, robust,
-                                                 source=source, progress=bar, **overrides)
+                                                 source=source, progress=bar, random_model=random_model,
+                                                 **overrides)
         acc = _mean_counted(correct, rows)
         for t in range(n_tasks):
             result.records.append({
@@ -264,9 +316,9 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
             for label, mult in threat_variants(th, n_mod, modality_names):
                 for attack in attacks:
                     robust = None  # record() starts a carried-over chain from the clean-correct rows
-                    for eps in sorted(eps_list) if carry else eps_list:
+                    for eps in sorted(eps_list) if carried(attack) else eps_list:
                         correct = record(attack, eps, label, mult, "main", robust)
-                        robust = correct if carry else None
+                        robust = correct if carried(attack) else None
         if settings.sanity:
             _probes(record, attacks, eps_list, settings, random_model, n_mod)
     except KeyboardInterrupt:

@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eot", type=int, default=20, help="EOT draws per step for random models (default: %(default)s)")
     p.add_argument("--threat", default="joint", help="joint, each, or joint,each (default: %(default)s)")
     p.add_argument("--loss", default="ce", choices=["ce", "dlr"], help="PGD/FGSM/BIM/MIM loss (default: ce)")
+    p.add_argument("--objective", default="per-task", choices=["per-task", "summed"],
+                   help="gradient attacks: each head on its own rows (default), or the loss summed over heads "
+                        "(the reference protocol always sums)")
     p.add_argument("--alpha-ratio", type=float, default=2.5, help="PGD step = ratio * eps / steps (default: 2.5)")
     p.add_argument("--aa-version", default="rand", choices=["rand", "standard"],
                    help="AutoAttack version: rand = APGD-CE + APGD-DLR with EOT (default); standard is slow on CPU")
@@ -124,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--eps-ratio: {len(ratio)} values for {len(modalities)} modalities "
                           f"({', '.join(modalities)})")
     settings = SuiteSettings(steps=args.steps, restarts=args.restarts, eot=args.eot, loss=args.loss,
+                             objective=args.objective,
                              alpha_ratio=args.alpha_ratio, aa_version=args.aa_version, aa_steps=args.aa_steps,
                              eval_draws=args.eval_draws, seed=args.seed, batch_size=args.batch_size,
                              eps_ratio=ratio, sanity=not args.no_sanity,

@@ -1,0 +1,102 @@
+"""How the suite turns attacks into robust accuracy, on models made so that the weaker bookkeeping gives a
+different (too optimistic) number: per-task objectives, best iterates, AutoAttack on random models, and the
+reference protocol run as published."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from attack_helpers import ShatteredLinear, TwoModalTwoHead, two_modal_batch
+from mailnet.attacks.autoattack import autoattack
+from mailnet.attacks.pgd import pgd
+from mailnet.attacks.subset import rows_from_tensors
+from mailnet.attacks.suite import SuiteSettings, run_suite
+
+
+class TugOfWar(nn.Module):
+    """Two heads reading the same pixel p (the mean of a 2x2 image) that pull the attack in opposite directions:
+    head A (label 1) is right while p > 0.5 with a steep logit 100 (p - 0.5); head B (label 0) is right while
+    p < 0.55 with a shallow logit 10 (p - 0.55). Near p = 0.52 both are right; lowering p fools A, raising it fools
+    B, and in a summed loss A's steep gradient always wins."""
+
+    def forward(self, xs):
+        p = xs[0].flatten(1).mean(dim=1)
+        zero = torch.zeros_like(p)
+        return [torch.stack([zero, 100 * (p - 0.5)], 1), torch.stack([zero, 10 * (p - 0.55)], 1)]
+
+
+def _tug_rows(n=8):
+    x = torch.full((n, 1, 2, 2), 0.52)
+    return rows_from_tensors([x], [torch.ones(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)])
+
+
+def test_each_head_is_attacked_on_its_own_so_a_steeper_head_cannot_shield_another():
+    rows = _tug_rows()
+    eps = [0.05]
+    acc = {}
+    for objective in ("summed", "per-task"):
+        res = run_suite(TugOfWar(), rows, ["pgd"], eps, "joint",
+                        SuiteSettings(steps=10, restarts=1, batch_size=8, sanity=False, objective=objective))
+        acc[objective] = [r["robust_acc"] for r in res.records]
+        assert {r["objective"] for r in res.records} == {objective}
+    assert acc["summed"][1] >= 0.75  # B survives the summed attack (from most random starts) ...
+    assert acc["per-task"] == [0.0, 0.0]  # ... but not an attack on B itself
+
+
+class Overshoot(nn.Module):
+    """One head (label 0) fooled only inside the narrow band |p - 0.6| < 0.02: a step of 0.1 from p = 0.51 lands in
+    it (p = 0.61) and the next step, pulled back toward 0.6, overshoots out of it again (p = 0.51)."""
+
+    def forward(self, xs):
+        p = xs[0].flatten(1).mean(dim=1)
+        return [torch.stack([torch.zeros_like(p), 100 * (0.02 - (p - 0.6).abs())], 1)]
+
+
+def test_deterministic_models_keep_the_iterate_that_fooled_them():
+    x, y = [torch.full((4, 1, 2, 2), 0.51)], [torch.zeros(4, dtype=torch.long)]
+    kw = dict(eps=0.2, steps=2, alpha=0.1, random_start=False)
+    model = Overshoot()
+    last = pgd(model, x, y, **kw)
+    best = pgd(model, x, y, keep_best=True, **kw)
+    with torch.no_grad():
+        assert (model(last)[0].argmax(1) == 0).all()  # the last iterate has stepped back out of the band
+        assert (model(best)[0].argmax(1) == 1).all()  # the one before it was inside
+    res = run_suite(model, rows_from_tensors(x, y), ["bim"], [0.2], "joint",  # BIM: steps of eps / steps = 0.1
+                    SuiteSettings(steps=2, restarts=1, batch_size=4, sanity=False))
+    assert [(r["robust_acc"], r["iterate"]) for r in res.records] == [(0.0, "best")]
+
+
+def test_autoattack_rand_on_a_random_model_attacks_every_row():
+    """The library returns the clean image for every row its own single draw did not see fooled; scored on a
+    fresh draw that is the clean accuracy, not AutoAttack's. Here every counted row must come back perturbed."""
+    eps = 8 / 255
+    model = ShatteredLinear(eps)
+    x = [torch.full((12, 1, 4, 4), 0.5)]
+    y = [torch.zeros(12, dtype=torch.long)]
+    masks = [torch.arange(12) < 9]
+    small = eps / 2  # too small to fool this model at all (it needs 0.8 eps): the library returns every row clean
+    for random_model, want in ((False, 0), (True, 9)):
+        adv = autoattack(model, x, y, masks, small, task=0, steps=10, eot=8, random_model=random_model)
+        moved = (adv[0] - x[0]).flatten(1).abs().amax(dim=1)
+        assert int((moved[:9] > 0).sum()) == want and (moved[9:] == 0).all()  # uncounted rows stay clean
+        assert moved.max() <= small + 1e-6
+    rows = rows_from_tensors(x, y, masks)
+    res = run_suite(model, rows, ["pgd", "autoattack"], [eps], "joint",
+                    SuiteSettings(steps=10, restarts=1, eot=8, aa_steps=10, batch_size=12, sanity=False))
+    acc = {r["attack"]: r["robust_acc"] for r in res.records}
+    assert res.random_model and acc["autoattack"] <= acc["pgd"] + 0.34  # comparable strength, within noise (n=9)
+
+
+def test_reference_protocol_attacks_every_row_at_every_budget():
+    torch.manual_seed(0)
+    model = TwoModalTwoHead().eval()
+    xs, _ = two_modal_batch(n=16)
+    with torch.no_grad():
+        ys = [z.argmax(1) for z in model(xs)]
+    ys[0][:4] = 1 - ys[0][:4]  # rows clean-wrong on both heads: the carried-over PGD skips them, the reference not
+    ys[1][:4] = (ys[1][:4] + 1) % 4
+    res = run_suite(model, rows_from_tensors(xs, ys), ["pgd", "reference"], [1 / 255, 4 / 255], "joint",
+                    SuiteSettings(steps=3, restarts=1, batch_size=16, sanity=False))
+    ref = [r for r in res.records if r["attack"] == "reference"]
+    assert ref and all(r["attacked_rows"] == 16 for r in ref)
+    assert any(r["attacked_rows"] < 16 for r in res.records if r["attack"] == "pgd")

@@ -23,7 +23,9 @@ def describe(rec: dict, random_model: bool) -> str:
             return f"AutoAttack APGD-CE + APGD-DLR ({rec['steps']} it)"
         return f"AutoAttack-{rec.get('version', 'rand')} ({rec['steps']} it, EOT {rec['eot']})"
     eot = f", EOT {rec['eot']}" if random_model else ""
-    return f"PGD-{rec['steps']} x{rec['restarts']}{eot}"
+    # records made since commit 4deef86 say how the heads were attacked; older ones summed the loss over heads
+    how = ", each head on its own" if rec.get("objective") == "per-task" else ""
+    return f"PGD-{rec['steps']} x{rec['restarts']}{eot}{how}"
 
 
 def main(root: str = "benchmarks/work/rob/attacks") -> None:
@@ -41,7 +43,7 @@ def main(root: str = "benchmarks/work/rob/attacks") -> None:
             sanity = f"interrupted, partial ({sanity} on what finished)"
         for r in main_recs:  # one row per (model, attack), whichever files its budgets came from ...
             key = (label, describe(r, p["random_model"]))
-            if key in merged and r["eps_255"] in merged[key][2]["acc"] and merged[key][4] != path:
+            if key in merged and r["task"] in merged[key][2]["acc"].get(r["eps_255"], {}) and merged[key][4] != path:
                 key = (f"{label} ({path.parent.name.split('__', 1)[-1]} run)", key[1])  # ... unless both measured it
             entry = merged.setdefault(key, [clean, n, {"acc": {}, "seconds": 0.0}, set(), path])
             entry[3].add(sanity)

@@ -223,6 +223,18 @@ def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
     assert md.startswith("# Benchmarks\n\nkept as is\n") and BEGIN in md and "from commit" in md
     assert "### Accuracy" in md  # the report's headings, one level down
 
+    # results stored before heads were attacked one by one carry no objective: the report says so
+    assert "summed the loss" not in report
+    old = next(p for p in sorted(results.iterdir()) if not p.name.startswith("cost-"))
+    rec = json.loads(old.read_text())
+    for entry in rec["attacks"].values():
+        assert entry["suite_settings"].pop("objective") == "per-task"
+    old.write_text(json.dumps(rec))
+    assert main(["bench", str(suite), "--out", str(tmp_path / "out3"), "--results-dir", str(results),
+                 "--report-only"]) == 0
+    capsys.readouterr()
+    assert "Gradient attacks on 1 of 2 attacked runs summed the loss" in (tmp_path / "out3" / "report.md").read_text()
+
 
 def test_report_only_lists_missing_runs(tmp_path):
     suite = write_suite(tmp_path, suite_dict())

@@ -238,8 +238,26 @@ def robustness_section(outcome: BenchOutcome) -> str:
             rows.append([model, attack, task, fmt_ms(cell.get("clean", []), 3)]
                         + [fmt_ms(cell.get(e, []), 3) for e in a["eps"]])
         parts.append(f"### {comp}\n\n{_table(header, rows)}")
+    parts.append(_objective_line(outcome, akey))
     parts.append(_sanity_lines(outcome, akey))
     return "\n\n".join(p for p in parts if p)
+
+
+def _objective_line(outcome: BenchOutcome, akey: str) -> str:
+    """How the gradient attacks treated several heads, when the runs differ or predate per-head attacks: results
+    stored before per-head attacks existed (no ``objective`` recorded) summed the loss over heads."""
+    summed, per_task = [], []
+    for job in outcome.jobs:
+        entry = (outcome.records.get(job.key) or {}).get("attacks", {}).get(akey)
+        if not entry:
+            continue
+        objective = (entry.get("suite_settings") or {}).get("objective", "summed")
+        (per_task if objective == "per-task" else summed).append(job.label)
+    if not summed:
+        return ""
+    return (f"Gradient attacks on {len(summed)} of {len(summed) + len(per_task)} attacked runs summed the loss over "
+            "the heads (attacked before each head was attacked on its own, or with `objective: summed`); on rows "
+            "that count for several tasks that overstates robustness somewhat (BENCHMARKS.md, Robustness).")
 
 
 def _sanity_lines(outcome: BenchOutcome, akey: str) -> str:

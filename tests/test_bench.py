@@ -243,3 +243,20 @@ def test_report_only_lists_missing_runs(tmp_path):
                  "--report-only"]) == 0
     report = (out / "report.md").read_text()
     assert "## Missing runs" in report and "pb/mail_tiny/seed0" in report and "0/1 runs finished" in report
+
+
+def test_only_runs_the_selected_jobs_and_reports_the_whole_suite(tmp_path, data_root, capsys):
+    suite = write_suite(tmp_path, suite_dict(seeds=[0, 1], attacks=None, cost=None))
+    out = tmp_path / "out"
+    base = ["bench", str(suite), "--out", str(out), "--data-root", str(data_root), "--device", "cpu",
+            "--results-dir", str(tmp_path / "none"), "--no-save-results", "--no-progress"]
+    assert main(base + ["--only", "pb/*/seed1"]) == 0
+    printed = capsys.readouterr().out
+    assert "(1 selected by --only)" in printed and printed.count("[trained]") == 1
+    assert "[trained] pb/mail_tiny/seed1" in printed and "[missing] pb/mail_tiny/seed0" in printed
+    report = (out / "report.md").read_text()
+    assert "1/2 runs finished" in report and "pb/mail_tiny/seed0" in report.split("## Missing runs")[1]
+    assert "--only 'pb/*/seed1'" in report  # the command as it ran
+    assert main(base + ["--only", "retina/*"]) == 2
+    assert "--only retina/*: matches none of the suite's runs (labels look like pb/mail_tiny/seed0)" in \
+        capsys.readouterr().err

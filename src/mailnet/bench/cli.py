@@ -37,8 +37,17 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
         torch.set_num_threads(args.threads)
     opts = BenchOptions(out=out, device=args.device, data_root=args.data_root, results_dir=results_dir,
                         save_results=save, report_only=args.report_only, verbose=args.verbose,
-                        progress=not args.no_progress, import_runs=[Path(d) for d in args.import_runs])
-    print(f"bench {suite.name}{' (quick)' if args.quick else ''}: {len(suite.jobs())} runs -> {out}"
+                        progress=not args.no_progress, import_runs=[Path(d) for d in args.import_runs],
+                        only=list(args.only))
+    jobs = suite.jobs()
+    chosen = [j for j in jobs if opts.runs(j)]
+    if not chosen:
+        from mailnet.errors import ConfigError
+
+        raise ConfigError(f"--only {' '.join(args.only)}: matches none of the suite's runs "
+                          f"(labels look like {jobs[0].label})")
+    print(f"bench {suite.name}{' (quick)' if args.quick else ''}: {len(jobs)} runs"
+          + (f" ({len(chosen)} selected by --only)" if args.only else "") + f" -> {out}"
           + (f"; records saved to {results_dir}" if save else ""), flush=True)
     outcome = run_bench(suite, opts)
     machine = machine_info(device)

@@ -6,9 +6,10 @@ the moment a stage finishes, so an interrupted suite loses at most the stage in 
 """
 from __future__ import annotations
 
+import fnmatch
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,12 @@ class BenchOptions:
     verbose: bool = False  # the trainer's own per-epoch output
     progress: bool = True
     import_runs: list[Path] = field(default_factory=list)  # folders of finished runs trained outside the bench
+    # glob patterns on job labels (composition/model/seedN): only those jobs run, the rest are only looked up, so
+    # a suite too long for one sitting is completed piece by piece and every report still covers all of it
+    only: list[str] = field(default_factory=list)
+
+    def runs(self, job: Job) -> bool:
+        return not self.only or any(fnmatch.fnmatchcase(job.label, p) for p in self.only)
 
 
 @dataclass
@@ -72,16 +79,18 @@ def run_bench(suite: Suite, opts: BenchOptions) -> BenchOutcome:
     bar = _bar(total, opts.progress and not opts.report_only, suite.name)
     state = {"attacks_available": True}
     costed: set[tuple[str, str]] = set()
+    look_only = replace(opts, report_only=True)
     try:
         for job in jobs:
-            rec = _train_unit(job, store, opts, outcome, bar)
+            o = opts if opts.runs(job) else look_only
+            rec = _train_unit(job, store, o, outcome, bar)
             if suite.attacks:
-                rec = _attack_unit(job, rec, store, opts, outcome, bar, state) if rec is not None else rec
+                rec = _attack_unit(job, rec, store, o, outcome, bar, state) if rec is not None else rec
             pair = (job.composition.name, job.model.label)
             if suite.cost and pair not in costed and rec is not None and rec.get("model_spec"):
                 costed.add(pair)
                 for size in sizes:
-                    outcome.costs.append(_cost_unit(pair, size, rec, store, opts, device, outcome, bar))
+                    outcome.costs.append(_cost_unit(pair, size, rec, store, o, device, outcome, bar))
         for pair in pairs:  # pairs with no finished job at all (report-only, or a failed start)
             if suite.cost and pair not in costed:
                 outcome.costs += [CostEntry(pair[0], pair[1], size, None, None) for size in sizes]

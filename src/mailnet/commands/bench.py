@@ -27,6 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--import-runs", action="append", default=[], metavar="DIR",
                    help="also reuse finished runs under DIR (e.g. from mailnet train) whose resolved config is a job's "
                         "(repeatable)")
+    p.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                   help="run only the jobs whose label matches (glob on COMPOSITION/MODEL/seedN, e.g. "
+                        "'pneumonia_breast_retina/mail/*'; repeatable); the report still covers the whole suite")
     p.add_argument("--report-only", action="store_true", help="run nothing: rebuild the report from finished results")
     p.add_argument("--update-benchmarks", metavar="FILE",
                    help="also rewrite the generated block of FILE (e.g. BENCHMARKS.md) from this report")
@@ -55,6 +58,8 @@ def command_line(args: argparse.Namespace) -> str:
             parts.append("--" + flag.replace("_", "-"))
     for d in args.import_runs:
         parts += ["--import-runs", d]
+    for pattern in args.only:
+        parts += ["--only", pattern]
     if args.update_benchmarks:
         parts += ["--update-benchmarks", args.update_benchmarks]
     return shlex.join(parts)

@@ -195,8 +195,9 @@ def _check_values(cfg: dict[str, Any]) -> None:
         ok = _is_number(v) and (not integer or float(v).is_integer()) and (v > low if low_open else v >= low)
         if not ok:
             raise ConfigError(f"{path}: must be {kind} {bound}{' (or null)' if nullable else ''}, got {v!r}")
-        if integer:
-            _assign(cfg, path, int(v))
+        if integer:  # 3.0 -> 3, so that counts are ints downstream
+            parent, _, last = path.rpartition(".")
+            (_lookup(cfg, parent) if parent else cfg)[last] = int(v)
     t = cfg["train"]
     limit = t["time_limit"]
     if limit is not None and not (_is_number(limit) and limit > 0):
@@ -230,14 +231,6 @@ def _check_values(cfg: dict[str, Any]) -> None:
     kwargs = cfg["model"].get("kwargs")
     if kwargs is not None and not isinstance(kwargs, dict):
         raise ConfigError(f"model.kwargs: must be a mapping of keyword arguments, got {kwargs!r}")
-
-
-def _assign(cfg: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split(".")
-    node = cfg
-    for part in parents:
-        node = node[part]
-    node[last] = value
 
 
 def _check_keys(cfg: dict[str, Any], ref: dict[str, Any], prefix: str) -> None:

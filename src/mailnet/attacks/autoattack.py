@@ -145,12 +145,12 @@ def autoattack(model: nn.Module, images: Sequence[torch.Tensor], labels: Sequenc
         return out
     with attack_mode(model):
         view = FlatView(model, [x[rows] for x in images], eps_m, task)
-        with torch.no_grad():
-            n_classes = int(model([x[rows[:1]] for x in images])[task].shape[1])
         if random_model and version == "rand":
             flat_adv = _rand_for_random_model(model, view, view.encode(), [y[rows] for y in labels], task, steps,
                                               eot, seed)
         else:
+            with torch.no_grad():
+                n_classes = int(model([x[rows[:1]] for x in images])[task].shape[1])
             aa = _build(view, view.eps_ref, n_classes, version, steps, eot, seed)
             flat_adv = aa(view.encode(), labels[task][rows])
         adv_rows = view.decode(flat_adv)

@@ -112,24 +112,30 @@ def attack_info(name: str, settings: SuiteSettings, eot: int, steps: int | None 
     raise ConfigError(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
 
 
+def _keeps_best(name: str, random_model: bool) -> bool:
+    """Whether an attack returns each row's most successful iterate: the iterative attacks on a deterministic
+    target (a transfer attack's frozen draw is one); on a random model one forward pass is not a verdict."""
+    return name == "transfer" or (name in ("pgd", "bim", "mim") and not random_model)
+
+
 def _recorded(name: str, info: dict, settings: SuiteSettings, random_model: bool) -> dict:
     """``attack_info`` plus how the gradient attacks were scored: objective, and best iterate or last."""
     if name in GRADIENT_ATTACKS:
         return {**info, "objective": settings.objective,
-                "iterate": "last" if random_model and name != "transfer" else "best"}
+                "iterate": "best" if _keeps_best(name, random_model) else "last"}
     return info
 
 
 def _gradient_attack(name: str, model: nn.Module, x: list, y: list, m: list | None, eps: list[float],
-                     settings: SuiteSettings, info: dict, eot: int, task: int | None, keep_best: bool,
+                     settings: SuiteSettings, info: dict, eot: int, task: int | None, random_model: bool,
                      source: nn.Module | None) -> list[torch.Tensor]:
     steps, restarts = info["steps"], info["restarts"]
+    keep_best = _keeps_best(name, random_model)
     if name in ("pgd", "transfer"):  # transfer: PGD on the source (no EOT: a frozen draw is deterministic)
         target = model if name == "pgd" else FrozenDraw(model if source is None else source, settings.seed)
         alpha = [info["alpha_ratio"] * e / steps for e in eps]
         return pgd(target, x, y, m, eps, steps=steps, alpha=alpha, random_start=True, restarts=restarts,
-                   loss=settings.loss, eot=info["eot"], seed=settings.seed, task=task,
-                   keep_best=keep_best or name == "transfer")
+                   loss=settings.loss, eot=info["eot"], seed=settings.seed, task=task, keep_best=keep_best)
     if name == "fgsm":
         return fgsm(model, x, y, m, eps, loss=settings.loss, eot=eot, task=task)
     if name == "bim":
@@ -144,8 +150,8 @@ def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], 
 
     The gradient attacks attack each head on its own rows (``settings.objective='per-task'``) or all heads at once
     through the summed loss ('summed', and always the reference protocol); AutoAttack attacks one head at a time
-    and gives None (a NaN accuracy) for multi-label heads. Deterministic models (``random_model=False``) keep each
-    row's most successful iterate. ``source``: the transfer attack's model (default: the target with one draw of
+    and gives None (a NaN accuracy) for multi-label heads. Iterative attacks on deterministic models
+    (``random_model=False``) keep each row's most successful iterate. ``source``: the transfer attack's model (default: the target with one draw of
     its randomness frozen)."""
     info = attack_info(name, settings, eot, steps, restarts, alpha_ratio)
     x, y, m = rows.images, rows.labels, rows.masks
@@ -161,11 +167,8 @@ def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], 
                                        steps=settings.aa_steps, eot=eot, seed=settings.seed,
                                        random_model=random_model))
         return per_task, info
-    if settings.objective not in OBJECTIVES:
-        raise ConfigError(f"attack objective {settings.objective!r}; choose one of {', '.join(OBJECTIVES)}")
-    keep_best = not random_model
     if settings.objective == "summed" or len(y) == 1:
-        adv = _gradient_attack(name, model, x, y, m, eps, settings, info, eot, None, keep_best, source)
+        adv = _gradient_attack(name, model, x, y, m, eps, settings, info, eot, None, random_model, source)
         return [adv] * len(y), info
     out = []
     for t in range(len(y)):  # each head on the rows it counts for; the other rows keep their clean images
@@ -173,7 +176,7 @@ def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], 
         full = [xi.clone() for xi in x]
         if rows_t.numel():
             sub = lambda ts: [ti[rows_t] for ti in ts]  # noqa: E731
-            adv = _gradient_attack(name, model, sub(x), sub(y), sub(m), eps, settings, info, eot, t, keep_best,
+            adv = _gradient_attack(name, model, sub(x), sub(y), sub(m), eps, settings, info, eot, t, random_model,
                                    source)
             for k in range(len(full)):
                 full[k][rows_t] = adv[k]
@@ -274,6 +277,8 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
     ratio = settings.eps_ratio or [1.0] * n_mod
     if len(ratio) != n_mod:
         raise ConfigError(f"eps_ratio has {len(ratio)} values for {n_mod} modalities")
+    if settings.objective not in OBJECTIVES:
+        raise ConfigError(f"attack objective {settings.objective!r}; choose one of {', '.join(OBJECTIVES)}")
     torch.manual_seed(settings.seed)
     with attack_mode(model):
         random_model = is_random(model, rows.take(slice(0, 8)).images)

@@ -233,7 +233,15 @@ def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
     assert main(["bench", str(suite), "--out", str(tmp_path / "out3"), "--results-dir", str(results),
                  "--report-only"]) == 0
     capsys.readouterr()
-    assert "Gradient attacks on 1 of 2 attacked runs summed the loss" in (tmp_path / "out3" / "report.md").read_text()
+    mixed = (tmp_path / "out3" / "report.md").read_text()
+    assert "Gradient attacks on 1 of 2 attacked runs summed the loss" in mixed
+    # the two bookkeepings are never averaged together: the summed run's PGD rows stand apart, labelled
+    summed_rows = [ln for ln in mixed.splitlines() if ln.startswith("| mail_tiny | pgd (summed loss) |")]
+    per_head_rows = [ln for ln in mixed.splitlines() if ln.startswith("| mail_tiny | pgd |")]
+    assert summed_rows and per_head_rows and len(summed_rows) == len(per_head_rows)
+    assert all("±" not in ln.split("|")[5] for ln in summed_rows + per_head_rows)  # one seed each, no spread
+    objectives = {(r["attack"], r["objective"]) for r in _rows(tmp_path / "out3" / "results.csv") if r["kind"] == "attack"}
+    assert objectives == {("pgd", "summed"), ("pgd", "per-task")}
 
 
 def test_report_only_lists_missing_runs(tmp_path):

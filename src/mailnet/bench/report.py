@@ -21,7 +21,7 @@ from mailnet.utils import write_text
 
 ACC_METRICS = (("acc", "ACC"), ("auc", "AUC"), ("f1", "F1"))
 CSV_FIELDS = ("suite", "composition", "model", "model_name", "seed", "key", "kind", "task", "metric", "attack", "eps",
-              "epoch", "value")
+              "objective", "epoch", "value")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -64,10 +64,29 @@ def _task_names(recs: list[dict[str, Any]]) -> list[str]:
 
 
 def _attack_rows(rec: dict[str, Any], akey: str | None) -> list[dict[str, Any]]:
+    """The record's attack rows, each with the loss bookkeeping it was measured with (``objective``)."""
     if akey is None:
         return []
     entry = rec.get("attacks", {}).get(akey)
-    return list(entry.get("rows", [])) if entry else []
+    if not entry:
+        return []
+    objective = _objective(entry)
+    return [{**row, "objective": "summed" if row["attack"] == "reference" else objective}
+            for row in entry.get("rows", [])]
+
+
+def _objective(entry: dict[str, Any]) -> str:
+    """How the gradient attacks of a stored attack entry treated several heads. Entries stored before heads were
+    attacked one by one record no objective: they summed the loss over the heads."""
+    return (entry.get("suite_settings") or {}).get("objective", "summed")
+
+
+def _attack_label(row: dict[str, Any]) -> str:
+    """Rows measured with the loss summed over heads are labelled so: they are never averaged with per-head rows
+    (the reference protocol sums by definition and keeps its plain name)."""
+    if row["attack"] == "reference" or row["objective"] == "per-task":
+        return row["attack"]
+    return f"{row['attack']} (summed loss)"
 
 
 def _mean_task_acc(rec: dict[str, Any]) -> float:
@@ -106,7 +125,8 @@ def csv_rows(outcome: BenchOutcome) -> list[dict[str, Any]]:
             for metric in ("robust_acc", "clean_acc"):
                 if r.get(metric) is not None:
                     rows.append({**base, "kind": "attack", "task": r["task"], "metric": metric,
-                                 "attack": r["attack"], "eps": r["eps"], "value": r[metric]})
+                                 "attack": r["attack"], "eps": r["eps"], "objective": r["objective"],
+                                 "value": r[metric]})
     for c in outcome.costs:
         if c.record is None:
             continue
@@ -224,7 +244,7 @@ def robustness_section(outcome: BenchOutcome) -> str:
         for model, rs in per_model.items():
             for r in rs:
                 for row in _attack_rows(r, akey):
-                    cell = table[(model, row["attack"], row["task"])]
+                    cell = table[(model, _attack_label(row), row["task"])]
                     cell[row["eps"]].append(row["robust_acc"])
                     if row.get("clean_acc") is not None:
                         cell["clean"].append(row["clean_acc"])
@@ -251,13 +271,13 @@ def _objective_line(outcome: BenchOutcome, akey: str) -> str:
         entry = (outcome.records.get(job.key) or {}).get("attacks", {}).get(akey)
         if not entry:
             continue
-        objective = (entry.get("suite_settings") or {}).get("objective", "summed")
-        (per_task if objective == "per-task" else summed).append(job.label)
+        (per_task if _objective(entry) == "per-task" else summed).append(job.label)
     if not summed:
         return ""
     return (f"Gradient attacks on {len(summed)} of {len(summed) + len(per_task)} attacked runs summed the loss over "
-            "the heads (attacked before each head was attacked on its own, or with `objective: summed`); on rows "
-            "that count for several tasks that overstates robustness somewhat (BENCHMARKS.md, Robustness).")
+            "the heads (attacked before each head was attacked on its own, or with `objective: summed`); their rows "
+            "are labelled \"(summed loss)\" and kept apart from per-head rows. On rows that count for several tasks "
+            "summing overstates robustness somewhat (BENCHMARKS.md, Robustness).")
 
 
 def _sanity_lines(outcome: BenchOutcome, akey: str) -> str:
@@ -407,13 +427,13 @@ def _plot_robust(plt, outcome: BenchOutcome, by, comps: list[str], out_dir: Path
     drew = False
     for ax, comp in zip(axes[0], comps):
         for model, rs in by[comp].items():
-            attacks = sorted({row["attack"] for r in rs for row in _attack_rows(r, akey)})
+            attacks = sorted({_attack_label(row) for r in rs for row in _attack_rows(r, akey)})
             for attack in attacks:
                 xs, ys, es = [], [], []
                 for e in ["0"] + a["eps"]:
                     per_seed = []
                     for r in rs:
-                        rows = [row for row in _attack_rows(r, akey) if row["attack"] == attack]
+                        rows = [row for row in _attack_rows(r, akey) if _attack_label(row) == attack]
                         vals = ([row["clean_acc"] for row in rows if row.get("clean_acc") is not None] if e == "0"
                                 else [row["robust_acc"] for row in rows if row["eps"] == e])
                         if vals:

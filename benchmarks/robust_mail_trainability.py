@@ -22,14 +22,36 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
+import mailnet.layers.fast.fast_emila as fast_emila
 from mailnet.models import create_model
+
+_attention_logits = fast_emila.attention_logits
+
+
+def _detached_gate_logits(att, u):
+    """EMILA's attention logits with the features detached: the descriptor contains the *sum* over H x W, so in
+    Robust-MAIL, whose clipped noisy logits keep the gate out of saturation, every pixel of u receives the whole
+    map's gate gradient (x H*W); this variant tests whether that path is what keeps Robust-MAIL from learning."""
+    return _attention_logits(att, u.detach())
 
 VARIANTS = {
     "mail": ("mail", {}),
     "robust_mail": ("robust_mail", {}),
+    # the same forward pass, but no gradient from the noisy attention gate back into the features (see below)
+    "robust_mail_gate_detached": ("robust_mail", {}),
     "no_noise": ("robust_mail", {"attention_noise": False}),
     "no_rpf_no_dropout": ("robust_mail", {"rpf_fraction": 0.0, "mc_dropout": False}),
+    "no_rpf": ("robust_mail", {"rpf_fraction": 0.0}),
+    "no_randomness": ("robust_mail", {"attention_noise": False, "rpf_fraction": 0.0, "mc_dropout": False}),
 }
+
+
+def signal_and_noise(model, xs, draws: int = 8) -> tuple[float, float]:
+    """Pneumonia logit margin, train mode, no gradient: its mean std over ``draws`` forward passes of the same
+    inputs (the randomness) and the std over inputs of its per-input mean over draws (what the input decides)."""
+    with torch.no_grad():
+        margins = torch.stack([(lambda o: o[0][:, 1] - o[0][:, 0])(model(xs)) for _ in range(draws)])
+    return margins.std(0).mean().item(), margins.mean(0).std().item()
 
 
 def load(root: Path, flag: str) -> dict[str, torch.Tensor]:
@@ -66,6 +88,7 @@ def main() -> None:
     p, b = load(Path(args.data_root), "pneumoniamnist"), load(Path(args.data_root), "breastmnist")
     for label in args.variants.split(","):
         name, kw = VARIANTS[label]
+        fast_emila.attention_logits = _detached_gate_logits if label.endswith("gate_detached") else _attention_logits
         torch.manual_seed(0)
         model = create_model(name, in_chans=[3, 3], num_classes=[2, 2], stem="cifar", **kw).train()
         xs, ys = [p["train_x"][:64], b["train_x"][:64]], [p["train_y"][:64], b["train_y"][:64]]
@@ -73,8 +96,10 @@ def main() -> None:
         sum(F.cross_entropy(o, y) for o, y in zip(out, ys)).backward()
         grads = [q.grad.norm().item() for q in model.parameters() if q.grad is not None]
         margin = (out[0][:, 1] - out[0][:, 0]).std().item()
+        noise, signal = signal_and_noise(model, xs)
         print(f"{label}: init margin std over inputs {margin:.3g}, grad norm first tensor {grads[0]:.3g}, "
-              f"last tensor {grads[-1]:.3g}", flush=True)
+              f"last tensor {grads[-1]:.3g}; over 8 draws: std across draws {noise:.3g}, "
+              f"across inputs of the draw mean {signal:.3g}", flush=True)
         if not args.steps:
             continue
         opt, g, losses, t0 = torch.optim.Adam(model.parameters(), lr=args.lr), torch.Generator().manual_seed(0), [], time.time()

@@ -100,3 +100,31 @@ def test_reference_protocol_attacks_every_row_at_every_budget():
     ref = [r for r in res.records if r["attack"] == "reference"]
     assert ref and all(r["attacked_rows"] == 16 for r in ref)
     assert any(r["attacked_rows"] < 16 for r in res.records if r["attack"] == "pgd")
+
+
+class OneNetworkPerTask(nn.Module):
+    """Like ``resnet18_single``: head k reads modality k only, so its loss has no gradient w.r.t. the others."""
+
+    def forward(self, xs):
+        # class 1 iff the image's mean exceeds 0.5: a budget of 0.5 flips every row whose mean is within 0.5 of it
+        return [torch.stack([torch.zeros(len(x)), 10 * (x.flatten(1).mean(1) - 0.5)], 1) for x in xs]
+
+
+def test_a_head_that_reads_one_modality_is_attacked_through_that_modality_only():
+    torch.manual_seed(0)
+    model = OneNetworkPerTask()
+    x = [torch.rand(16, 1, 2, 2), torch.rand(16, 1, 2, 2)]
+    with torch.no_grad():
+        y = [o.argmax(1) for o in model(x)]  # every row clean-correct
+    rows = rows_from_tensors(x, y)
+    for threat in ("joint", "each"):
+        res = run_suite(model, rows, ["pgd", "reference"], [0.5], threat,
+                        SuiteSettings(steps=10, restarts=1, batch_size=16, sanity=False))
+        by = {(r["attack"], r["task"], r.get("perturbed", "all")): r["robust_acc"] for r in res.records}
+        # a large budget on the modality a head reads fools it; the other modality cannot touch it
+        assert by[("pgd", "task0", "all" if threat == "joint" else "modality0")] == 0.0
+        assert by[("reference", "task1", "all" if threat == "joint" else "modality1")] == 0.0
+        if threat == "each":
+            assert by[("pgd", "task0", "modality1")] == 1.0 and by[("pgd", "task1", "modality0")] == 1.0
+    adv = pgd(model, x, y, eps=0.5, steps=5, alpha=0.2, task=0, random_start=False)
+    assert torch.equal(adv[1], x[1]) and not torch.equal(adv[0], x[0])

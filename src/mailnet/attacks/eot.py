@@ -49,9 +49,13 @@ def eot_gradients(model: nn.Module, images: Sequence[torch.Tensor], perturbed: S
     for _ in range(max(1, int(draws))):
         with torch.enable_grad():
             per_row = objective(model(xs))
-            got = torch.autograd.grad(per_row.sum(), leaves)
+            # a perturbed modality may not reach the objective (one head of a model with one network per task):
+            # its gradient is zero, the attack then leaves that image alone
+            got = (torch.autograd.grad(per_row.sum(), leaves, allow_unused=True) if per_row.requires_grad
+                   else [None] * len(leaves))
         for g, d in zip(grads, got):
-            g.add_(d)
+            if d is not None:
+                g.add_(d)
         loss_sum = per_row.detach() if loss_sum is None else loss_sum + per_row.detach()
     k = float(max(1, int(draws)))
     it = iter(g / k for g in grads)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mailnet.bench.hashing import config_hash
-from mailnet.bench.report import BEGIN, END, update_marked_block
+from mailnet.bench.report import BEGIN, END, attack_label, update_marked_block
 from mailnet.bench.suite import load_suite
 from mailnet.cli import main
 from mailnet.errors import ConfigError, MailnetError
@@ -268,3 +268,14 @@ def test_only_runs_the_selected_jobs_and_reports_the_whole_suite(tmp_path, data_
     assert main(base + ["--only", "retina/*"]) == 2
     assert "--only retina/*: matches none of the suite's runs (labels look like pb/mail_tiny/seed0)" in \
         capsys.readouterr().err
+
+
+def test_rows_of_the_older_bookkeeping_are_labelled_apart():
+    new = {"objective": "per-task", "legacy": False, "random_model": False}
+    old = {"objective": "summed", "legacy": True, "random_model": False}
+    assert attack_label({"attack": "pgd", **new}) == "pgd"
+    assert attack_label({"attack": "pgd", **old}) == "pgd (summed loss)"
+    assert attack_label({"attack": "pgd", **new, "objective": "summed"}) == "pgd (summed loss)"  # asked for
+    assert attack_label({"attack": "reference", **new, "objective": "summed"}) == "reference"  # sums by definition
+    assert attack_label({"attack": "reference", **old}) == "reference (carried over budgets)"
+    assert attack_label({"attack": "reference", **old, "random_model": True}) == "reference"  # never carried over

@@ -64,15 +64,16 @@ def _task_names(recs: list[dict[str, Any]]) -> list[str]:
 
 
 def _attack_rows(rec: dict[str, Any], akey: str | None) -> list[dict[str, Any]]:
-    """The record's attack rows, each with the loss bookkeeping it was measured with (``objective``)."""
+    """The record's attack rows, each with the bookkeeping it was measured with: ``objective`` and, for entries
+    stored before per-head attacks (commit 4deef86, no objective recorded), ``legacy`` and ``random_model``."""
     if akey is None:
         return []
     entry = rec.get("attacks", {}).get(akey)
     if not entry:
         return []
-    objective = _objective(entry)
-    return [{**row, "objective": "summed" if row["attack"] == "reference" else objective}
-            for row in entry.get("rows", [])]
+    objective, legacy = _objective(entry), "objective" not in (entry.get("suite_settings") or {})
+    return [{**row, "objective": "summed" if row["attack"] == "reference" else objective, "legacy": legacy,
+             "random_model": bool(entry.get("random_model"))} for row in entry.get("rows", [])]
 
 
 def _objective(entry: dict[str, Any]) -> str:
@@ -81,12 +82,14 @@ def _objective(entry: dict[str, Any]) -> str:
     return (entry.get("suite_settings") or {}).get("objective", "summed")
 
 
-def _attack_label(row: dict[str, Any]) -> str:
-    """Rows measured with the loss summed over heads are labelled so: they are never averaged with per-head rows
-    (the reference protocol sums by definition and keeps its plain name)."""
-    if row["attack"] == "reference" or row["objective"] == "per-task":
-        return row["attack"]
-    return f"{row['attack']} (summed loss)"
+def attack_label(row: dict[str, Any]) -> str:
+    """The attack's name, qualified where the row was measured with a weaker bookkeeping, so that such rows are
+    never averaged with the others: gradient attacks that summed the loss over heads, and (before commit 4deef86)
+    the reference protocol carried over budgets on a deterministic model (rows broken at a smaller budget were not
+    attacked again, which is not the published protocol)."""
+    if row["attack"] == "reference":
+        return "reference (carried over budgets)" if row.get("legacy") and not row.get("random_model") else "reference"
+    return row["attack"] if row["objective"] == "per-task" else f"{row['attack']} (summed loss)"
 
 
 def _mean_task_acc(rec: dict[str, Any]) -> float:
@@ -244,7 +247,7 @@ def robustness_section(outcome: BenchOutcome) -> str:
         for model, rs in per_model.items():
             for r in rs:
                 for row in _attack_rows(r, akey):
-                    cell = table[(model, _attack_label(row), row["task"])]
+                    cell = table[(model, attack_label(row), row["task"])]
                     cell[row["eps"]].append(row["robust_acc"])
                     if row.get("clean_acc") is not None:
                         cell["clean"].append(row["clean_acc"])
@@ -276,8 +279,9 @@ def _objective_line(outcome: BenchOutcome, akey: str) -> str:
         return ""
     return (f"Gradient attacks on {len(summed)} of {len(summed) + len(per_task)} attacked runs summed the loss over "
             "the heads (attacked before each head was attacked on its own, or with `objective: summed`); their rows "
-            "are labelled \"(summed loss)\" and kept apart from per-head rows. On rows that count for several tasks "
-            "summing overstates robustness somewhat (BENCHMARKS.md, Robustness).")
+            "are labelled \"(summed loss)\" and kept apart from per-head rows (on rows that count for several tasks "
+            "summing overstates robustness somewhat), and on the deterministic ones among them the reference attack "
+            "was carried over budgets (labelled so; BENCHMARKS.md, Robustness).")
 
 
 def _sanity_lines(outcome: BenchOutcome, akey: str) -> str:
@@ -427,13 +431,13 @@ def _plot_robust(plt, outcome: BenchOutcome, by, comps: list[str], out_dir: Path
     drew = False
     for ax, comp in zip(axes[0], comps):
         for model, rs in by[comp].items():
-            attacks = sorted({_attack_label(row) for r in rs for row in _attack_rows(r, akey)})
+            attacks = sorted({attack_label(row) for r in rs for row in _attack_rows(r, akey)})
             for attack in attacks:
                 xs, ys, es = [], [], []
                 for e in ["0"] + a["eps"]:
                     per_seed = []
                     for r in rs:
-                        rows = [row for row in _attack_rows(r, akey) if _attack_label(row) == attack]
+                        rows = [row for row in _attack_rows(r, akey) if attack_label(row) == attack]
                         vals = ([row["clean_acc"] for row in rows if row.get("clean_acc") is not None] if e == "0"
                                 else [row["robust_acc"] for row in rows if row["eps"] == e])
                         if vals:

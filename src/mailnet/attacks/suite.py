@@ -151,8 +151,8 @@ def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], 
     The gradient attacks attack each head on its own rows (``settings.objective='per-task'``) or all heads at once
     through the summed loss ('summed', and always the reference protocol); AutoAttack attacks one head at a time
     and gives None (a NaN accuracy) for multi-label heads. Iterative attacks on deterministic models
-    (``random_model=False``) keep each row's most successful iterate. ``source``: the transfer attack's model (default: the target with one draw of
-    its randomness frozen)."""
+    (``random_model=False``) keep each row's most successful iterate. ``source``: the transfer attack's model
+    (default: the target with one draw of its randomness frozen)."""
     info = attack_info(name, settings, eot, steps, restarts, alpha_ratio)
     x, y, m = rows.images, rows.labels, rows.masks
     if name == "reference":

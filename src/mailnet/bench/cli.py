@@ -7,6 +7,7 @@ from pathlib import Path
 from mailnet.bench.runner import BenchOptions, run_bench
 from mailnet.bench.store import Store
 from mailnet.bench.suite import load_suite
+from mailnet.errors import ConfigError
 
 
 def default_out(suite_name: str, quick: bool) -> Path:
@@ -29,8 +30,6 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
     device = resolve_device(args.device).type  # fail now on a bad --device, not after the first job
     if args.threads is not None:
         if args.threads < 1:
-            from mailnet.errors import ConfigError
-
             raise ConfigError(f"--threads: must be at least 1, got {args.threads}")
         import torch
 
@@ -42,8 +41,6 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
     jobs = suite.jobs()
     chosen = [j for j in jobs if opts.runs(j)]
     if not chosen:
-        from mailnet.errors import ConfigError
-
         raise ConfigError(f"--only {' '.join(args.only)}: matches none of the suite's runs "
                           f"(labels look like {jobs[0].label})")
     print(f"bench {suite.name}{' (quick)' if args.quick else ''}: {len(jobs)} runs"

@@ -244,6 +244,50 @@ def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
     assert objectives == {("pgd", "summed"), ("pgd", "per-task")}
 
 
+def test_a_stored_record_is_attacked_only_on_the_weights_it_describes(tmp_path, data_root, capsys):
+    """A record without its weights (another sitting) is attacked after training again; the attack results must
+    then describe the weights the record's metrics came from, checked by fingerprint (or, for records stored
+    before fingerprints, by the test metrics), else the record is replaced by the new run's."""
+    suite = write_suite(tmp_path, suite_dict())
+    results = tmp_path / "results"
+    base = ["bench", str(suite), "--data-root", str(data_root), "--device", "cpu", "--results-dir", str(results),
+            "--save-results", "--no-progress"]
+    assert main(base + ["--out", str(tmp_path / "out0")]) == 0
+    capsys.readouterr()
+    (path,) = [p for p in results.iterdir() if not p.name.startswith("cost-")]
+    original = json.loads(path.read_text())
+    assert len(original["weights_sha256"]) == 64
+
+    def sitting(name: str, change) -> tuple[str, dict]:
+        rec = json.loads(json.dumps(original))
+        rec["attacks"] = {}
+        change(rec)
+        path.write_text(json.dumps(rec))
+        assert main(base + ["--out", str(tmp_path / name)]) == 0  # a fresh folder: no weights, no records
+        return capsys.readouterr().out, json.loads(path.read_text())
+
+    out, rec = sitting("same", lambda r: None)
+    assert "[checked]" in out and "same fingerprint" in out and "[replaced]" not in out and "[attacked]" in out
+    assert rec["test"] == original["test"] and rec["attacks"]
+
+    out, rec = sitting("legacy", lambda r: r.pop("weights_sha256"))
+    assert "[checked]" in out and "same test metrics" in out and "[attacked]" in out
+    assert rec["weights_sha256"] == original["weights_sha256"]
+
+    def other_weights(r):
+        r["weights_sha256"] = "0" * 64
+        r["test"]["mean_acc"] = 0.123
+    out, rec = sitting("other", other_weights)
+    assert "[replaced]" in out and "differ from the stored record" in out and "[attacked]" in out
+    assert rec["weights_sha256"] == original["weights_sha256"] and rec["test"] == original["test"] and rec["attacks"]
+
+    def legacy_other(r):
+        r.pop("weights_sha256")
+        r["test"]["mean_acc"] = 0.123
+    out, rec = sitting("legacy_other", legacy_other)
+    assert "[replaced]" in out and "(test metrics)" in out and rec["test"] == original["test"]
+
+
 def test_report_only_lists_missing_runs(tmp_path):
     suite = write_suite(tmp_path, suite_dict())
     out = tmp_path / "out"

@@ -9,7 +9,7 @@ import torch
 
 from mailnet.config import load_config
 from mailnet.data.types import TaskSpec
-from mailnet.engine.checkpoint import join_state, load_checkpoint, save_checkpoint, split_state
+from mailnet.engine.checkpoint import join_state, load_checkpoint, save_checkpoint, split_state, tensors_fingerprint
 from mailnet.engine.metrics import task_metrics
 from mailnet.errors import ConfigError, MailnetError
 
@@ -79,6 +79,19 @@ def test_checkpoint_roundtrip_with_optimizer_state(tmp_path):
     for a, b in zip(opt.state.values(), opt2.state.values()):
         assert torch.equal(a["exp_avg"], b["exp_avg"])
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_fingerprint_follows_the_tensors_not_the_metadata(tmp_path):
+    tensors = {"w": torch.arange(6, dtype=torch.float32).view(2, 3), "step": torch.tensor(3), "b": torch.zeros(0)}
+    save_checkpoint(tmp_path / "a.safetensors", tensors, {"epoch": 1})
+    save_checkpoint(tmp_path / "b.safetensors", dict(reversed(list(tensors.items()))), {"epoch": 2, "x": "y"})
+    same = tensors_fingerprint(tmp_path / "a.safetensors")
+    assert same == tensors_fingerprint(tmp_path / "b.safetensors")
+    for change in ({"w": tensors["w"].clone().index_put_((torch.tensor(0), torch.tensor(0)), torch.tensor(1e-7))},
+                   {"w": tensors["w"].view(3, 2)}, {"w": tensors["w"].double()}, {"w2": tensors["w"]}):
+        other = {k: v for k, v in tensors.items() if not (k == "w" and "w2" in change)} | change
+        save_checkpoint(tmp_path / "c.safetensors", other, {"epoch": 1})
+        assert tensors_fingerprint(tmp_path / "c.safetensors") != same, sorted(change)
 
 
 def test_checkpoint_rejects_corrupt_and_foreign_files(tmp_path):

@@ -142,6 +142,7 @@ def _attack_unit(job: Job, rec: dict[str, Any], store: Store, opts: BenchOptions
         if not rundir.best_path(run).is_file():  # the record came without weights: train again to attack
             how = stages.train_stage(job, run, device=opts.device, data_root=opts.data_root, verbose=opts.verbose)
             _log(outcome, bar, how, job, "weights needed for the attack (the stored record has none)")
+            rec = _same_weights_or_new_record(job, rec, run, store, opts, outcome, bar)
         try:
             t0 = time.perf_counter()
             result = stages.attack_stage(run, settings, device=opts.device, data_root=opts.data_root)
@@ -156,6 +157,35 @@ def _attack_unit(job: Job, rec: dict[str, Any], store: Store, opts: BenchOptions
             _log(outcome, bar, "attacked", job, f"{result['seconds']:.1f}s")
     bar.update(1)
     return rec
+
+
+def _same_weights_or_new_record(job: Job, rec: dict[str, Any], run: Path, store: Store, opts: BenchOptions,
+                                outcome: BenchOutcome, bar) -> dict[str, Any]:
+    """``rec`` when the weights trained again are the ones its metrics came from, else the new run's record.
+
+    Attack results are stored beside the record's clean metrics, so they must describe the same weights. Training
+    is deterministic for a given seed, machine and thread count, but not across them; the check is the weights'
+    fingerprint, or for a record stored before fingerprints the test metrics, which any change of weights moves.
+    """
+    new = _new_record(job, run, outcome, opts)
+    old_print = rec.get("weights_sha256")
+    same = old_print == new["weights_sha256"] if old_print else rec.get("test") == new["test"]
+    if same:
+        if not old_print:
+            rec["weights_sha256"] = new["weights_sha256"]
+            store.save_record(rec)
+        _log(outcome, bar, "checked", job, "the weights trained again are the recorded run's "
+             + ("(same fingerprint)" if old_print else "(same test metrics)"))
+        return rec
+    store.save_record(new)
+    outcome.records[job.key] = new
+    outcome.notes.append(f"{job.label}: the weights trained again differ from the stored record's; the record (and "
+                         f"its attack results) was replaced by the new run's")
+    was, now = (r.get("test", {}).get("mean_acc", float("nan")) for r in (rec, new))
+    _log(outcome, bar, "replaced", job, "the weights trained again differ from the stored record's "
+         f"({'fingerprint' if old_print else 'test metrics'}): its record is replaced by the new run's, "
+         f"test mean ACC {was:.4f} -> {now:.4f}")
+    return new
 
 
 def _cost_unit(pair: tuple[str, str], size: int | None, rec: dict[str, Any], store: Store, opts: BenchOptions,

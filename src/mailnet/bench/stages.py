@@ -54,8 +54,18 @@ def job_record(job: Job, run: Path, suite_name: str) -> dict[str, Any]:
     return {
         "key": job.key, "suite": suite_name, "composition": job.composition.name, "model": job.model.label,
         "model_name": job.model.name, "seed": job.seed, "config": job.cfg, "model_spec": spec, "test": test,
-        "history": history, "train_seconds": float(sum(r.get("seconds", 0.0) for r in history)), "attacks": {},
+        "history": history, "train_seconds": float(sum(r.get("seconds", 0.0) for r in history)),
+        "weights_sha256": weights_fingerprint(run), "attacks": {},
     }
+
+
+def weights_fingerprint(run: Path) -> str | None:
+    """The fingerprint of the run's best weights (None without them): what lets a later sitting check that the
+    weights it trained again to attack a stored record are the ones that record's metrics were measured on."""
+    from mailnet.engine.checkpoint import tensors_fingerprint
+
+    best = rundir.best_path(run)
+    return tensors_fingerprint(best) if best.is_file() else None
 
 
 # ------------------------------------------------------------------------------------------------------ attacks

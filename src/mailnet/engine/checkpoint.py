@@ -6,6 +6,7 @@ stranger cannot run code. Files are written atomically, so a run killed mid-writ
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,19 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     if not isinstance(meta, dict):
         raise MailnetError(f"{path}: the checkpoint's metadata is not a JSON object (not a mailnet checkpoint)")
     return tensors, meta
+
+
+def tensors_fingerprint(path: str | Path) -> str:
+    """SHA-256 of a checkpoint's tensors (names, dtypes, shapes, bytes; metadata left out): two trainings that
+    produced the same weights have the same fingerprint, wherever and whenever they were written."""
+    tensors, _ = load_checkpoint(path)
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name]
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        flat = t.contiguous().reshape(-1)  # 0-d tensors cannot be viewed as bytes
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return digest.hexdigest()
 
 
 def split_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:

@@ -125,6 +125,49 @@ def test_interrupted_suite_keeps_the_budgets_that_finished_only_when_allowed(toy
         run_suite(model, rows, ["pgd"], [1 / 255, 2 / 255, 4 / 255], "joint", settings)
 
 
+class NoisyTwoModalTwoHead(TwoModalTwoHead):
+    """A random model whose randomness comes from torch's global generator (as MC dropout's does)."""
+
+    def forward(self, xs):
+        return [z + 0.3 * torch.randn_like(z) for z in super().forward(xs)]
+
+
+@pytest.mark.parametrize("random_model", [True, False])
+def test_a_resumed_suite_gives_the_numbers_of_an_uninterrupted_one(toy, random_model):
+    """Every unit (attack x budget x probe) is seeded on its own, so the units an earlier, interrupted run
+    finished are kept and the rest come out as in one uninterrupted run; links of a carried-over chain
+    (deterministic models) are run again, since they need the rows the previous budget left robust."""
+    model, xs, ys = toy
+    if random_model:
+        noisy = NoisyTwoModalTwoHead().eval()
+        noisy.load_state_dict(model.state_dict())
+        model = noisy
+    rows = rows_from_tensors(xs, ys)
+    settings = SuiteSettings(steps=3, restarts=1, eot=2, batch_size=16, seed=3)
+    args = (model, rows, ["pgd", "reference"], [2 / 255, 8 / 255], "joint", settings)
+    full = run_suite(*args)
+    assert full.random_model is random_model
+
+    progress: list[list[dict]] = []
+
+    def stop_after_three(records: list[dict]) -> None:
+        progress.append(records)
+        if len(progress) == 3:
+            raise KeyboardInterrupt
+
+    cut = run_suite(*args, allow_partial=True, on_unit=stop_after_three)
+    assert cut.interrupted and len(progress[-1]) == 3 * 2  # 3 units x 2 tasks: pgd at 2 and 8, reference at 2
+    logs: list[str] = []
+    resumed = run_suite(*args, done=progress[-1], log=logs.append)
+
+    def numbers(res):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in res.records]
+    assert numbers(resumed) == numbers(full)
+    kept = [line for line in logs if "kept" in line]
+    assert len(kept) == (3 if random_model else 1)  # deterministic: the pgd chain ran again, reference was kept
+    assert all(r["unit"].startswith(("pgd|", "reference|")) for r in full.records)
+
+
 def test_carry_over_attacks_only_robust_rows_and_equals_worst_case(toy):
     model, xs, ys = toy
     wrong = ys[0].clone()

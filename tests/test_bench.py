@@ -288,6 +288,51 @@ def test_a_stored_record_is_attacked_only_on_the_weights_it_describes(tmp_path, 
     assert "[replaced]" in out and "(test metrics)" in out and rec["test"] == original["test"]
 
 
+def test_an_interrupted_attack_resumes_in_the_next_sitting(tmp_path, data_root, capsys, monkeypatch):
+    """Attack progress is stored unit by unit in the record, so a sitting that ends mid-attack (hours for a random
+    model on a CPU) loses only the unit in flight; the next sitting keeps what finished on the same weights."""
+    import mailnet.attacks.suite as attack_suite
+
+    attacks = {"names": ["pgd", "reference"], "eps": ["2/255", "4/255"], "steps": 1, "restarts": 1, "eot": 1,
+               "subset": 8, "batch_size": 64, "options": {"sanity": False}}
+    suite = write_suite(tmp_path, suite_dict(attacks=attacks, cost=None))
+    results = tmp_path / "results"
+    argv = ["bench", str(suite), "--data-root", str(data_root), "--device", "cpu", "--results-dir", str(results),
+            "--save-results", "--no-progress"]
+    real, calls = attack_suite.attack_correctness, []
+
+    def interrupted_on_fourth(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(attack_suite, "attack_correctness", interrupted_on_fourth)
+    assert main(argv + ["--out", str(tmp_path / "first")]) == 130
+    capsys.readouterr()
+    monkeypatch.setattr(attack_suite, "attack_correctness", real)
+    (path,) = list(results.iterdir())
+    rec = json.loads(path.read_text())
+    assert not rec["attacks"] and len(rec["attacks_partial"]) == 1
+    (partial,) = rec["attacks_partial"].values()
+    units = [r["unit"] for r in partial["records"]]
+    assert len(set(units)) == 3 and partial["weights_sha256"] == rec["weights_sha256"]  # pgd 2, pgd 4, reference 2
+
+    report_only = ["bench", str(suite), "--out", str(tmp_path / "ro"), "--results-dir", str(results), "--report-only"]
+    assert main(report_only) == 0
+    capsys.readouterr()
+    assert "trained, attack results missing (3 attack units stored" in (tmp_path / "ro" / "report.md").read_text()
+
+    # the next sitting: another output folder (no weights), so the run is trained again, checked, and resumed
+    assert main(argv + ["--out", str(tmp_path / "second")]) == 0
+    out = capsys.readouterr().out
+    assert "[checked]" in out and "[resuming]" in out and "3 attack units" in out and "[attacked]" in out
+    rec = json.loads(path.read_text())
+    assert "attacks_partial" not in rec
+    (entry,) = rec["attacks"].values()
+    assert len({r["unit"] for r in entry["records"]}) == 4 and entry["seconds"] > partial["seconds"]
+
+
 def test_report_only_lists_missing_runs(tmp_path):
     suite = write_suite(tmp_path, suite_dict())
     out = tmp_path / "out"

@@ -5,6 +5,7 @@ task), so tables, plots and the sanity checks all read the same list of records.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,7 @@ from mailnet.attacks.pgd import bim, fgsm, mim, pgd
 from mailnet.attacks.reference import REFERENCE, reference_attack
 from mailnet.attacks.subset import AttackRows
 from mailnet.attacks.transfer import FrozenDraw
+from mailnet.engine.randomness import reseed
 from mailnet.errors import ConfigError
 
 ATTACKS = ("pgd", "autoattack", "reference", "fgsm", "bim", "mim", "transfer")
@@ -251,16 +253,34 @@ def attack_correctness(name: str, model: nn.Module, rows: AttackRows, eps: list[
     return correct, {**info, "attacked_rows": int(len(todo))}, time.perf_counter() - start
 
 
+def unit_id(attack: str, role: str, perturbed: str, eps: float, overrides: dict) -> str:
+    """Names one attack run of the suite (attack, role, perturbed modalities, budget, per-run overrides): the
+    unit that is seeded on its own, recorded, and skipped when a resumed suite already has it."""
+    extra = ",".join(f"{k}={overrides[k]!r}" for k in sorted(overrides))
+    return f"{attack}|{role}|{perturbed}|{float(eps)!r}|{extra}"
+
+
+def unit_seed(seed: int, unit: str) -> int:
+    """Each unit's own seed: its random starts and draws do not depend on which units ran before it, so a suite
+    resumed in another sitting gives the numbers an uninterrupted one gives."""
+    return int(hashlib.sha256(f"{seed}|{unit}".encode()).hexdigest()[:12], 16)
+
+
 def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_list: Sequence[float],
               threat: str | Sequence[str] = "joint", settings: SuiteSettings | None = None,
               task_names: Sequence[str] | None = None, modality_names: Sequence[str] | None = None,
               log: Callable[[str], None] | None = None, source: nn.Module | None = None,
-              progress: bool = False, allow_partial: bool = False) -> SuiteResult:
+              progress: bool = False, allow_partial: bool = False, done: Sequence[dict] | None = None,
+              on_unit: Callable[[list[dict]], None] | None = None) -> SuiteResult:
     """Clean accuracy, then every attack x eps x threat variant; plus the sanity probes when ``settings.sanity``.
     ``source``: the transfer attack's source model (default: the target with a frozen draw of its randomness).
     ``progress``: a progress bar (stderr) over the chunks of each attack and budget.
     ``allow_partial``: a KeyboardInterrupt after the clean pass returns what finished (``interrupted`` set, no
     probes) instead of losing it: hours of attack on a CPU, or a GPU slot's deadline, are not thrown away.
+    ``done``: records of an earlier, unfinished run of this very suite on the same model and rows (same settings,
+    same weights: the caller's to check); their units are taken as they are instead of run again, except links of a
+    carried-over chain, which need the rows the previous budget left robust. ``on_unit``: called with all records
+    so far after every unit, so a caller can store progress that survives the process.
 
     ``eps_list`` in pixel units; ``settings.eps_ratio`` scales it per modality. Random models (detected by two
     forward passes on the same rows) get ``settings.eot`` draws per gradient step, deterministic ones 1.
@@ -295,8 +315,19 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
     result.clean = [{"task": task_names[t], "n": counted[t], "clean_acc": clean[t]} for t in range(n_tasks)]
     log("clean accuracy: " + ", ".join(f"{task_names[t]} {clean[t]:.4f} (n={counted[t]})" for t in range(n_tasks)))
 
+    earlier: dict[str, list[dict]] = {}
+    for r in done or []:
+        if "unit" in r:
+            earlier.setdefault(r["unit"], []).append(r)
+
     def record(attack: str, eps: float, label: str, mult: list[float], role: str,
-               robust: list[torch.Tensor] | None = None, **overrides) -> list[torch.Tensor]:
+               robust: list[torch.Tensor] | None = None, **overrides) -> list[torch.Tensor] | None:
+        unit = unit_id(attack, role, label, eps, overrides)
+        if unit in earlier and len(earlier[unit]) == n_tasks and not carried(attack):
+            result.records += [dict(r) for r in earlier[unit]]
+            log(f"{attack:10s} {role:5s} eps={eps_to_255(eps):g}/255 perturbed={label}: done in an earlier run, kept")
+            return None
+        reseed(model, unit_seed(settings.seed, unit))
         per_mod = [eps * r * k for r, k in zip(ratio, mult)]
         draws = overrides.pop("eot", eot)
         if robust is None and carried(attack):
@@ -311,9 +342,11 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
                 "attack": attack, "role": role, "threat": "joint" if label == "all" else "each",
                 "perturbed": label, "eps": eps, "eps_255": eps_to_255(eps), "eps_per_modality": per_mod,
                 "task": task_names[t], "n": counted[t], "clean_acc": clean[t], "robust_acc": acc[t],
-                **info, "seconds": round(secs, 3)})
+                **info, "seconds": round(secs, 3), "unit": unit})
         log(f"{attack:10s} {role:5s} eps={eps_to_255(eps):g}/255 perturbed={label}: "
             + ", ".join(f"{task_names[t]} {acc[t]:.4f}" for t in range(n_tasks)) + f"  ({secs:.1f}s)")
+        if on_unit is not None:
+            on_unit(list(result.records))
         return correct
 
     try:

@@ -346,11 +346,19 @@ def _epoch_seconds(outcome: BenchOutcome) -> dict[tuple[str, str], str]:
 
 
 def missing_section(outcome: BenchOutcome) -> str:
-    missing = outcome.missing()
-    if not missing:
-        return ""
-    lines = ["## Missing runs", ""] + [f"- `{j.label}` (key `{j.key}`)" for j in missing]
-    return "\n".join(lines)
+    """Jobs not trained yet, then jobs trained but not (or only partly) attacked."""
+    lines = [f"- `{j.label}` (key `{j.key}`)" for j in outcome.missing()]
+    if outcome.suite.attacks:
+        akey = attack_key(outcome.suite.attacks)
+        for j in outcome.jobs:
+            rec = outcome.records.get(j.key)
+            if rec is None or akey in rec.get("attacks", {}):
+                continue
+            partial = rec.get("attacks_partial", {}).get(akey) or {}
+            units = len({r.get("unit") for r in partial.get("records", [])})
+            lines.append(f"- `{j.label}` (key `{j.key}`): trained, attack results missing"
+                         + (f" ({units} attack units stored from an unfinished sitting)" if units else ""))
+    return "\n".join(["## Missing runs", ""] + lines) if lines else ""
 
 
 def charts_section(charts: list[str]) -> str:

@@ -139,20 +139,40 @@ def _attack_unit(job: Job, rec: dict[str, Any], store: Store, opts: BenchOptions
         _log(outcome, bar, "missing", job, "attack results")
     else:
         run = store.run_dir(job.key)
-        if not rundir.best_path(run).is_file():  # the record came without weights: train again to attack
+        retrained = not rundir.best_path(run).is_file()
+        if retrained:  # the record came without weights: train again to attack
             how = stages.train_stage(job, run, device=opts.device, data_root=opts.data_root, verbose=opts.verbose)
             _log(outcome, bar, how, job, "weights needed for the attack (the stored record has none)")
-            rec = _same_weights_or_new_record(job, rec, run, store, opts, outcome, bar)
+        rec = _same_weights_or_new_record(job, rec, run, store, opts, outcome, bar, retrained)
+        # units finished in an earlier sitting on these very weights are kept (long attacks of random models span
+        # sittings); progress is stored after every unit, so an interrupt loses at most the unit in flight
+        partial = rec.get("attacks_partial", {}).get(akey) or {}
+        same = partial.get("weights_sha256") == rec["weights_sha256"]
+        done, before = (partial.get("records"), float(partial.get("seconds", 0.0))) if same else (None, 0.0)
+        if done:
+            _log(outcome, bar, "resuming", job, f"{len({r.get('unit') for r in done})} attack units finished in an "
+                 "earlier sitting on these weights")
+        t0 = time.perf_counter()
+
+        def keep(records: list[dict]) -> None:
+            rec.setdefault("attacks_partial", {})[akey] = {
+                "weights_sha256": rec["weights_sha256"], "records": records,
+                "seconds": before + time.perf_counter() - t0}
+            store.save_record(rec)
+
         try:
-            t0 = time.perf_counter()
-            result = stages.attack_stage(run, settings, device=opts.device, data_root=opts.data_root)
+            result = stages.attack_stage(run, settings, device=opts.device, data_root=opts.data_root, done=done,
+                                         on_unit=keep)
         except AttackSuiteMissing as e:
             state["attacks_available"] = False
             outcome.notes.append(f"attacks skipped: {e}")
             _log(outcome, bar, "skipped", job, f"attacks ({e})")
         else:
-            result["seconds"] = time.perf_counter() - t0
+            result["seconds"] = before + time.perf_counter() - t0
             rec.setdefault("attacks", {})[akey] = {"settings": settings, **result}
+            rec.get("attacks_partial", {}).pop(akey, None)
+            if not rec.get("attacks_partial"):
+                rec.pop("attacks_partial", None)
             store.save_record(rec)
             _log(outcome, bar, "attacked", job, f"{result['seconds']:.1f}s")
     bar.update(1)
@@ -160,8 +180,9 @@ def _attack_unit(job: Job, rec: dict[str, Any], store: Store, opts: BenchOptions
 
 
 def _same_weights_or_new_record(job: Job, rec: dict[str, Any], run: Path, store: Store, opts: BenchOptions,
-                                outcome: BenchOutcome, bar) -> dict[str, Any]:
-    """``rec`` when the weights trained again are the ones its metrics came from, else the new run's record.
+                                outcome: BenchOutcome, bar, retrained: bool) -> dict[str, Any]:
+    """``rec`` when the run's weights (``retrained``: trained again for the attack) are the ones its metrics came
+    from, else the run's own new record.
 
     Attack results are stored beside the record's clean metrics, so they must describe the same weights. Training
     is deterministic for a given seed, machine and thread count, but not across them; the check is the weights'
@@ -174,15 +195,17 @@ def _same_weights_or_new_record(job: Job, rec: dict[str, Any], run: Path, store:
         if not old_print:
             rec["weights_sha256"] = new["weights_sha256"]
             store.save_record(rec)
-        _log(outcome, bar, "checked", job, "the weights trained again are the recorded run's "
-             + ("(same fingerprint)" if old_print else "(same test metrics)"))
+        if retrained:
+            _log(outcome, bar, "checked", job, "the weights trained again are the recorded run's "
+                 + ("(same fingerprint)" if old_print else "(same test metrics)"))
         return rec
     store.save_record(new)
     outcome.records[job.key] = new
-    outcome.notes.append(f"{job.label}: the weights trained again differ from the stored record's; the record (and "
-                         f"its attack results) was replaced by the new run's")
+    outcome.notes.append(f"{job.label}: the weights found or trained again for the attack differ from the stored "
+                         "record's; the record (and its attack results) was replaced by the new run's")
     was, now = (r.get("test", {}).get("mean_acc", float("nan")) for r in (rec, new))
-    _log(outcome, bar, "replaced", job, "the weights trained again differ from the stored record's "
+    _log(outcome, bar, "replaced", job, "the weights " + ("trained again " if retrained else "of the run folder ")
+         + "differ from the stored record's "
          f"({'fingerprint' if old_print else 'test metrics'}): its record is replaced by the new run's, "
          f"test mean ACC {was:.4f} -> {now:.4f}")
     return new

@@ -71,16 +71,18 @@ def weights_fingerprint(run: Path) -> str | None:
 # ------------------------------------------------------------------------------------------------------ attacks
 
 
-def attack_stage(run: Path, settings: dict[str, Any], *, device: str, data_root: str | None) -> dict[str, Any]:
+def attack_stage(run: Path, settings: dict[str, Any], *, device: str, data_root: str | None,
+                 done: list[dict] | None = None, on_unit=None) -> dict[str, Any]:
     """Attack the run's best checkpoint; returns ``{"rows": [...], "clean": {...}, "details": ...}``.
 
     A row is ``{"attack", "eps" (text as in the suite), "eps_value", "task", "robust_acc", "clean_acc", "n"}``.
+    ``done`` / ``on_unit``: resume from, and report, the attack units finished so far (``run_suite``).
     """
     try:
         from mailnet.attacks import suite as attack_suite  # noqa: F401
     except ImportError:
         raise AttackSuiteMissing("the attack suite (mailnet.attacks.suite) is not available in this checkout") from None
-    return _attack_with_suite(run, settings, device=device, data_root=data_root)
+    return _attack_with_suite(run, settings, device=device, data_root=data_root, done=done, on_unit=on_unit)
 
 
 # Bench attack options that are not SuiteSettings fields.
@@ -97,7 +99,8 @@ def attack_option_names() -> tuple[str, ...]:
     return tuple(f.name for f in fields(SuiteSettings) if f.name not in own) + ATTACK_OPTION_EXTRAS
 
 
-def _attack_with_suite(run: Path, settings: dict[str, Any], *, device: str, data_root: str | None) -> dict[str, Any]:
+def _attack_with_suite(run: Path, settings: dict[str, Any], *, device: str, data_root: str | None,
+                       done: list[dict] | None = None, on_unit=None) -> dict[str, Any]:
     """The same pipeline as ``mailnet attack``: the run's data and best checkpoint, a seeded subset of the test
     split (the same samples for every model), ``run_suite`` and its sanity checks."""
     from mailnet.attacks.sanity import failures, run_sanity
@@ -121,7 +124,8 @@ def _attack_with_suite(run: Path, settings: dict[str, Any], *, device: str, data
     eps_text = {eps_value(e): e for e in settings["eps"]}
     reseed(model, suite_settings.seed)
     result = run_suite(model, rows, settings["names"], list(eps_text), threat, suite_settings,
-                       task_names=[t.name for t in data.tasks], modality_names=[m.name for m in data.modalities])
+                       task_names=[t.name for t in data.tasks], modality_names=[m.name for m in data.modalities],
+                       done=done, on_unit=on_unit)
     out_rows = []
     for r in result.records:
         if r.get("role", "main") != "main":

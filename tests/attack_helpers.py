@@ -113,3 +113,18 @@ class CountingModel(nn.Module):
     def forward(self, xs):
         self.calls += 1
         return self.model(xs)
+
+
+def interrupt_on_call(fn, n: int):
+    """``fn`` that raises KeyboardInterrupt on its ``n``-th call (Ctrl-C, or a deadline's SIGTERM, mid-suite);
+    the returned wrapper's ``calls`` list counts the calls and can be cleared."""
+    calls: list[int] = []
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return fn(*args, **kwargs)
+
+    wrapper.calls = calls
+    return wrapper

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from attack_helpers import ShatteredLinear, TwoModalTwoHead, two_modal_batch
+from attack_helpers import ShatteredLinear, TwoModalTwoHead, interrupt_on_call, two_modal_batch
 from mailnet.attacks.adv_train import adversarial_batch, make_adversary
 from mailnet.attacks.autoattack import FlatView, autoattack
 from mailnet.attacks.eps import parse_eps, parse_eps_list
@@ -108,19 +108,12 @@ def test_interrupted_suite_keeps_the_budgets_that_finished_only_when_allowed(toy
 
     model, xs, ys = toy
     rows = rows_from_tensors(xs, ys, [torch.ones(16, dtype=torch.bool)] * 2)
-    real, calls = suite.attack_correctness, []
-
-    def interrupted_on_third(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
+    interrupted_on_third = interrupt_on_call(suite.attack_correctness, 3)
     monkeypatch.setattr(suite, "attack_correctness", interrupted_on_third)
     settings = SuiteSettings(steps=2, restarts=1, batch_size=16)
     res = run_suite(model, rows, ["pgd"], [1 / 255, 2 / 255, 4 / 255], "joint", settings, allow_partial=True)
     assert res.interrupted and [r["eps_255"] for r in res.records] == [1.0, 1.0, 2.0, 2.0]
-    calls.clear()
+    interrupted_on_third.calls.clear()
     with pytest.raises(KeyboardInterrupt):  # the default (mailnet bench): an interrupt is not a result
         run_suite(model, rows, ["pgd"], [1 / 255, 2 / 255, 4 / 255], "joint", settings)
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from attack_helpers import interrupt_on_call
+
 from mailnet.bench.hashing import config_hash
 from mailnet.bench.report import BEGIN, END, attack_label, update_marked_block
 from mailnet.bench.suite import load_suite
@@ -299,15 +301,8 @@ def test_an_interrupted_attack_resumes_in_the_next_sitting(tmp_path, data_root, 
     results = tmp_path / "results"
     argv = ["bench", str(suite), "--data-root", str(data_root), "--device", "cpu", "--results-dir", str(results),
             "--save-results", "--no-progress"]
-    real, calls = attack_suite.attack_correctness, []
-
-    def interrupted_on_fourth(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(attack_suite, "attack_correctness", interrupted_on_fourth)
+    real = attack_suite.attack_correctness
+    monkeypatch.setattr(attack_suite, "attack_correctness", interrupt_on_call(real, 4))
     assert main(argv + ["--out", str(tmp_path / "first")]) == 130
     capsys.readouterr()
     monkeypatch.setattr(attack_suite, "attack_correctness", real)

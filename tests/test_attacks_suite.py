@@ -384,7 +384,8 @@ def test_attack_command_on_a_tiny_run(tmp_path, data_root, capsys):
     suite.attack_correctness = terminated_on_second_budget
     try:
         assert main(["attack", str(run), "--attack", "reference", "--eps", "2,8", "--subset", "6", "--quiet",
-                     "--data-root", str(data_root), "--device", "cpu", "--out", str(tmp_path / "cut")]) == 130
+                     "--no-sanity", "--data-root", str(data_root), "--device", "cpu", "--out",
+                     str(tmp_path / "cut")]) == 130
     finally:
         suite.attack_correctness = real
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
@@ -392,6 +393,21 @@ def test_attack_command_on_a_tiny_run(tmp_path, data_root, capsys):
     assert cut["interrupted"] is True and result["interrupted"] is False
     assert [(r["attack"], r["eps_255"]) for r in cut["records"]] == [("reference", 2.0)] * 2  # one budget, 2 tasks
     assert "results above are partial" in capsys.readouterr().err
+    # --resume continues it: the finished budget is kept, the rest equals an uninterrupted run's numbers
+    cut_cmd = ["attack", str(run), "--attack", "reference", "--eps", "2,8", "--subset", "6", "--quiet",
+               "--no-sanity", "--data-root", str(data_root), "--device", "cpu", "--out", str(tmp_path / "cut")]
+    assert main(cut_cmd + ["--eps", "2,4", "--resume"]) == 2
+    assert "has another eps_255" in capsys.readouterr().err
+    assert main(cut_cmd + ["--resume"]) == 0
+    assert "done in an earlier run, kept" in capsys.readouterr().out
+    resumed = json.loads((tmp_path / "cut" / "attack_test.json").read_text())
+    assert main(cut_cmd[:-1] + [str(tmp_path / "whole")]) == 0
+    capsys.readouterr()
+    whole = json.loads((tmp_path / "whole" / "attack_test.json").read_text())
+    numbers = lambda res: [{k: v for k, v in r.items() if k != "seconds"} for r in res["records"]]  # noqa: E731
+    assert not resumed["interrupted"] and numbers(resumed) == numbers(whole) and len(whole["records"]) == 4
+    assert main(cut_cmd + ["--resume"]) == 2
+    assert "a finished attack" in capsys.readouterr().err
     assert main(["attack", str(run), "--attack", "pgd,nope", "--data-root", str(data_root)]) == 2
     assert "unknown attack" in capsys.readouterr().err
     assert main(["attack", str(run), "--attack", "pgd", "--transfer-from", str(run), "--data-root",

@@ -3,7 +3,9 @@
 Budgets are given in /255 units (``--eps 1,2,4,8``; ``4/255`` or ``0.0157`` are read as written). Results go to
 ``OUT/attack_<split>.{json,csv,png}`` (default OUT: ``RUN_DIR/attack``); the JSON records every setting, the
 attacked subset's sample indices and the sanity checks. Interrupted (Ctrl-C, or SIGTERM from ``timeout`` or a batch
-scheduler), it writes the budgets that finished, marked ``"interrupted": true``, and exits with status 130.
+scheduler), it writes the budgets that finished, marked ``"interrupted": true``, and exits with status 130;
+``--resume`` then continues it: the same command plus ``--resume`` keeps every finished attack unit (each is seeded
+on its own, so the numbers equal an uninterrupted run's) if the settings and the checkpoint's weights are the same.
 """
 from __future__ import annotations
 
@@ -51,6 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="attack every row at every budget; default for deterministic models: only rows still robust "
                         "(clean-correct, unbroken at smaller budgets), i.e. the worst case over budgets <= eps")
     p.add_argument("--out", help="output folder (default: RUN_DIR/attack)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted attack written in the output folder (same settings, same weights)")
     p.set_defaults(func=run)
 
 
@@ -133,6 +137,15 @@ def run(args: argparse.Namespace) -> int:
                              eps_ratio=ratio, sanity=not args.no_sanity,
                              carry_over=not args.no_carry_over,
                              transfer_source=args.transfer_from or "frozen draw of the target")
+    from mailnet.engine import rundir
+    from mailnet.engine.checkpoint import tensors_fingerprint
+
+    fingerprint = tensors_fingerprint(rundir.checkpoint_from(run_dir, args.which))
+    out_dir = Path(args.out) if args.out else run_dir / "attack"
+    identity = {"run_dir": str(run_dir), "checkpoint": args.which, "split": args.split, "attacks": attacks,
+                "eps_255": [eps_to_255(e) for e in eps_list], "threats": threats,
+                "settings": {**settings.to_dict(), "subset": args.subset, "subset_seed": args.subset_seed}}
+    done = resumed_records(out_dir / f"attack_{args.split}.json", identity, fingerprint) if args.resume else None
     reseed(model, args.seed)
     start = time.perf_counter()
     import signal
@@ -147,23 +160,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_suite(model, rows, attacks, eps_list, threats, settings, task_names=tasks,
                            modality_names=modalities, log=lambda s: print(s, flush=True), source=source,
-                           progress=not args.quiet, allow_partial=True)
+                           progress=not args.quiet, allow_partial=True, done=done)
     finally:
         signal.signal(signal.SIGTERM, previous)
     checks = run_sanity(result.records)
     failed = failures(checks)
     payload = {
-        "run_dir": str(run_dir), "checkpoint": args.which, "split": args.split, "device": str(device),
+        **identity, "device": str(device), "weights_sha256": fingerprint,
         "model": cfg.get("model"), "random_model": result.random_model, "interrupted": result.interrupted,
-        "attacks": attacks, "eps_255": [eps_to_255(e) for e in eps_list], "threats": threats,
-        "settings": {**settings.to_dict(), "subset": args.subset, "subset_seed": args.subset_seed,
-                     "eot_used": settings.eot if result.random_model else 1, "fast_modules": fast},
+        "settings": {**identity["settings"], "eot_used": settings.eot if result.random_model else 1,
+                     "fast_modules": fast},
         "subset_indices": dict(zip(tasks, subset_ids(rows.to("cpu")))),
         "clean": result.clean, "records": result.records,
         "sanity": {"passed": not failed, "checks": [c.to_dict() for c in checks]},
         "seconds": round(time.perf_counter() - start, 2), "torch": torch.__version__,
     }
-    out_dir = Path(args.out) if args.out else run_dir / "attack"
     title = (f"{run_dir.name}: {args.split}, steps={args.steps}, restarts={args.restarts}, "
              f"eot={payload['settings']['eot_used']}")
     paths = write_results(out_dir, f"attack_{args.split}", payload, result.records, result.clean, title=title)
@@ -177,3 +188,33 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def resumed_records(path: Path, identity: dict, fingerprint: str) -> list[dict]:
+    """The finished units of the interrupted attack stored at ``path``, after checking that it is this very
+    attack: same run, checkpoint, split, attacks, budgets, threats and settings, and the same weights."""
+    import json
+
+    from mailnet.errors import ConfigError
+
+    if not path.is_file():
+        raise ConfigError(f"--resume: {path} not found (nothing to resume; run without --resume)")
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--resume: {path} is not a readable attack result ({e})") from None
+    if not isinstance(old, dict) or not isinstance(old.get("records"), list):
+        raise ConfigError(f"--resume: {path} is not a mailnet attack result (no records)")
+    if not old.get("interrupted"):
+        raise ConfigError(f"--resume: {path} is a finished attack, not an interrupted one (nothing to resume)")
+    if old.get("weights_sha256") != fingerprint:
+        raise ConfigError(f"--resume: {path} was computed on other weights than {identity['run_dir']}'s "
+                          f"{identity['checkpoint']} checkpoint")
+    for key, value in identity.items():
+        stored = old.get(key)
+        if key == "settings":
+            stored = {k: v for k, v in (stored or {}).items() if k in value}
+        if stored != value:
+            raise ConfigError(f"--resume: {path} has another {key} ({stored!r}, now {value!r}); rerun with the "
+                              "interrupted attack's options, or without --resume")
+    return old["records"]

@@ -323,7 +323,8 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
     def record(attack: str, eps: float, label: str, mult: list[float], role: str,
                robust: list[torch.Tensor] | None = None, **overrides) -> list[torch.Tensor] | None:
         unit = unit_id(attack, role, label, eps, overrides)
-        if unit in earlier and len(earlier[unit]) == n_tasks and not carried(attack):
+        link = carried(attack) and role == "main"  # a carried-over chain's link needs the previous budget's rows
+        if unit in earlier and len(earlier[unit]) == n_tasks and not link:
             result.records += [dict(r) for r in earlier[unit]]
             log(f"{attack:10s} {role:5s} eps={eps_to_255(eps):g}/255 perturbed={label}: done in an earlier run, kept")
             return None

@@ -317,6 +317,8 @@ def test_an_interrupted_attack_resumes_in_the_next_sitting(tmp_path, data_root, 
     assert main(report_only) == 0
     capsys.readouterr()
     assert "trained, attack results missing (3 attack units stored" in (tmp_path / "ro" / "report.md").read_text()
+    assert main(report_only[:-1] + ["--list"]) == 0
+    assert "trained, attack partly done (3 units)" in capsys.readouterr().out
 
     # the next sitting: another output folder (no weights), so the run is trained again, checked, and resumed
     assert main(argv + ["--out", str(tmp_path / "second")]) == 0

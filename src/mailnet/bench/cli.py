@@ -59,12 +59,19 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
 
 
 def _list(suite, store: Store) -> int:
+    from mailnet.bench.suite import attack_key
     from mailnet.engine import rundir
 
+    akey = attack_key(suite.attacks) if suite.attacks else None
     for job in suite.jobs():
         rec, where = store.find_record(job.key)
         run = store.run_dir(job.key)
-        status = (f"done ({where})" if rec is not None else "finished run" if rundir.is_finished(run)
-                  else "partial run" if run.exists() else "to do")
+        if rec is not None and akey is not None and akey not in rec.get("attacks", {}):
+            partial = rec.get("attacks_partial", {}).get(akey) or {}
+            units = len({r.get("unit") for r in partial.get("records", [])})
+            status = f"trained, attack {'partly done (' + str(units) + ' units)' if units else 'to do'} ({where})"
+        else:
+            status = (f"done ({where})" if rec is not None else "finished run" if rundir.is_finished(run)
+                      else "partial run" if run.exists() else "to do")
         print(f"{job.key}  {job.label:<48} {status}")
     return 0

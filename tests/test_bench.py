@@ -336,7 +336,8 @@ def test_report_only_lists_missing_runs(tmp_path):
     assert main(["bench", str(suite), "--out", str(out), "--results-dir", str(tmp_path / "none"),
                  "--report-only"]) == 0
     report = (out / "report.md").read_text()
-    assert "## Missing runs" in report and "pb/mail_tiny/seed0" in report and "0/1 runs finished" in report
+    assert "## Missing runs" in report and "pb/mail_tiny/seed0" in report
+    assert "0/1 runs trained, 0 of them attacked" in report
 
 
 def test_only_runs_the_selected_jobs_and_reports_the_whole_suite(tmp_path, data_root, capsys):
@@ -349,7 +350,7 @@ def test_only_runs_the_selected_jobs_and_reports_the_whole_suite(tmp_path, data_
     assert "(1 selected by --only)" in printed and printed.count("[trained]") == 1
     assert "[trained] pb/mail_tiny/seed1" in printed and "[missing] pb/mail_tiny/seed0" in printed
     report = (out / "report.md").read_text()
-    assert "1/2 runs finished" in report and "pb/mail_tiny/seed0" in report.split("## Missing runs")[1]
+    assert "1/2 runs trained (missing" in report and "pb/mail_tiny/seed0" in report.split("## Missing runs")[1]
     assert "--only 'pb/*/seed1'" in report  # the command as it ran
     assert main(base + ["--only", "retina/*"]) == 2
     assert "--only retina/*: matches none of the suite's runs (labels look like pb/mail_tiny/seed0)" in \

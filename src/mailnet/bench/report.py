@@ -202,8 +202,16 @@ def header_section(outcome: BenchOutcome, machine: dict[str, Any], command: str)
         lines.append(f"- **Cost**: sizes {c['sizes'] or 'as trained'}, {c['threads']} CPU threads, batch {c['batch']}"
                      f", {c['latency_iters']} latency / {c['batch_iters']} batch repetitions (medians)")
     done = len(outcome.records)
-    lines.append(f"- **Progress**: {done}/{len(jobs)} runs finished"
-                 + ("" if done == len(jobs) else " (missing runs are listed at the end)"))
+    attacked = ""
+    if s.attacks:
+        akey = attack_key(s.attacks)
+        n = sum(akey in r.get("attacks", {}) for r in outcome.records.values())
+        attacked = f", {n} of them attacked"
+        done_all = done == len(jobs) and n == done
+    else:
+        done_all = done == len(jobs)
+    lines.append(f"- **Progress**: {done}/{len(jobs)} runs trained{attacked}"
+                 + ("" if done_all else " (missing runs and attacks are listed at the end)"))
     lines += [f"- **Note**: {n}" for n in outcome.notes]
     return "\n".join(lines)
 

@@ -365,7 +365,7 @@ def missing_section(outcome: BenchOutcome) -> str:
             partial = rec.get("attacks_partial", {}).get(akey) or {}
             units = len({r.get("unit") for r in partial.get("records", [])})
             lines.append(f"- `{j.label}` (key `{j.key}`): trained, attack results missing"
-                         + (f" ({units} attack units stored from an unfinished sitting)" if units else ""))
+                         + (f" ({units} attack unit{'s' * (units != 1)} stored from an unfinished sitting)" if units else ""))
     return "\n".join(["## Missing runs", ""] + lines) if lines else ""
 
 

@@ -118,6 +118,11 @@ def test_interrupted_suite_keeps_the_budgets_that_finished_only_when_allowed(toy
         run_suite(model, rows, ["pgd"], [1 / 255, 2 / 255, 4 / 255], "joint", settings)
 
 
+def _numbers(records: list[dict]) -> list[dict]:
+    """Attack records without their timings: what a resumed run must reproduce."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
 class NoisyTwoModalTwoHead(TwoModalTwoHead):
     """A random model whose randomness comes from torch's global generator (as MC dropout's does)."""
 
@@ -153,9 +158,7 @@ def test_a_resumed_suite_gives_the_numbers_of_an_uninterrupted_one(toy, random_m
     logs: list[str] = []
     resumed = run_suite(*args, done=progress[-1], log=logs.append)
 
-    def numbers(res):
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in res.records]
-    assert numbers(resumed) == numbers(full)
+    assert _numbers(resumed.records) == _numbers(full.records)
     kept = [line for line in logs if "kept" in line]
     assert len(kept) == (3 if random_model else 1)  # deterministic: the pgd chain ran again, reference was kept
     assert all(r["unit"].startswith(("pgd|", "reference|")) for r in full.records)
@@ -404,8 +407,8 @@ def test_attack_command_on_a_tiny_run(tmp_path, data_root, capsys):
     assert main(cut_cmd[:-1] + [str(tmp_path / "whole")]) == 0
     capsys.readouterr()
     whole = json.loads((tmp_path / "whole" / "attack_test.json").read_text())
-    numbers = lambda res: [{k: v for k, v in r.items() if k != "seconds"} for r in res["records"]]  # noqa: E731
-    assert not resumed["interrupted"] and numbers(resumed) == numbers(whole) and len(whole["records"]) == 4
+    assert not resumed["interrupted"] and _numbers(resumed["records"]) == _numbers(whole["records"])
+    assert len(whole["records"]) == 4
     assert main(cut_cmd + ["--resume"]) == 2
     assert "a finished attack" in capsys.readouterr().err
     assert main(["attack", str(run), "--attack", "pgd,nope", "--data-root", str(data_root)]) == 2

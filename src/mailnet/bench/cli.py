@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mailnet.bench.runner import BenchOptions, run_bench
+from mailnet.bench.runner import BenchOptions, run_bench, stored_units
 from mailnet.bench.store import Store
 from mailnet.bench.suite import load_suite
 from mailnet.errors import ConfigError
@@ -67,9 +67,8 @@ def _list(suite, store: Store) -> int:
         rec, where = store.find_record(job.key)
         run = store.run_dir(job.key)
         if rec is not None and akey is not None and akey not in rec.get("attacks", {}):
-            partial = rec.get("attacks_partial", {}).get(akey) or {}
-            units = len({r.get("unit") for r in partial.get("records", [])})
-            status = f"trained, attack {'partly done (' + str(units) + ' units)' if units else 'to do'} ({where})"
+            units = stored_units(rec, akey)
+            status = f"trained, attack {f'partly done ({units} units)' if units else 'to do'} ({where})"
         else:
             status = (f"done ({where})" if rec is not None else "finished run" if rundir.is_finished(run)
                       else "partial run" if run.exists() else "to do")

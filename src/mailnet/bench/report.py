@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mailnet.bench.runner import BenchOutcome
+from mailnet.bench.runner import BenchOutcome, stored_units
 from mailnet.bench.suite import attack_key
 from mailnet.errors import MailnetError
 from mailnet.utils import write_text
@@ -202,16 +202,11 @@ def header_section(outcome: BenchOutcome, machine: dict[str, Any], command: str)
         lines.append(f"- **Cost**: sizes {c['sizes'] or 'as trained'}, {c['threads']} CPU threads, batch {c['batch']}"
                      f", {c['latency_iters']} latency / {c['batch_iters']} batch repetitions (medians)")
     done = len(outcome.records)
-    attacked = ""
-    if s.attacks:
-        akey = attack_key(s.attacks)
-        n = sum(akey in r.get("attacks", {}) for r in outcome.records.values())
-        attacked = f", {n} of them attacked"
-        done_all = done == len(jobs) and n == done
-    else:
-        done_all = done == len(jobs)
-    lines.append(f"- **Progress**: {done}/{len(jobs)} runs trained{attacked}"
-                 + ("" if done_all else " (missing runs and attacks are listed at the end)"))
+    akey = attack_key(s.attacks) if s.attacks else None
+    attacked = sum(akey in r.get("attacks", {}) for r in outcome.records.values()) if akey else done
+    complete = done == len(jobs) and attacked == done
+    lines.append(f"- **Progress**: {done}/{len(jobs)} runs trained" + (f", {attacked} of them attacked" if akey else "")
+                 + ("" if complete else " (missing runs and attacks are listed at the end)"))
     lines += [f"- **Note**: {n}" for n in outcome.notes]
     return "\n".join(lines)
 
@@ -362,10 +357,9 @@ def missing_section(outcome: BenchOutcome) -> str:
             rec = outcome.records.get(j.key)
             if rec is None or akey in rec.get("attacks", {}):
                 continue
-            partial = rec.get("attacks_partial", {}).get(akey) or {}
-            units = len({r.get("unit") for r in partial.get("records", [])})
-            lines.append(f"- `{j.label}` (key `{j.key}`): trained, attack results missing"
-                         + (f" ({units} attack unit{'s' * (units != 1)} stored from an unfinished sitting)" if units else ""))
+            units = stored_units(rec, akey)
+            stored = f" ({units} attack unit{'s' * (units != 1)} stored from an unfinished sitting)" if units else ""
+            lines.append(f"- `{j.label}` (key `{j.key}`): trained, attack results missing{stored}")
     return "\n".join(["## Missing runs", ""] + lines) if lines else ""
 
 

@@ -150,8 +150,8 @@ def _attack_unit(job: Job, rec: dict[str, Any], store: Store, opts: BenchOptions
         same = partial.get("weights_sha256") == rec["weights_sha256"]
         done, before = (partial.get("records"), float(partial.get("seconds", 0.0))) if same else (None, 0.0)
         if done:
-            _log(outcome, bar, "resuming", job, f"{len({r.get('unit') for r in done})} attack units finished in an "
-                 "earlier sitting on these weights")
+            _log(outcome, bar, "resuming", job, f"{stored_units(rec, akey)} attack units finished in an earlier "
+                 "sitting on these weights")
         t0 = time.perf_counter()
 
         def keep(records: list[dict]) -> None:
@@ -177,6 +177,13 @@ def _attack_unit(job: Job, rec: dict[str, Any], store: Store, opts: BenchOptions
             _log(outcome, bar, "attacked", job, f"{result['seconds']:.1f}s")
     bar.update(1)
     return rec
+
+
+def stored_units(rec: dict[str, Any], akey: str) -> int:
+    """How many attack units (attack x budget, or a probe) of the attack settings ``akey`` an unfinished sitting
+    stored in the record (0 when none)."""
+    partial = rec.get("attacks_partial", {}).get(akey) or {}
+    return len({r.get("unit") for r in partial.get("records", [])})
 
 
 def _same_weights_or_new_record(job: Job, rec: dict[str, Any], run: Path, store: Store, opts: BenchOptions,

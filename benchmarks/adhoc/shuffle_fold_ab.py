@@ -9,6 +9,7 @@ per-branch contiguous copies. This script checks that the two forms agree and ti
 
     OMP_NUM_THREADS=1 python benchmarks/adhoc/shuffle_fold_ab.py units [--reps 7]   # shuffle + mix alone
     OMP_NUM_THREADS=1 python benchmarks/adhoc/shuffle_fold_ab.py step [--rounds 8]  # fast MAIL's training step
+    OMP_NUM_THREADS=1 python benchmarks/adhoc/shuffle_fold_ab.py profile            # where the step's copies go
 
 ``units``: forward+backward of the shuffle and mix at MAIL's stage shapes (batch 64, 16 shuffle groups).
 ``step``: batch 64, 2 modalities x 3 channels at 28 px (CIFAR stem), summed cross-entropy, backward, Adam at lr 0
@@ -166,9 +167,33 @@ def compare_steps(rounds: int) -> None:
           f"losses {losses['shuffle']:.6f} / {losses['fold']:.6f}")
 
 
+def profile_copies() -> None:
+    """Self CPU time of the copying operators (cat, copy_) in one training step of each arm, under torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = create_model("mail", in_chans=[3, 3], num_classes=[2, 2], stem="cifar").train()
+    xs = [torch.rand(64, 3, 28, 28) for _ in range(2)]
+    ys = [torch.randint(0, 2, (64,)) for _ in range(2)]
+
+    def step() -> None:
+        torch.manual_seed(1)
+        sum(F.cross_entropy(z, y) for z, y in zip(model(xs), ys)).backward()
+
+    for name in ("shuffle", "fold"):
+        patch = mock.patch.object(FastEMILA, "forward", folded_emila_forward) if name == "fold" else mock.MagicMock()
+        with patch:
+            step()  # warm-up
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                step()
+        ops = {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()}
+        total = sum(e.self_cpu_time_total for e in prof.key_averages()) / 1e6
+        print(f"{name}: cat {ops.get('aten::cat', 0):.2f} s, copy_ {ops.get('aten::copy_', 0):.2f} s, "
+              f"convolution backward {ops.get('aten::convolution_backward', 0):.2f} s of {total:.2f} s self CPU")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["units", "step"])
+    ap.add_argument("what", choices=["units", "step", "profile"])
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
@@ -178,6 +203,9 @@ def main() -> None:
     torch.manual_seed(0)
     if args.what == "step":
         compare_steps(args.rounds)
+        return
+    if args.what == "profile":
+        profile_copies()
         return
     for c_in, out, size in ((64, 64, 28), (64, 128, 14), (128, 128, 14), (128, 256, 7), (256, 256, 7),
                             (256, 512, 4), (512, 512, 4)):

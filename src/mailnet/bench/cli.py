@@ -68,7 +68,8 @@ def _list(suite, store: Store) -> int:
         run = store.run_dir(job.key)
         if rec is not None and akey is not None and akey not in rec.get("attacks", {}):
             units = stored_units(rec, akey)
-            status = f"trained, attack {f'partly done ({units} units)' if units else 'to do'} ({where})"
+            done = f"partly done ({units} unit{'s' * (units != 1)})" if units else "to do"
+            status = f"trained, attack {done} ({where})"
         else:
             status = (f"done ({where})" if rec is not None else "finished run" if rundir.is_finished(run)
                       else "partial run" if run.exists() else "to do")

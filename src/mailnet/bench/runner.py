@@ -150,8 +150,9 @@ def _attack_unit(job: Job, rec: dict[str, Any], store: Store, opts: BenchOptions
         same = partial.get("weights_sha256") == rec["weights_sha256"]
         done, before = (partial.get("records"), float(partial.get("seconds", 0.0))) if same else (None, 0.0)
         if done:
-            _log(outcome, bar, "resuming", job, f"{stored_units(rec, akey)} attack units finished in an earlier "
-                 "sitting on these weights")
+            n = stored_units(rec, akey)
+            _log(outcome, bar, "resuming", job, f"{n} attack unit{'s' * (n != 1)} finished in an earlier sitting on "
+                 "these weights")
         t0 = time.perf_counter()
 
         def keep(records: list[dict]) -> None:

@@ -13,7 +13,7 @@ import yaml
 from attack_helpers import interrupt_on_call
 
 from mailnet.bench.hashing import config_hash
-from mailnet.bench.report import BEGIN, END, attack_label, update_marked_block
+from mailnet.bench.report import BEGIN, END, attack_label, fmt_ms, robust_cells, update_marked_block
 from mailnet.bench.suite import load_suite
 from mailnet.cli import main
 from mailnet.errors import ConfigError, MailnetError
@@ -366,3 +366,17 @@ def test_rows_of_the_older_bookkeeping_are_labelled_apart():
     assert attack_label({"attack": "reference", **new, "objective": "summed"}) == "reference"  # sums by definition
     assert attack_label({"attack": "reference", **old}) == "reference (carried over budgets)"
     assert attack_label({"attack": "reference", **old, "random_model": True}) == "reference"  # never carried over
+
+
+def test_clean_accuracy_spread_is_over_seeds_not_budgets():
+    """Each budget's row repeats the clean accuracy of the same samples; a single seed must show one value, not a
+    spread of 0 over its budgets, and several seeds their spread."""
+    def record(clean: float) -> dict:
+        rows = [{"attack": "pgd", "task": "t", "eps": e, "robust_acc": r, "clean_acc": clean}
+                for e, r in (("2/255", 0.5), ("4/255", 0.25))]
+        return {"attacks": {"k": {"suite_settings": {"objective": "per-task"}, "rows": rows}}}
+
+    one = robust_cells({"m": [record(0.75)]}, "k")[("m", "pgd", "t")]
+    assert one["clean"] == [0.75] and fmt_ms(one["clean"], 3) == "0.750"
+    two = robust_cells({"m": [record(0.75), record(0.25)]}, "k")[("m", "pgd", "t")]
+    assert fmt_ms(two["clean"], 3) == "0.500 ± 0.250" and two["4/255"] == [0.25, 0.25]

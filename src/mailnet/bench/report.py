@@ -237,6 +237,24 @@ def accuracy_section(outcome: BenchOutcome) -> str:
     return "\n\n".join(parts)
 
 
+def robust_cells(per_model: dict[str, list[dict[str, Any]]], akey: str) -> dict[tuple[str, str, str], dict]:
+    """(model, attack label, task) -> eps -> robust accuracy per seed, and "clean" -> clean accuracy per seed.
+    Clean accuracy is measured once per budget on the same samples, so each seed contributes the mean of those
+    (one value): the spread shown beside it is over seeds, not budgets."""
+    table: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for model, rs in per_model.items():
+        for r in rs:
+            clean: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+            for row in _attack_rows(r, akey):
+                k = (model, attack_label(row), row["task"])
+                table[k][row["eps"]].append(row["robust_acc"])
+                if row.get("clean_acc") is not None:
+                    clean[k].append(row["clean_acc"])
+            for k, values in clean.items():
+                table[k]["clean"].append(float(np.mean(values)))
+    return table
+
+
 def robustness_section(outcome: BenchOutcome) -> str:
     s = outcome.suite
     if not s.attacks:
@@ -246,21 +264,13 @@ def robustness_section(outcome: BenchOutcome) -> str:
     parts = [f"## Robust accuracy (mean ± std over seeds; steps {a['steps']}, restarts {a['restarts']}, "
              f"EOT {a['eot']}, {a['subset'] or 'all'} samples per task)"]
     for comp, per_model in _records_by(outcome).items():
-        table: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for model, rs in per_model.items():
-            for r in rs:
-                for row in _attack_rows(r, akey):
-                    cell = table[(model, attack_label(row), row["task"])]
-                    cell[row["eps"]].append(row["robust_acc"])
-                    if row.get("clean_acc") is not None:
-                        cell["clean"].append(row["clean_acc"])
+        table = robust_cells(per_model, akey)
         if not table:
             parts.append(f"### {comp}\n\n_no attack results yet_")
             continue
         header = ["model", "attack", "task", "clean"] + [f"ε={e}" for e in a["eps"]]
         rows = []
         for (model, attack, task), cell in table.items():
-            # the clean accuracy is measured once per eps on the same samples; report its mean over those rows
             rows.append([model, attack, task, fmt_ms(cell.get("clean", []), 3)]
                         + [fmt_ms(cell.get(e, []), 3) for e in a["eps"]])
         parts.append(f"### {comp}\n\n{_table(header, rows)}")

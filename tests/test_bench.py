@@ -244,6 +244,24 @@ def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
     assert all("±" not in ln.split("|")[5] for ln in summed_rows + per_head_rows)  # one seed each, no spread
     objectives = {(r["attack"], r["objective"]) for r in _rows(tmp_path / "out3" / "results.csv") if r["kind"] == "attack"}
     assert objectives == {("pgd", "summed"), ("pgd", "per-task")}
+    assert "attacked with the loss summed over heads" in _listing(suite, results, tmp_path / "out3", capsys)
+
+    # --reattack-summed measures such a run again, head by head (trained again: this output folder has no weights),
+    # and replaces its results; the other run and a second pass are left alone
+    redo = ["bench", str(suite), "--out", str(tmp_path / "out4"), "--data-root", str(data_root), "--device", "cpu",
+            "--results-dir", str(results), "--save-results", "--no-progress", "--reattack-summed"]
+    assert main(redo) == 0
+    fifth = capsys.readouterr().out
+    assert fifth.count("[re-attacked]") == 1 and "[attacked]" not in fifth and fifth.count("[checked]") == 1
+    assert "summed the loss" not in (tmp_path / "out4" / "report.md").read_text()
+    assert all(e["suite_settings"]["objective"] == "per-task" for e in json.loads(old.read_text())["attacks"].values())
+    assert main(redo) == 0
+    assert "attacked]" not in capsys.readouterr().out
+
+
+def _listing(suite: Path, results: Path, out: Path, capsys) -> str:
+    assert main(["bench", str(suite), "--out", str(out), "--results-dir", str(results), "--list"]) == 0
+    return capsys.readouterr().out
 
 
 def test_a_stored_record_is_attacked_only_on_the_weights_it_describes(tmp_path, data_root, capsys):

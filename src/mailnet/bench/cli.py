@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mailnet.bench.runner import BenchOptions, run_bench, stored_units
+from mailnet.bench.runner import BenchOptions, predates_per_head, run_bench, stored_units
 from mailnet.bench.store import Store
 from mailnet.bench.suite import load_suite
 from mailnet.errors import ConfigError
@@ -37,7 +37,7 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
     opts = BenchOptions(out=out, device=args.device, data_root=args.data_root, results_dir=results_dir,
                         save_results=save, report_only=args.report_only, verbose=args.verbose,
                         progress=not args.no_progress, import_runs=[Path(d) for d in args.import_runs],
-                        only=list(args.only))
+                        only=list(args.only), reattack_summed=args.reattack_summed)
     jobs = suite.jobs()
     chosen = [j for j in jobs if opts.runs(j)]
     if not chosen:
@@ -70,6 +70,8 @@ def _list(suite, store: Store) -> int:
             units = stored_units(rec, akey)
             done = f"partly done ({units} unit{'s' * (units != 1)})" if units else "to do"
             status = f"trained, attack {done} ({where})"
+        elif rec is not None and akey is not None and predates_per_head(rec["attacks"][akey]):
+            status = f"done, attacked with the loss summed over heads (--reattack-summed redoes it) ({where})"
         else:
             status = (f"done ({where})" if rec is not None else "finished run" if rundir.is_finished(run)
                       else "partial run" if run.exists() else "to do")

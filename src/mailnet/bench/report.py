@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mailnet.bench.runner import BenchOutcome, stored_units
+from mailnet.bench.runner import BenchOutcome, predates_per_head, stored_units
 from mailnet.bench.suite import attack_key
 from mailnet.errors import MailnetError
 from mailnet.utils import write_text
@@ -71,7 +71,7 @@ def _attack_rows(rec: dict[str, Any], akey: str | None) -> list[dict[str, Any]]:
     entry = rec.get("attacks", {}).get(akey)
     if not entry:
         return []
-    objective, legacy = _objective(entry), "objective" not in (entry.get("suite_settings") or {})
+    objective, legacy = _objective(entry), predates_per_head(entry)
     return [{**row, "objective": "summed" if row["attack"] == "reference" else objective, "legacy": legacy,
              "random_model": bool(entry.get("random_model"))} for row in entry.get("rows", [])]
 

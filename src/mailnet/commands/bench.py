@@ -30,6 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", action="append", default=[], metavar="PATTERN",
                    help="run only the jobs whose label matches (glob on COMPOSITION/MODEL/seedN, e.g. "
                         "'pneumonia_breast_retina/mail/*'; repeatable); the report still covers the whole suite")
+    p.add_argument("--reattack-summed", action="store_true",
+                   help="attack again the selected runs whose stored attack results predate per-head attacks (the "
+                        "report's '(summed loss)' rows), so that every run is measured the same way; the old results "
+                        "stay in the record until the new ones are complete")
     p.add_argument("--report-only", action="store_true", help="run nothing: rebuild the report from finished results")
     p.add_argument("--update-benchmarks", metavar="FILE",
                    help="also rewrite the generated block of FILE (e.g. BENCHMARKS.md) from this report")
@@ -53,7 +57,7 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--threads", str(args.threads)]
     if args.save_results is not None:
         parts.append("--save-results" if args.save_results else "--no-save-results")
-    for flag in ("report_only", "verbose"):
+    for flag in ("reattack_summed", "report_only", "verbose"):
         if getattr(args, flag):
             parts.append("--" + flag.replace("_", "-"))
     for d in args.import_runs:

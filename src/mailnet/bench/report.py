@@ -294,7 +294,8 @@ def _objective_line(outcome: BenchOutcome, akey: str) -> str:
             "the heads (attacked before each head was attacked on its own, or with `objective: summed`); their rows "
             "are labelled \"(summed loss)\" and kept apart from per-head rows (on rows that count for several tasks "
             "summing overstates robustness somewhat), and on the deterministic ones among them the reference attack "
-            "was carried over budgets (labelled so; BENCHMARKS.md, Robustness).")
+            "was carried over budgets (labelled so; BENCHMARKS.md, Robustness); `--reattack-summed` measures them "
+            "again head by head.")
 
 
 def _sanity_lines(outcome: BenchOutcome, akey: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mailnet.bench.runner import BenchOptions, predates_per_head, run_bench, stored_units
+from mailnet.bench.runner import BenchOptions, counted, predates_per_head, run_bench, stored_units
 from mailnet.bench.store import Store
 from mailnet.bench.suite import load_suite
 from mailnet.errors import ConfigError
@@ -68,7 +68,7 @@ def _list(suite, store: Store) -> int:
         run = store.run_dir(job.key)
         if rec is not None and akey is not None and akey not in rec.get("attacks", {}):
             units = stored_units(rec, akey)
-            done = f"partly done ({units} unit{'s' * (units != 1)})" if units else "to do"
+            done = f"partly done ({counted(units, 'unit')})" if units else "to do"
             status = f"trained, attack {done} ({where})"
         elif rec is not None and akey is not None and predates_per_head(rec["attacks"][akey]):
             status = f"done, attacked with the loss summed over heads (--reattack-summed redoes it) ({where})"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mailnet.bench.runner import BenchOutcome, predates_per_head, stored_units
+from mailnet.bench.runner import BenchOutcome, counted, predates_per_head, stored_units
 from mailnet.bench.suite import attack_key
 from mailnet.errors import MailnetError
 from mailnet.utils import write_text
@@ -369,7 +369,7 @@ def missing_section(outcome: BenchOutcome) -> str:
             if rec is None or akey in rec.get("attacks", {}):
                 continue
             units = stored_units(rec, akey)
-            stored = f" ({units} attack unit{'s' * (units != 1)} stored from an unfinished sitting)" if units else ""
+            stored = f" ({counted(units, 'attack unit')} stored from an unfinished sitting)" if units else ""
             lines.append(f"- `{j.label}` (key `{j.key}`): trained, attack results missing{stored}")
     return "\n".join(["## Missing runs", ""] + lines) if lines else ""
 

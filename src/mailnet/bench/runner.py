@@ -154,9 +154,8 @@ def _attack_unit(job: Job, rec: dict[str, Any], store: Store, opts: BenchOptions
         same = partial.get("weights_sha256") == rec["weights_sha256"]
         done, before = (partial.get("records"), float(partial.get("seconds", 0.0))) if same else (None, 0.0)
         if done:
-            n = stored_units(rec, akey)
-            _log(outcome, bar, "resuming", job, f"{n} attack unit{'s' * (n != 1)} finished in an earlier sitting on "
-                 "these weights")
+            _log(outcome, bar, "resuming", job, f"{counted(stored_units(rec, akey), 'attack unit')} finished in an "
+                 "earlier sitting on these weights")
         t0 = time.perf_counter()
 
         def keep(records: list[dict]) -> None:
@@ -189,6 +188,11 @@ def predates_per_head(entry: dict[str, Any]) -> bool:
     entries record no ``objective``; their gradient attacks summed the loss over the heads and, on deterministic
     models, their reference attack was carried over budgets."""
     return "objective" not in (entry.get("suite_settings") or {})
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and the noun, plural unless ``n`` is 1 ("1 attack unit", "3 attack units")."""
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def stored_units(rec: dict[str, Any], akey: str) -> int:

@@ -3,12 +3,17 @@ training curve, for Robust-MAIL, its ablations and plain MAIL, on real Pneumonia
 
     python benchmarks/robust_mail_trainability.py                    # at initialisation only (seconds)
     python benchmarks/robust_mail_trainability.py --steps 60 --variants robust_mail,no_noise
+    python benchmarks/robust_mail_trainability.py --size 128 --variants robust_mail,mail   # upsampled, ImageNet stem
 
 At initialisation (train mode, one batch of 64 pairs): the spread of the pneumonia logit margin over inputs (how much
 of the input reaches the head), and the gradient norms of the first and last parameter tensors of summed
 cross-entropy. With ``--steps N``: N Adam steps (``--lr``, default 1e-3, optional ``--clip``; batch 64 random pairs, the trainer's loss) per variant,
 printing every ``--eval-every`` steps the mean loss, the global gradient norm, and the validation AUC per task in eval mode
 (one random draw, 256 validation pairs).
+
+``--size`` upsamples the 28 px images (bilinear) and lets the model pick its stem for that size, as the 128 px configs
+do: the noise of Robust-MAIL's attention gate is drawn per feature-map element, so larger maps average more of it away
+before the global pooling; the upsampled images carry no more detail than the 28 px ones.
 """
 from __future__ import annotations
 
@@ -54,11 +59,14 @@ def signal_and_noise(model, xs, draws: int = 8) -> tuple[float, float]:
     return margins.std(0).mean().item(), margins.mean(0).std().item()
 
 
-def load(root: Path, flag: str) -> dict[str, torch.Tensor]:
+def load(root: Path, flag: str, size: int = 28) -> dict[str, torch.Tensor]:
     d = np.load(root / flag / f"{flag}.npz")
     out = {}
     for split in ("train", "val"):
-        out[f"{split}_x"] = torch.from_numpy(d[f"{split}_images"]).float().div(255).unsqueeze(1).repeat(1, 3, 1, 1)
+        x = torch.from_numpy(d[f"{split}_images"]).float().div(255).unsqueeze(1)
+        if size != x.shape[-1]:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp_(0, 1)
+        out[f"{split}_x"] = x.repeat(1, 3, 1, 1)
         out[f"{split}_y"] = torch.from_numpy(d[f"{split}_labels"]).flatten().long()
     return out
 
@@ -82,15 +90,17 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the training curve")
     ap.add_argument("--clip", type=float, default=None, help="clip the global gradient norm to this value")
     ap.add_argument("--eval-every", type=int, default=10)
+    ap.add_argument("--size", type=int, default=28, help="input size (upsampled from 28 px); stem chosen for it")
     ap.add_argument("--data-root", default=os.environ.get("MAILNET_DATA", "../shared/data"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    p, b = load(Path(args.data_root), "pneumoniamnist"), load(Path(args.data_root), "breastmnist")
+    p, b = (load(Path(args.data_root), flag, args.size) for flag in ("pneumoniamnist", "breastmnist"))
+    model_kw = {"stem": "cifar"} if args.size == 28 else {"img_size": args.size, "stem": "auto"}
     for label in args.variants.split(","):
         name, kw = VARIANTS[label]
         fast_emila.attention_logits = _detached_gate_logits if label.endswith("gate_detached") else _attention_logits
         torch.manual_seed(0)
-        model = create_model(name, in_chans=[3, 3], num_classes=[2, 2], stem="cifar", **kw).train()
+        model = create_model(name, in_chans=[3, 3], num_classes=[2, 2], **model_kw, **kw).train()
         xs, ys = [p["train_x"][:64], b["train_x"][:64]], [p["train_y"][:64], b["train_y"][:64]]
         out = model(xs)
         sum(F.cross_entropy(o, y) for o, y in zip(out, ys)).backward()

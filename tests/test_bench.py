@@ -13,7 +13,8 @@ import yaml
 from attack_helpers import interrupt_on_call
 
 from mailnet.bench.hashing import config_hash
-from mailnet.bench.report import BEGIN, END, attack_label, fmt_ms, robust_cells, update_marked_block
+from mailnet.bench.report import (BEGIN, END, attack_label, fmt_ms, machines_summary, robust_cells,
+                                   update_marked_block)
 from mailnet.bench.suite import load_suite
 from mailnet.cli import main
 from mailnet.errors import ConfigError, MailnetError
@@ -398,3 +399,18 @@ def test_clean_accuracy_spread_is_over_seeds_not_budgets():
     assert one["clean"] == [0.75] and fmt_ms(one["clean"], 3) == "0.750"
     two = robust_cells({"m": [record(0.75), record(0.25)]}, "k")[("m", "pgd", "t")]
     assert fmt_ms(two["clean"], 3) == "0.500 ± 0.250" and two["4/255"] == [0.25, 0.25]
+
+
+def test_machines_summary_names_each_machine_once_with_run_count_and_load_range():
+    """The report header lists every machine that trained runs; one entry per run (the old form) repeated the same
+    machine 33 times with a different load each."""
+    cpu = {"cpu": "AMD EPYC", "gpu": None, "device": "cpu"}
+    gpu = {"cpu": "Intel Xeon", "gpu": "NVIDIA H200", "device": "cuda"}
+    machines = [{**cpu, "load_average": [2.5, 2.0, 1.0]}, {**cpu, "load_average": [1.0, 1.0, 1.0]},
+                {**cpu, "load_average": [4.12, 3.0, 3.0]}, {**gpu, "load_average": None}]
+    assert machines_summary(machines) == (
+        "AMD EPYC / GPU none / device cpu (3 runs, load average at the start 1.00-4.12); "
+        "Intel Xeon / GPU NVIDIA H200 / device cuda (1 run)")
+    assert machines_summary([{**cpu, "load_average": [1.5, 1, 1]}]) == (
+        "AMD EPYC / GPU none / device cpu (1 run, load average at the start 1.50)")
+    assert machines_summary([]) == ""

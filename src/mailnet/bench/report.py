@@ -177,9 +177,9 @@ def header_section(outcome: BenchOutcome, machine: dict[str, Any], command: str)
         f"- **Versions**: torch {v['torch']}, torchvision {v['torchvision']}, numpy {v['numpy']}, "
         f"mailnet {v['mailnet']}, Python {machine['python']}",
     ]
-    trained_on = sorted({_machine_line(r.get("machine")) for r in outcome.records.values() if r.get("machine")})
+    trained_on = machines_summary([r["machine"] for r in outcome.records.values() if r.get("machine")])
     if trained_on:
-        lines.append("- **Runs were trained on**: " + "; ".join(trained_on))
+        lines.append("- **Runs were trained on**: " + trained_on)
     if s.expected_wall_time:
         lines.append(f"- **Expected wall time**: {s.expected_wall_time}")
     jobs = outcome.jobs
@@ -211,10 +211,24 @@ def header_section(outcome: BenchOutcome, machine: dict[str, Any], command: str)
     return "\n".join(lines)
 
 
-def _machine_line(m: dict[str, Any]) -> str:
-    load = m.get("load_average")
-    return (f"{m.get('cpu')} / GPU {m.get('gpu') or 'none'} / device {m.get('device')}"
-            + (f" / load {load[0]}" if load else ""))
+def machines_summary(machines: list[dict[str, Any]]) -> str:
+    """One entry per machine, with how many runs it trained and the range of its 1-minute load average at their
+    start: the load is what makes timings comparable or not, and one entry per run would bury the machine names."""
+    runs: dict[str, int] = defaultdict(int)
+    loads: dict[str, list[float]] = defaultdict(list)
+    for m in machines:
+        name = f"{m.get('cpu')} / GPU {m.get('gpu') or 'none'} / device {m.get('device')}"
+        runs[name] += 1
+        if m.get("load_average"):
+            loads[name].append(float(m["load_average"][0]))
+    parts = []
+    for name in sorted(runs):
+        text = f"{name} ({counted(runs[name], 'run')}"
+        if loads[name]:
+            lo, hi = min(loads[name]), max(loads[name])
+            text += f", load average at the start {lo:.2f}" + (f"-{hi:.2f}" if hi > lo else "")
+        parts.append(text + ")")
+    return "; ".join(parts)
 
 
 def accuracy_section(outcome: BenchOutcome) -> str:

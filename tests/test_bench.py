@@ -13,7 +13,7 @@ import yaml
 from attack_helpers import interrupt_on_call
 
 from mailnet.bench.hashing import config_hash
-from mailnet.bench.report import (BEGIN, END, attack_label, fmt_ms, machines_summary, robust_cells,
+from mailnet.bench.report import (BEGIN, END, attack_label, compute_spent, fmt_ms, machines_summary, robust_cells,
                                    update_marked_block)
 from mailnet.bench.suite import load_suite
 from mailnet.cli import main
@@ -414,3 +414,14 @@ def test_machines_summary_names_each_machine_once_with_run_count_and_load_range(
     assert machines_summary([{**cpu, "load_average": [1.5, 1, 1]}]) == (
         "AMD EPYC / GPU none / device cpu (1 run, load average at the start 1.50)")
     assert machines_summary([]) == ""
+
+
+def test_compute_spent_sums_the_records_seconds():
+    recs = [{"train_seconds": 1800.0, "attacks": {"k": {"seconds": 3600.0}}},
+            {"train_seconds": 5400.0, "attacks": {"other": {"seconds": 99999.0}}},  # another suite's attack
+            {"train_seconds": None}]
+    assert compute_spent(recs, "k") == (
+        "2.0 h of training over 3 runs, 1.0 h of attacks over 1 run "
+        "(sum of the seconds stored in the runs' records, whatever the machine and load)")
+    assert compute_spent(recs, None).startswith("2.0 h of training over 3 runs (")
+    assert compute_spent([], "k") == ""

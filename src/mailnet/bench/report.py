@@ -207,8 +207,26 @@ def header_section(outcome: BenchOutcome, machine: dict[str, Any], command: str)
     complete = done == len(jobs) and attacked == done
     lines.append(f"- **Progress**: {done}/{len(jobs)} runs trained" + (f", {attacked} of them attacked" if akey else "")
                  + ("" if complete else " (missing runs and attacks are listed at the end)"))
+    spent = compute_spent(list(outcome.records.values()), akey)
+    if spent:
+        lines.append(f"- **Measured compute**: {spent}")
     lines += [f"- **Note**: {n}" for n in outcome.notes]
     return "\n".join(lines)
+
+
+def compute_spent(records: list[dict[str, Any]], akey: str | None) -> str:
+    """What the stored runs took, from the seconds each record measured (training loop with its evaluation, and the
+    suite's attacks), so that a suite's expected wall time can be checked against what it really cost."""
+    train = sum(float(r.get("train_seconds") or 0.0) for r in records)
+    attack = sum(float(r["attacks"][akey].get("seconds") or 0.0) for r in records
+                 if akey and akey in r.get("attacks", {}))
+    if not train and not attack:
+        return ""
+    text = f"{train / 3600:.1f} h of training over {counted(len(records), 'run')}"
+    if akey:
+        n = sum(akey in r.get("attacks", {}) for r in records)
+        text += f", {attack / 3600:.1f} h of attacks over {counted(n, 'run')}"
+    return text + " (sum of the seconds stored in the runs' records, whatever the machine and load)"
 
 
 def machines_summary(machines: list[dict[str, Any]]) -> str:

@@ -47,3 +47,11 @@ def test_overrides_may_follow_options_and_unknown_options_still_fail(capsys):
     # folded in: the bad value of the late override is what the error names, not argparse
     assert main(["train", "--config", CONFIG, "train.epochs=1", "--quiet", "train.lr=-1"]) == 2
     assert "train.lr: must be a number > 0, got -1" in capsys.readouterr().err
+
+
+def test_version_names_the_installed_package(capsys):
+    import mailnet
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"mailnet {mailnet.__version__}"

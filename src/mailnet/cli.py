@@ -1,25 +1,25 @@
-"""The ``mailnet`` command: a thin dispatcher over ``mailnet.commands``."""
+"""The ``mailnet`` command: a thin dispatcher over ``mailnet.commands`` (each command adds its own sub-parser)."""
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
 
+from mailnet import __version__
 from mailnet.commands import COMMANDS
 from mailnet.errors import MailnetError
 
+DESCRIPTION = ("MAIL and Robust-MAIL for multimodal medical image classification: train, evaluate, predict, attack, "
+               "profile, export and benchmark.")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mailnet", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mailnet", description=DESCRIPTION,
+                                     epilog="Run 'mailnet COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"mailnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"mailnet.commands.{name}")
-        except ModuleNotFoundError as e:  # a command not written yet must not break the others
-            if e.name == f"mailnet.commands.{name}":
-                continue
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"mailnet.commands.{name}").add_parser(sub)
     return parser
 
 

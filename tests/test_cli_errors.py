@@ -55,3 +55,14 @@ def test_version_names_the_installed_package(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"mailnet {mailnet.__version__}"
+
+
+def test_help_texts_show_no_sphinx_markup(capsys):
+    """Descriptions come from docstrings written for Sphinx; the terminal help must not show their ``double
+    backticks`` (every command, and the nested 'data' sub-commands)."""
+    from mailnet.commands import COMMANDS
+    for argv in [[c, "--help"] for c in COMMANDS] + [["data", "describe", "--help"], ["--help"]]:
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert "usage: mailnet" in out and "``" not in out, argv

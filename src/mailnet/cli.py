@@ -20,7 +20,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"mailnet.commands.{name}").add_parser(sub)
+    _plain_help(parser)
     return parser
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    """The commands' descriptions are their module docstrings, written for Sphinx; a terminal shows ``x`` as 'x'."""
+    parser.description = parser.description and parser.description.replace("``", "'")
+    for action in parser._actions:
+        if action.help:
+            action.help = action.help.replace("``", "'")
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _plain_help(child)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,3 +66,11 @@ def test_help_texts_show_no_sphinx_markup(capsys):
             main(argv)
         out = capsys.readouterr().out
         assert "usage: mailnet" in out and "``" not in out, argv
+
+
+def test_own_warnings_print_as_one_line_and_others_keep_their_form():
+    from mailnet.cli import _format_warning
+    from mailnet.errors import MailnetWarning
+    assert _format_warning("images upsampled", MailnetWarning, "x.py", 3) == "mailnet: warning: images upsampled\n"
+    other = _format_warning("deprecated", DeprecationWarning, "x.py", 3, line="")
+    assert "DeprecationWarning: deprecated" in other and "x.py:3" in other

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from mailnet.data import CsvSource, ImageFolderSource, build_data, load_manifest
 from mailnet.data.augment import AugOp, apply_ops, gaussian_kernels
-from mailnet.errors import DataError
+from mailnet.errors import DataError, MailnetWarning
 
 
 def write_png(path: Path, rng: np.random.Generator, size: int = 12, rgb: bool = False) -> None:
@@ -177,13 +178,25 @@ def test_medmnist_size_choice_and_resize(tmp_path):
         arrays[f"{s}_labels"] = rng.integers(0, 2, (4, 14), dtype=np.uint8)  # chestmnist: multi-label, 14 classes
     np.savez(tmp_path / "chestmnist_64.npz", **arrays)
     for size, want in ((64, 64), (32, 32), (100, 100)):
-        data = build_data({"modalities": [{"flag": "chestmnist", "size": size, "channels": "keep"}]}, data_root=tmp_path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = build_data({"modalities": [{"flag": "chestmnist", "size": size, "channels": "keep"}]},
+                              data_root=tmp_path)
+        upsampled = [str(w.message) for w in caught if issubclass(w.category, MailnetWarning)]
+        if size > 64:  # read from the smaller file: the user is told, in one warning naming the file
+            assert len(upsampled) == 1 and "chestmnist_64.npz (64 px) upsampled to 100 px" in upsampled[0]
+            assert "mailnet data download chestmnist --size 100" in upsampled[0] and "source_size: 64" in upsampled[0]
+        else:
+            assert upsampled == []
         assert data.manifest()["modalities"][0]["source"]["location"].endswith("chestmnist_64.npz")
         assert data.tasks[0].task_type == "multi-label" and data.tasks[0].num_classes == 14
         batch = next(iter(data.loader("val", 4)))
         assert batch["images"][0].shape == (4, 3, want, want) and batch["labels"][0].shape == (4, 14)
     with pytest.raises(DataError, match=r"chestmnist_128\.npz not found"):
         build_data({"modalities": [{"flag": "chestmnist", "source_size": 128}]}, data_root=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MailnetWarning)  # asked for by source_size: meant, so no warning
+        build_data({"modalities": [{"flag": "chestmnist", "size": 100, "source_size": 64}]}, data_root=tmp_path)
 
 
 def test_cli_describe_config(tmp_path, capsys):

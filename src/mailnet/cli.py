@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from mailnet import __version__
 from mailnet.commands import COMMANDS
-from mailnet.errors import MailnetError
+from mailnet.errors import MailnetError, MailnetWarning
 
 DESCRIPTION = ("MAIL and Robust-MAIL for multimodal medical image classification: train, evaluate, predict, attack, "
                "profile, export and benchmark.")
@@ -35,7 +36,15 @@ def _plain_help(parser: argparse.ArgumentParser) -> None:
                 _plain_help(child)
 
 
+def _format_warning(message, category, filename, lineno, line=None, _default=warnings.formatwarning) -> str:
+    """Our own warnings in one line, like the errors; other libraries' warnings keep their usual form."""
+    if issubclass(category, MailnetWarning):
+        return f"mailnet: warning: {message}\n"
+    return _default(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # KEY=VALUE overrides after an option (``train.epochs=1 --quiet train.lr=0.1``) belong to the rest

@@ -1,4 +1,5 @@
-"""One exception type for every user-facing problem.
+"""One exception type for every user-facing problem, and one warning type for what the user should know but
+may have meant.
 
 The CLI prints ``MailnetError`` as a single line (``mailnet: error: ...``) instead of a traceback, so every
 message must say *what* is wrong and *where* (file, key, modality).
@@ -19,3 +20,8 @@ class ConfigError(MailnetError):
 
 class ModelError(MailnetError):
     """Unknown model names or inconsistent model arguments."""
+
+
+class MailnetWarning(UserWarning):
+    """Something the user may not have meant (e.g. images upsampled from a smaller file); the CLI shows it as one
+    line, ``mailnet: warning: ...``, and ``warnings.filterwarnings`` can silence it."""

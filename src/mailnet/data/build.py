@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from mailnet.data.sources.image_folder import ImageFolderSource
 from mailnet.data.sources.medmnist_npz import MedMNISTSource, choose_size
 from mailnet.data.sources.paired_csv import PairedCsv, PairedTaskDef
 from mailnet.data.types import ModalitySpec, TaskSpec
-from mailnet.errors import DataError
+from mailnet.errors import DataError, MailnetWarning
 from mailnet.paths import resolve_data_root
 
 
@@ -61,7 +62,13 @@ def _open_source(mc: ModalityCfg, root: Path) -> ImageSource:
     o = mc.options
     if mc.source == "medmnist":
         size = choose_size(root, o["flag"], mc.size, o.get("source_size"))
-        return MedMNISTSource(o["flag"], root, size=size, download=o["download"])
+        source = MedMNISTSource(o["flag"], root, size=size, download=o["download"])
+        if size < mc.size and o.get("source_size") is None:
+            warnings.warn(f"modality {mc.name!r}: no {o['flag']} file of {mc.size} px under {root}; reading "
+                          f"{source.path} ({size} px) upsampled to {mc.size} px, which adds no detail (get the "
+                          f"real one with `mailnet data download {o['flag']} --size {mc.size}`, or set "
+                          f"source_size: {size} to mean it)", MailnetWarning, stacklevel=2)
+        return source
     if mc.source == "folder":
         return ImageFolderSource(_resolve(o["root"], root), task_type=o.get("task_type"),
                                  class_names=list(o["class_names"]) if o.get("class_names") else None)

@@ -337,7 +337,10 @@ def test_an_interrupted_attack_resumes_in_the_next_sitting(tmp_path, data_root, 
     capsys.readouterr()
     assert "trained, attack results missing (3 attack units stored" in (tmp_path / "ro" / "report.md").read_text()
     assert main(report_only[:-1] + ["--list"]) == 0
-    assert "trained, attack partly done (3 units)" in capsys.readouterr().out
+    listing = capsys.readouterr().out
+    assert "trained, attack partly done (3 units)" in listing
+    # no weights in this folder: trained again, then attacked; no finished attack tells how many units are left
+    assert "left: 1 run to train, 1 run to attack" in listing and "nothing measured yet for: pb/mail_tiny" in listing
 
     # the next sitting: another output folder (no weights), so the run is trained again, checked, and resumed
     assert main(argv + ["--out", str(tmp_path / "second")]) == 0
@@ -425,3 +428,31 @@ def test_compute_spent_sums_the_records_seconds():
         "(sum of the seconds stored in the runs' records, whatever the machine and load)")
     assert compute_spent(recs, None).startswith("2.0 h of training over 3 runs (")
     assert compute_spent([], "k") == ""
+
+
+def test_estimate_left_uses_measured_peers_then_units_and_names_the_rest():
+    from mailnet.bench.estimate import Pending, estimate_left
+
+    def unit_rows(names):
+        return [{"unit": u, "task": t} for u in names for t in ("a", "b")]
+
+    records = [
+        # finished peers: training 1000 / 3000 s, attack 7200 s (4 units); an older record without units
+        {"composition": "c2", "model": "m", "train_seconds": 1000.0,
+         "attacks": {"k": {"seconds": 7200.0, "records": unit_rows("wxyz")}}},
+        {"composition": "c2", "model": "m", "train_seconds": 3000.0,
+         "attacks": {"k": {"seconds": 7200.0, "records": [{"task": "a"}]}}},
+        # an unfinished sitting on the other composition: 2 units in 3600 s
+        {"composition": "c3", "model": "m", "train_seconds": 1800.0,
+         "attacks_partial": {"k": {"seconds": 3600.0, "records": unit_rows("wx")}}},
+    ]
+    pending = [Pending("c2", "m", train=True, attack=True, attack_done_s=0.0),     # 2000 + 7200
+               Pending("c3", "m", train=False, attack=True, attack_done_s=3600.0),  # 1800 * 4 - 3600
+               Pending("c3", "m", train=True, attack=True, attack_done_s=0.0),      # 1800 + 1800 * 4
+               Pending("c9", "other", train=True, attack=True, attack_done_s=0.0)]  # nothing measured
+    line = estimate_left(pending, records, "k")
+    hours = (2000 + 7200 + 3600 + 1800 + 7200) / 3600
+    assert line.startswith(f"left: 3 runs to train, 4 runs to attack; about {hours:.1f} h of compute"), line
+    assert f"training {3800 / 3600:.1f} h, attacks {18000 / 3600:.1f} h" in line
+    assert line.endswith("nothing measured yet for: c9/other")
+    assert estimate_left([], records, "k") == "nothing left: every run is trained and attacked"

@@ -10,7 +10,7 @@ Usage::
     mailnet bench benchmarks/cpu.yaml --quick           # the whole pipeline of a suite on data subsets
     mailnet bench benchmarks/cpu.yaml                   # resumable; records saved to benchmarks/results/
     mailnet bench benchmarks/cpu.yaml --report-only --update-benchmarks BENCHMARKS.md
-    mailnet bench benchmarks/cpu.yaml --list            # jobs, their keys and whether they are done
+    mailnet bench benchmarks/cpu.yaml --list            # jobs, their keys, whether they are done, compute left
 """
 from mailnet.bench.hashing import config_hash, stable_hash
 from mailnet.bench.suite import Job, Suite, load_suite

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mailnet.bench.estimate import Pending, estimate_left
 from mailnet.bench.runner import BenchOptions, counted, predates_per_head, run_bench, stored_units
 from mailnet.bench.store import Store
 from mailnet.bench.suite import load_suite
@@ -63,9 +64,16 @@ def _list(suite, store: Store) -> int:
     from mailnet.engine import rundir
 
     akey = attack_key(suite.attacks) if suite.attacks else None
+    pending, records = [], []
     for job in suite.jobs():
         rec, where = store.find_record(job.key)
         run = store.run_dir(job.key)
+        records += [rec] if rec is not None else []
+        to_attack = akey is not None and (rec is None or akey not in rec.get("attacks", {}))
+        if rec is None or to_attack:
+            partial = (rec or {}).get("attacks_partial", {}).get(akey) or {}
+            pending.append(Pending(job.composition.name, job.model.label, train=not rundir.is_finished(run),
+                                   attack=to_attack, attack_done_s=float(partial.get("seconds") or 0.0)))
         if rec is not None and akey is not None and akey not in rec.get("attacks", {}):
             units = stored_units(rec, akey)
             done = f"partly done ({counted(units, 'unit')})" if units else "to do"
@@ -76,4 +84,5 @@ def _list(suite, store: Store) -> int:
             status = (f"done ({where})" if rec is not None else "finished run" if rundir.is_finished(run)
                       else "partial run" if run.exists() else "to do")
         print(f"{job.key}  {job.label:<48} {status}")
+    print(estimate_left(pending, records, akey))
     return 0

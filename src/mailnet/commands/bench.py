@@ -37,7 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-only", action="store_true", help="run nothing: rebuild the report from finished results")
     p.add_argument("--update-benchmarks", metavar="FILE",
                    help="also rewrite the generated block of FILE (e.g. BENCHMARKS.md) from this report")
-    p.add_argument("--list", action="store_true", help="list the suite's jobs, their keys and status, and stop")
+    p.add_argument("--list", action="store_true",
+                   help="list the suite's jobs, their keys and status, and the compute left (estimated from finished "
+                        "runs), and stop")
     p.add_argument("--verbose", action="store_true", help="show the trainer's per-epoch output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (status lines only)")
     p.set_defaults(func=run)

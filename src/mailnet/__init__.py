@@ -1,5 +1,5 @@
 """mailnet: MAIL and Robust-MAIL for multimodal medical image classification."""
-from mailnet.models.registry import create_model, list_models
+from mailnet.models.registry import create_model, is_model, list_models
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "list_models", "__version__"]
+__all__ = ["create_model", "is_model", "list_models", "__version__"]

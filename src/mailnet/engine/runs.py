@@ -17,15 +17,20 @@ from mailnet.models import create_model
 from mailnet.paths import resolve_data_root
 
 
-def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any],
-                                                                                  dict[str, torch.Tensor]]:
-    """Rebuild the model a checkpoint describes and load its weights; returns (model, meta, all tensors)."""
+def load_model(checkpoint: str | Path, device: str | torch.device = "cpu", *, expect_name: str | None = None,
+               **overrides: Any) -> tuple[nn.Module, dict[str, Any], dict[str, torch.Tensor]]:
+    """Rebuild the model a checkpoint (or a run directory's best checkpoint) describes and load its weights;
+    returns (model, meta, all tensors). ``overrides`` replace keyword arguments of the saved description;
+    ``expect_name``: fail unless the checkpoint holds that model."""
+    checkpoint = rundir.checkpoint_from(checkpoint)
     tensors, meta = load_checkpoint(checkpoint, device=device)
     spec = meta.get("model")
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("kwargs"), dict):
         raise MailnetError(f"{checkpoint}: checkpoint metadata has no model description (model.name, model.kwargs)")
+    if expect_name is not None and spec["name"] != expect_name:
+        raise MailnetError(f"{checkpoint}: holds a {spec['name']!r} model, not {expect_name!r}")
     try:
-        model = create_model(spec["name"], **spec["kwargs"]).to(device)
+        model = create_model(spec["name"], **{**spec["kwargs"], **overrides}).to(device)
     except (TypeError, MailnetError) as e:  # an unknown model, or keyword arguments it does not take
         raise MailnetError(f"{checkpoint}: cannot rebuild model {spec['name']!r} from its metadata ({e})") from None
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}

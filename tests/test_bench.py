@@ -225,6 +225,10 @@ def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
     md = bench_md.read_text()
     assert md.startswith("# Benchmarks\n\nkept as is\n") and BEGIN in md and "from commit" in md
     assert "### Accuracy" in md  # the report's headings, one level down
+    # the charts are copied beside the file (the work folder is not committed) and shown from there
+    published = sorted(c.name for c in (tmp_path / "benchmarks" / "charts" / "t").glob("*.png"))
+    assert published and published == sorted(c.name for c in (out2 / "charts").glob("*.png"))
+    assert all(f"](benchmarks/charts/t/{name})" in md for name in published) and "Charts: `" not in md
 
     # results stored before heads were attacked one by one carry no objective: the report says so
     assert "summed the loss" not in report
@@ -456,3 +460,19 @@ def test_estimate_left_uses_measured_peers_then_units_and_names_the_rest():
     assert f"training {3800 / 3600:.1f} h, attacks {18000 / 3600:.1f} h" in line
     assert line.endswith("nothing measured yet for: c9/other")
     assert estimate_left([], records, "k") == "nothing left: every run is trained and attacked"
+
+
+def test_publish_charts_copies_the_reports_charts_and_drops_stale_ones(tmp_path):
+    from mailnet.bench.report import publish_charts
+
+    (tmp_path / "work" / "charts").mkdir(parents=True)
+    for name in ("a.png", "b.png"):
+        (tmp_path / "work" / "charts" / name).write_bytes(name.encode())
+    dest = tmp_path / "repo" / "benchmarks" / "charts" / "cpu"
+    dest.mkdir(parents=True)
+    (dest / "gone.png").write_bytes(b"old")
+    (dest / "notes.txt").write_text("not a chart: left alone")
+    paths = publish_charts(tmp_path / "work", dest, relative_to=tmp_path / "repo")
+    assert paths == ["benchmarks/charts/cpu/a.png", "benchmarks/charts/cpu/b.png"]
+    assert sorted(p.name for p in dest.iterdir()) == ["a.png", "b.png", "notes.txt"]
+    assert (dest / "b.png").read_bytes() == b"b.png"

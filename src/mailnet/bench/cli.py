@@ -17,7 +17,7 @@ def default_out(suite_name: str, quick: bool) -> Path:
 
 def run_bench_command(args: argparse.Namespace, command: str) -> int:
     from mailnet.bench.machine import machine_info
-    from mailnet.bench.report import benchmarks_block, update_marked_block, write_report
+    from mailnet.bench.report import benchmarks_block, publish_charts, update_marked_block, write_report
     from mailnet.engine.trainer import resolve_device
 
     suite = load_suite(args.suite, quick=args.quick)
@@ -54,8 +54,10 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
     print(f"report: {report} (+ {out / 'results.csv'}, {out / 'charts'}/); {counts}")
     if args.update_benchmarks:
         target = Path(args.update_benchmarks)
-        update_marked_block(target, benchmarks_block(outcome, machine, command, out))
-        print(f"updated the generated block of {target}")
+        charts_dir = Path(args.charts_dir) if args.charts_dir else target.parent / "benchmarks" / "charts" / suite.name
+        charts = publish_charts(out, charts_dir, relative_to=target.parent)
+        update_marked_block(target, benchmarks_block(outcome, machine, command, out, charts))
+        print(f"updated the generated block of {target} (charts in {charts_dir})")
     return 0
 
 

@@ -448,6 +448,7 @@ def plot_charts(outcome: BenchOutcome, out_dir: Path) -> list[str]:
     if not comps:
         return charts
     (out_dir / "charts").mkdir(parents=True, exist_ok=True)
+    colour = _model_colours(by)
     costs = _cost_by(outcome)
     for metric, label, name in (("macs", "GMACs (log scale)", "accuracy_vs_macs"),
                                 ("latency_ms", "batch-1 latency, ms (log scale)", "accuracy_vs_latency")):
@@ -461,26 +462,38 @@ def plot_charts(outcome: BenchOutcome, out_dir: Path) -> list[str]:
                     continue
                 x = cost[metric] / (1e9 if metric == "macs" else 1.0)
                 m, s, _ = mean_std([_mean_task_acc(r) for r in rs])
-                ax.errorbar([x], [m], yerr=[s], fmt="o", capsize=3, label=model)
+                ax.errorbar([x], [m], yerr=[s], fmt="o", capsize=3, label=model, color=colour[model])
                 ax.annotate(model, (x, m), textcoords="offset points", xytext=(4, 4), fontsize=8)
             ax.set(xscale="log", xlabel=label, ylabel="test ACC (mean over tasks)", title=comp)
             ax.grid(alpha=0.3)
         fig.tight_layout()
         charts.append(_save(plt, fig, out_dir, name))
     if outcome.suite.attacks:
-        path = _plot_robust(plt, outcome, by, comps, out_dir)
+        path = _plot_robust(plt, outcome, by, comps, out_dir, colour)
         if path:
             charts.append(path)
-    charts.append(_plot_curves(plt, by, comps, out_dir))
+    charts.append(_plot_curves(plt, by, comps, out_dir, colour))
     return charts
 
 
-def _plot_robust(plt, outcome: BenchOutcome, by, comps: list[str], out_dir: Path) -> str | None:
+def _model_colours(by) -> dict[str, Any]:
+    """A colour per model, the same in every chart and panel, so a model is found at a glance."""
+    import matplotlib
+
+    models = list(dict.fromkeys(m for per_model in by.values() for m in per_model))
+    cmap = matplotlib.colormaps["tab10" if len(models) <= 10 else "tab20"]
+    return {m: cmap(i % cmap.N) for i, m in enumerate(models)}
+
+
+def _plot_robust(plt, outcome: BenchOutcome, by, comps: list[str], out_dir: Path, colour) -> str | None:
+    """Colour = model, line style = attack (its base name, so a legacy "(summed loss)" row keeps its attack's
+    style); the legend sits below the panels, where a dozen entries do not hide the curves."""
     from mailnet.bench.suite import eps_value
 
     a = outcome.suite.attacks
     akey = attack_key(a)
-    fig, axes = plt.subplots(1, len(comps), figsize=(5 * len(comps), 4), squeeze=False)
+    styles = dict(zip(a["names"], ("-", "--", ":", "-.")))
+    fig, axes = plt.subplots(1, len(comps), figsize=(5.5 * len(comps), 6.5), squeeze=False)
     drew = False
     for ax, comp in zip(axes[0], comps):
         for model, rs in by[comp].items():
@@ -501,11 +514,13 @@ def _plot_robust(plt, outcome: BenchOutcome, by, comps: list[str], out_dir: Path
                         ys.append(m)
                         es.append(s)
                 if xs:
-                    ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=f"{model} {attack}")
+                    ax.errorbar(xs, ys, yerr=es, marker="o", markersize=4, capsize=3, label=f"{model} {attack}",
+                                color=colour[model], linestyle=styles.get(attack.split(" ")[0], "-"))
                     drew = True
         ax.set(xlabel="ε (× 1/255)", ylabel="accuracy (mean over tasks)", title=comp, ylim=(0, 1))
         ax.grid(alpha=0.3)
-        _legend(ax)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     if not drew:
         plt.close(fig)
         return None
@@ -513,7 +528,7 @@ def _plot_robust(plt, outcome: BenchOutcome, by, comps: list[str], out_dir: Path
     return _save(plt, fig, out_dir, "robust_accuracy_vs_eps")
 
 
-def _plot_curves(plt, by, comps: list[str], out_dir: Path) -> str:
+def _plot_curves(plt, by, comps: list[str], out_dir: Path, colour) -> str:
     fig, axes = plt.subplots(2, len(comps), figsize=(5 * len(comps), 7), squeeze=False)
     for j, comp in enumerate(comps):
         for model, rs in by[comp].items():
@@ -524,9 +539,10 @@ def _plot_curves(plt, by, comps: list[str], out_dir: Path) -> str:
                 n = min(len(h) for h in hist)
                 ys = np.array([[h[i][key] for i in range(n)] for h in hist], dtype=float)
                 epochs = [hist[0][i]["epoch"] for i in range(n)]
-                axes[row][j].plot(epochs, ys.mean(axis=0), marker="o", label=model)
+                axes[row][j].plot(epochs, ys.mean(axis=0), marker="o", label=model, color=colour[model])
                 if len(hist) > 1:
-                    axes[row][j].fill_between(epochs, ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0), alpha=0.2)
+                    axes[row][j].fill_between(epochs, ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0), alpha=0.2,
+                                              color=colour[model])
                 axes[row][j].set(xlabel="epoch", ylabel=ylabel, title=comp)
         for row in range(2):
             axes[row][j].grid(alpha=0.3)
@@ -578,10 +594,33 @@ def update_marked_block(path: Path, block: str) -> None:
     write_text(path, new)
 
 
-def benchmarks_block(outcome: BenchOutcome, machine: dict[str, Any], command: str, report_dir: Path) -> str:
-    """The generated part of BENCHMARKS.md: the report's tables one heading level down, and where they came from."""
-    md = build_markdown(outcome, machine, command, charts=[])
+def benchmarks_block(outcome: BenchOutcome, machine: dict[str, Any], command: str, report_dir: Path,
+                     charts: list[str] | None = None) -> str:
+    """The generated part of BENCHMARKS.md: the report's tables one heading level down, and where they came from;
+    ``charts``: the published charts' paths relative to that file (see ``publish_charts``), shown as images."""
+    md = build_markdown(outcome, machine, command, charts=charts or [])
     demoted = "\n".join(("#" + line) if line.startswith("#") else line for line in md.splitlines())
     commit = machine.get("git_commit") or "unknown"
+    where = "" if charts else f" Charts: `{report_dir}/charts/`."
     return (f"_Generated by `{command}` from commit `{commit}` on {machine['date']}; do not edit by hand "
-            f"(rerun the command instead). Charts: `{report_dir}/charts/`._\n\n{demoted}")
+            f"(rerun the command instead).{where}_\n\n{demoted}")
+
+
+def publish_charts(report_dir: Path, dest: Path, relative_to: Path) -> list[str]:
+    """Copy the report's charts into ``dest`` (a folder that is committed, unlike the work folder the report lives
+    in, so that a reader of BENCHMARKS.md sees them) and drop charts there that the report no longer draws; returns
+    their paths relative to ``relative_to`` (the folder of the file that shows them)."""
+    import os
+    import shutil
+
+    from mailnet.utils import atomic_write
+
+    src = sorted((report_dir / "charts").glob("*.png"))
+    dest.mkdir(parents=True, exist_ok=True)
+    keep = {c.name for c in src}
+    for old in dest.glob("*.png"):
+        if old.name not in keep:
+            old.unlink()
+    for c in src:
+        atomic_write(dest / c.name, lambda tmp, c=c: shutil.copyfile(c, tmp))
+    return [Path(os.path.relpath(dest / c.name, relative_to)).as_posix() for c in src]

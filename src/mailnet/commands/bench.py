@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-only", action="store_true", help="run nothing: rebuild the report from finished results")
     p.add_argument("--update-benchmarks", metavar="FILE",
                    help="also rewrite the generated block of FILE (e.g. BENCHMARKS.md) from this report")
+    p.add_argument("--charts-dir", metavar="DIR",
+                   help="with --update-benchmarks: where the charts shown in FILE are copied (default: "
+                        "benchmarks/charts/SUITE beside FILE; commit them with it)")
     p.add_argument("--list", action="store_true",
                    help="list the suite's jobs, their keys and status, and the compute left (estimated from finished "
                         "runs), and stop")
@@ -68,6 +71,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--only", pattern]
     if args.update_benchmarks:
         parts += ["--update-benchmarks", args.update_benchmarks]
+    if args.charts_dir:
+        parts += ["--charts-dir", args.charts_dir]
     return shlex.join(parts)
 
 

@@ -476,3 +476,27 @@ def test_publish_charts_copies_the_reports_charts_and_drops_stale_ones(tmp_path)
     assert paths == ["benchmarks/charts/cpu/a.png", "benchmarks/charts/cpu/b.png"]
     assert sorted(p.name for p in dest.iterdir()) == ["a.png", "b.png", "notes.txt"]
     assert (dest / "b.png").read_bytes() == b"b.png"
+
+
+def test_heads_at_chance_are_named_next_to_the_robustness_tables():
+    """A head that answers one class keeps its 'robust accuracy' (the class share) under any attack; the report must
+    say so instead of letting it read as robustness. Chance is 1 / classes, per head."""
+    from types import SimpleNamespace
+
+    from mailnet.bench.report import near_constant_line
+
+    def job(key, model):
+        return SimpleNamespace(key=key, composition=SimpleNamespace(name="pbr"), model=SimpleNamespace(label=model))
+
+    def rec(bal):  # heads pneumonia (2 classes), retina (5 classes)
+        return {"model_spec": {"kwargs": {"num_classes": [2, 5]}},
+                "test": {"tasks": {"pneumonia": {"bal_acc": bal[0]}, "retina": {"bal_acc": bal[1]}}}}
+
+    outcome = SimpleNamespace(jobs=[job("a", "good"), job("b", "flat"), job("c", "flat")],
+                              records={"a": rec((0.80, 0.24)), "b": rec((0.50, 0.21)), "c": rec((0.56, 0.35))})
+    line = near_constant_line(outcome)
+    # good/retina: 0.24 <= 0.2 + 0.05; flat/pneumonia: mean 0.53 <= 0.55; flat/retina: mean 0.28 > 0.25
+    assert "good on pbr / retina (balanced accuracy 0.240, chance 0.200)" in line
+    assert "flat on pbr / pneumonia (balanced accuracy 0.530 ± 0.030, chance 0.500)" in line
+    assert "good on pbr / pneumonia" not in line and "flat on pbr / retina" not in line
+    assert near_constant_line(SimpleNamespace(jobs=[job("a", "good")], records={"a": rec((0.8, 0.4))})) == ""

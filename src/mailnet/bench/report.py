@@ -308,7 +308,42 @@ def robustness_section(outcome: BenchOutcome) -> str:
         parts.append(f"### {comp}\n\n{_table(header, rows)}")
     parts.append(_objective_line(outcome, akey))
     parts.append(_sanity_lines(outcome, akey))
+    parts.append(near_constant_line(outcome))
     return "\n\n".join(p for p in parts if p)
+
+
+NEAR_CHANCE_MARGIN = 0.05
+
+
+def _chance_bal_acc(rec: dict[str, Any], task: str) -> float | None:
+    """1 / (number of classes) of ``task``'s head, read from the record's model description (None if absent)."""
+    classes = ((rec.get("model_spec") or {}).get("kwargs") or {}).get("num_classes")
+    tasks = list(rec["test"]["tasks"])
+    if not isinstance(classes, list) or len(classes) != len(tasks):
+        return None
+    return 1.0 / classes[tasks.index(task)]
+
+
+def near_constant_line(outcome: BenchOutcome) -> str:
+    """Which heads are at chance on the clean test split (mean balanced accuracy within 0.05 of 1 / classes): such a
+    head answers (almost) one class, so its robust accuracy is that class's share of the attacked samples, which no
+    attack can lower, and must not be read as robustness."""
+    found = []
+    for comp, per_model in _records_by(outcome).items():
+        for model, rs in per_model.items():
+            for task in _task_names(rs):
+                pairs = [(r["test"]["tasks"][task]["bal_acc"], _chance_bal_acc(r, task)) for r in rs
+                         if r["test"]["tasks"].get(task, {}).get("bal_acc") is not None]
+                pairs = [(b, c) for b, c in pairs if c is not None]
+                if pairs and float(np.mean([b for b, _ in pairs])) <= pairs[0][1] + NEAR_CHANCE_MARGIN:
+                    found.append(f"{model} on {comp} / {task} (balanced accuracy {fmt_ms([b for b, _ in pairs], 3)}, "
+                                 f"chance {pairs[0][1]:.3f})")
+    if not found:
+        return ""
+    return ("**Heads at chance** (mean test balanced accuracy within "
+            f"{NEAR_CHANCE_MARGIN} of 1 / classes): " + "; ".join(found) + ". Such a head answers (almost) one "
+            "class, so its robust accuracy is that class's share of the attacked samples, which no attack can lower: "
+            "it measures the head's indifference to its input, not robustness.")
 
 
 def _objective_line(outcome: BenchOutcome, akey: str) -> str:

@@ -123,6 +123,16 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         load_config(cfg, ["train.epochs=0"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_config(cfg, ["train.epochs"])
+
+
+def test_config_reads_exponents_without_a_dot_as_numbers(tmp_path):
+    """YAML 1.1 reads 1e-3 as text; the way everyone writes a learning rate must work in files and overrides."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {mode: unpaired}\ntrain: {lr: 1e-3, weight_decay: 5E-4}\n")
+    resolved = load_config(cfg, ["train.grad_clip=1e+1"])
+    assert resolved["train"]["lr"] == 0.001 and resolved["train"]["weight_decay"] == 0.0005
+    assert resolved["train"]["grad_clip"] == 10.0
+    assert load_config(cfg, ["train.adv.eps=4/255"])["train"]["adv"]["eps"] == "4/255"  # text stays text
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
     (tmp_path / "bad.yaml").write_text("train: [1, 2\n")

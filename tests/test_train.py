@@ -221,3 +221,16 @@ def test_time_limit_stops_before_an_epoch_that_would_overrun_and_still_finishes_
     # another epoch as long as the last one must fit; no limit never stops
     assert trainer.over_time_limit(50.0, 11.0, 60) and not trainer.over_time_limit(50.0, 10.0, 60)
     assert not trainer.over_time_limit(1e9, 1e9, None)
+
+
+def test_config_data_root_is_used_when_no_data_root_option_is_given(tmp_path, data_root, monkeypatch):
+    """--data-root, else the config's data.root, else $MAILNET_DATA and the default folders: a config that names
+    its data folder trains without the option, even with the environment pointing elsewhere."""
+    monkeypatch.setenv("MAILNET_DATA", str(tmp_path / "elsewhere"))
+    monkeypatch.chdir(tmp_path)  # no ../shared/data from here
+    cfg = write_cfg(tmp_path, **{"data.root": str(data_root), "data.subset": {"train": 32, "val": 16, "test": 16},
+                                 "train.epochs": 1, "train.max_steps_per_epoch": 1})
+    assert cli("train", "--config", str(cfg), "--run-dir", str(tmp_path / "run"), "--quiet", "--device", "cpu") == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    locations = [Path(m["source"]["location"]).resolve() for m in manifest["modalities"]]
+    assert all(loc.is_relative_to(Path(data_root).resolve()) for loc in locations), locations

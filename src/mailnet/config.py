@@ -6,6 +6,7 @@ top level, so a typo such as ``train.epoch=3`` fails at once with the key's full
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,20 @@ DEFAULTS: dict[str, Any] = {
     },
     "output": {"dir": "runs"},
 }
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that ``1e-3`` is a number: YAML 1.1 wants a dot (``1.0e-3``) and reads the
+    way everyone writes a learning rate as text, which then fails validation."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text safely (no object construction), with ``1e-3`` read as a float."""
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - YamlLoader is a SafeLoader
+
 
 CHOICES = {
     "train.optimizer": ("adam", "adamw", "sgd"),
@@ -96,7 +111,7 @@ def read_yaml_mapping(path: Path, label: str | None = None) -> dict[str, Any]:
     """A YAML file whose top level must be a mapping; ``label`` (default: the path) starts every error line."""
     label = label or str(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{label}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -110,7 +125,7 @@ def apply_override(cfg: dict[str, Any], item: str) -> None:
         raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.epochs=3")
     key, raw = item.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = load_yaml(raw) if raw != "" else None
     except yaml.YAMLError:
         value = raw
     node = cfg

@@ -1,5 +1,6 @@
-"""Where the data lives: ``--data-root``, then ``$MAILNET_DATA``, then ``../shared/data`` next to the working
-directory (this project's development layout), then the medmnist package's default folder (``~/.medmnist``)."""
+"""Where the data lives: ``--data-root``, then the config's ``data.root`` (``build_data`` passes it), then
+``$MAILNET_DATA``, then ``../shared/data`` next to the working directory (this project's development layout), then
+the medmnist package's default folder (``~/.medmnist``)."""
 from __future__ import annotations
 
 import os

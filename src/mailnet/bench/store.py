@@ -80,6 +80,7 @@ def index_runs(roots: list[Path]) -> dict[str, Path]:
     import yaml
 
     from mailnet.bench.hashing import config_hash
+    from mailnet.config import load_yaml
     from mailnet.engine import rundir
     from mailnet.errors import MailnetError
 
@@ -92,7 +93,7 @@ def index_runs(roots: list[Path]) -> dict[str, Path]:
             if not (rundir.is_finished(run) and rundir.test_metrics_path(run).is_file()):
                 continue
             try:
-                cfg = yaml.safe_load(cfg_path.read_text())
+                cfg = load_yaml(cfg_path.read_text())
             except (OSError, yaml.YAMLError):
                 continue
             if isinstance(cfg, dict):

@@ -14,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("suite", help="suite file, e.g. benchmarks/quick.yaml")
     p.add_argument("--quick", action="store_true", help="apply the suite's quick: section (smaller, faster)")
     p.add_argument("--out", help="output folder (default: benchmarks/work/SUITE[-quick])")
-    p.add_argument("--data-root", help="folder with the datasets (default: $MAILNET_DATA, ../shared/data, ~/.medmnist)")
+    p.add_argument("--data-root", help="folder with the datasets (default: the config's data.root, $MAILNET_DATA, "
+                                       "../shared/data, ~/.medmnist)")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
     p.add_argument("--threads", type=int,
                    help="torch CPU threads for training and attacks (default: torch's; 1 is fastest on a busy machine)")

@@ -59,6 +59,7 @@ def _describe_config(args: argparse.Namespace, root) -> int:
 
     import yaml
 
+    from mailnet.config import load_yaml
     from mailnet.data import build_data
     from mailnet.data.describe import format_table
     from mailnet.errors import ConfigError
@@ -67,7 +68,7 @@ def _describe_config(args: argparse.Namespace, root) -> int:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        cfg = yaml.safe_load(path.read_text()) or {}
+        cfg = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     if not isinstance(cfg, dict) or "data" not in cfg:

@@ -27,7 +27,6 @@ def run(args: argparse.Namespace) -> int:
     from mailnet.engine.report import metrics_table
     from mailnet.engine.runs import load_model
     from mailnet.engine.trainer import resolve_device
-    from mailnet.paths import resolve_data_root
     from mailnet.commands import require_at_least
     from mailnet.utils import write_json
 
@@ -40,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_saved(meta.get("config"), str(ckpt))
     manifest_file = rundir.manifest_path(target) if target.is_dir() else ckpt.parent.parent / "manifest.json"
     manifest = load_manifest(manifest_file) if manifest_file.is_file() else None
-    data = build_data(cfg["data"], data_root=resolve_data_root(args.data_root), seed=int(cfg["seed"]),
+    data = build_data(cfg["data"], data_root=args.data_root, seed=int(cfg["seed"]),
                       manifest=manifest)
     ecfg = cfg["eval"]
     result = evaluate(model, data, args.split, device, batch_size=args.batch_size,

@@ -13,7 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", help="run directory (default: runs/NAME/MODEL/seedS)")
     p.add_argument("--seeds", help="comma-separated seeds: one run each, then mean +- std (e.g. 0,1,2)")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
-    p.add_argument("--data-root", help="folder with the datasets (default: $MAILNET_DATA, ../shared/data, ~/.medmnist)")
+    p.add_argument("--data-root", help="folder with the datasets (default: the config's data.root, $MAILNET_DATA, "
+                                       "../shared/data, ~/.medmnist)")
     p.add_argument("--adv-train", choices=["pgd", "fgsm-rs"], help="adversarial training (Madry PGD or fast FGSM-RS)")
     p.add_argument("--adv-eps", help="adversarial training budget, e.g. 4/255")
     p.add_argument("--adv-steps", type=int, help="PGD steps for adversarial training")

@@ -8,13 +8,12 @@ import torch
 import torch.nn as nn
 import yaml
 
-from mailnet.config import resolve_saved
+from mailnet.config import load_yaml, resolve_saved
 from mailnet.data import build_data, load_manifest
 from mailnet.engine import rundir
 from mailnet.engine.checkpoint import load_checkpoint
 from mailnet.errors import MailnetError
 from mailnet.models import create_model
-from mailnet.paths import resolve_data_root
 
 
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu", *, expect_name: str | None = None,
@@ -51,7 +50,7 @@ def load_config_of(run: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MailnetError(f"{run}: not a run directory (no config.yaml)")
     try:
-        cfg = yaml.safe_load(path.read_text())
+        cfg = load_yaml(path.read_text())
     except yaml.YAMLError:
         raise MailnetError(f"{path}: not valid YAML") from None
     return resolve_saved(cfg, str(path))
@@ -63,6 +62,6 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     run = Path(run_dir)
     cfg = load_config_of(run)
     model, _, _ = load_model(rundir.checkpoint_from(run, which), device=device)
-    data = build_data(cfg["data"], data_root=resolve_data_root(data_root), seed=int(cfg["seed"]),
+    data = build_data(cfg["data"], data_root=data_root, seed=int(cfg["seed"]),
                       manifest=load_manifest(rundir.manifest_path(run)))
     return model, data, cfg

@@ -24,7 +24,6 @@ from mailnet.engine.randomness import reseed
 from mailnet.errors import MailnetError
 from mailnet.layers.noise import set_noise_scale
 from mailnet.models import create_model
-from mailnet.paths import resolve_data_root
 from mailnet.utils import seed_everything, write_json, write_text
 
 
@@ -75,7 +74,8 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     tcfg, ecfg = cfg["train"], cfg["eval"]
     seed_everything(seed)
     manifest = load_manifest(rundir.manifest_path(run_dir)) if resume else None
-    data = build_data(cfg["data"], data_root=resolve_data_root(data_root), seed=seed, manifest=manifest)
+    # --data-root first, then the config's data.root, then $MAILNET_DATA and the default folders (build_data)
+    data = build_data(cfg["data"], data_root=data_root, seed=seed, manifest=manifest)
     spec = model_spec(cfg, data)
     model = build_model(spec).to(dev)
     warmup = float(tcfg["noise_warmup"])

@@ -185,7 +185,7 @@ def test_medmnist_size_choice_and_resize(tmp_path):
         upsampled = [str(w.message) for w in caught if issubclass(w.category, MailnetWarning)]
         if size > 64:  # read from the smaller file: the user is told, in one warning naming the file
             assert len(upsampled) == 1 and "chestmnist_64.npz (64 px) upsampled to 100 px" in upsampled[0]
-            assert "mailnet data download chestmnist --size 100" in upsampled[0] and "source_size: 64" in upsampled[0]
+            assert "mailnet data download chestmnist --size 128" in upsampled[0] and "source_size: 64" in upsampled[0]
         else:
             assert upsampled == []
         assert data.manifest()["modalities"][0]["source"]["location"].endswith("chestmnist_64.npz")

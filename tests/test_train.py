@@ -234,3 +234,20 @@ def test_config_data_root_is_used_when_no_data_root_option_is_given(tmp_path, da
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     locations = [Path(m["source"]["location"]).resolve() for m in manifest["modalities"]]
     assert all(loc.is_relative_to(Path(data_root).resolve()) for loc in locations), locations
+
+
+def test_shape_settings_that_cannot_work_fail_before_a_run_directory_is_written(tmp_path, data_root, capsys):
+    """A fused model needs one image size for every modality, and the input/head shapes come from the data: both
+    are refused in one line, with nothing written, instead of failing at the first batch of a half-made run."""
+    mixed = write_cfg(tmp_path, **{"data.modalities": [
+        {"name": "pneumonia", "source": "medmnist", "flag": "pneumoniamnist", "channels": 1, "size": 28},
+        {"name": "breast", "source": "medmnist", "flag": "breastmnist", "channels": 1, "size": 32}]})
+    run = tmp_path / "run"
+    base = ["train", "--config", str(mixed), "--run-dir", str(run), "--data-root", str(data_root), "--quiet"]
+    assert cli(*base) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == ("mailnet: error: data.modalities: image sizes [28, 32] differ, but mail fuses feature maps across "
+                   "modalities and needs one size; give every modality the same size (data.size)")
+    assert cli(*base, "model.kwargs.num_classes=[3,3]") == 2
+    assert "model.kwargs.num_classes: set from the data ([2, 2]); remove it" in capsys.readouterr().err
+    assert not run.exists()

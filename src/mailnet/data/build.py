@@ -15,7 +15,7 @@ from mailnet.data.plan import seeded_split, seeded_subset
 from mailnet.data.sources.base import SPLITS, ImageSource
 from mailnet.data.sources.csv_manifest import CsvSource
 from mailnet.data.sources.image_folder import ImageFolderSource
-from mailnet.data.sources.medmnist_npz import MedMNISTSource, choose_size
+from mailnet.data.sources.medmnist_npz import MEDMNIST_SIZES, MedMNISTSource, choose_size
 from mailnet.data.sources.paired_csv import PairedCsv, PairedTaskDef
 from mailnet.data.types import ModalitySpec, TaskSpec
 from mailnet.errors import DataError, MailnetWarning
@@ -64,9 +64,11 @@ def _open_source(mc: ModalityCfg, root: Path) -> ImageSource:
         size = choose_size(root, o["flag"], mc.size, o.get("source_size"))
         source = MedMNISTSource(o["flag"], root, size=size, download=o["download"])
         if size < mc.size and o.get("source_size") is None:
-            warnings.warn(f"modality {mc.name!r}: no {o['flag']} file of {mc.size} px under {root}; reading "
+            # MedMNIST comes in 28/64/128/224 px: point at the smallest file that needs no upsampling
+            fetch = min((s for s in MEDMNIST_SIZES if s >= mc.size), default=max(MEDMNIST_SIZES))
+            warnings.warn(f"modality {mc.name!r}: no {o['flag']} file of {mc.size} px or more under {root}; reading "
                           f"{source.path} ({size} px) upsampled to {mc.size} px, which adds no detail (get the "
-                          f"real one with `mailnet data download {o['flag']} --size {mc.size}`, or set "
+                          f"{fetch} px one with `mailnet data download {o['flag']} --size {fetch}`, or set "
                           f"source_size: {size} to mean it)", MailnetWarning, stacklevel=2)
         return source
     if mc.source == "folder":

@@ -21,7 +21,7 @@ from mailnet.engine.distributed import DistInfo, barrier, init_distributed, shut
 from mailnet.engine.evaluation import evaluate, task_loss, to_device
 from mailnet.engine.optim import build_optimizer, build_scheduler, step_scheduler
 from mailnet.engine.randomness import reseed
-from mailnet.errors import MailnetError
+from mailnet.errors import ConfigError, MailnetError
 from mailnet.layers.noise import set_noise_scale
 from mailnet.models import create_model
 from mailnet.utils import seed_everything, write_json, write_text
@@ -38,20 +38,27 @@ def resolve_device(name: str) -> torch.device:
 
 
 def model_spec(cfg: dict[str, Any], data: Any) -> dict[str, Any]:
-    """What ``create_model`` needs, stored in every checkpoint so it can be rebuilt without the data."""
-    return {
-        "name": cfg["model"]["name"],
-        "kwargs": {
-            "in_chans": [m.in_chans for m in data.modalities],
-            "num_classes": [t.num_classes for t in data.tasks],
-            "img_size": data.modalities[0].img_size,
-            **(cfg["model"].get("kwargs") or {}),
-        },
-    }
+    """What ``create_model`` needs, stored in every checkpoint so it can be rebuilt without the data. The input and
+    head shapes come from the data only: a value in ``model.kwargs`` would silently build a model that does not
+    fit it."""
+    from_data = {"in_chans": [m.in_chans for m in data.modalities], "num_classes": [t.num_classes for t in data.tasks],
+                 "img_size": data.modalities[0].img_size}
+    user = cfg["model"].get("kwargs") or {}
+    for key in from_data:
+        if key in user:
+            raise ConfigError(f"model.kwargs.{key}: set from the data ({from_data[key]}); remove it from the config")
+    return {"name": cfg["model"]["name"], "kwargs": {**from_data, **user}}
 
 
-def build_model(spec: dict[str, Any]) -> nn.Module:
-    return create_model(spec["name"], **spec["kwargs"])
+def build_model(spec: dict[str, Any], data: Any | None = None) -> nn.Module:
+    """The model of ``spec``; with ``data``, also checked against the modalities' image sizes, so that a model which
+    fuses feature maps across modalities fails before a run directory is written, not at its first batch."""
+    model = create_model(spec["name"], **spec["kwargs"])
+    sizes = sorted({m.img_size for m in data.modalities}) if data is not None else []
+    if len(sizes) > 1 and getattr(model, "needs_equal_sizes", False):
+        raise ConfigError(f"data.modalities: image sizes {sizes} differ, but {spec['name']} fuses feature maps "
+                          "across modalities and needs one size; give every modality the same size (data.size)")
+    return model
 
 
 def train(cfg: dict[str, Any], run_dir: str | Path, *, device: str = "auto", data_root: str | None = None,
@@ -77,7 +84,7 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     # --data-root first, then the config's data.root, then $MAILNET_DATA and the default folders (build_data)
     data = build_data(cfg["data"], data_root=data_root, seed=seed, manifest=manifest)
     spec = model_spec(cfg, data)
-    model = build_model(spec).to(dev)
+    model = build_model(spec, data).to(dev)
     warmup = float(tcfg["noise_warmup"])
     if warmup and not set_noise_scale(model, 1.0):
         raise MailnetError(f"train.noise_warmup: {spec['name']} has no attention noise to warm up "

@@ -51,6 +51,8 @@ class _DrifaBranch(nn.Module):
 class DRIFA(nn.Module):
     """Per-modality DRIFA trunks linked by a shared multimodal map after every block; heads read the concatenation."""
 
+    needs_equal_sizes = True  # the shared map after every block mixes the branches' feature maps
+
     # (stage, block) positions in ``_DrifaBranch.blocks``; dropout follows the first (strided) block of stages 2-4
     BLOCK_WIDTHS = (64, 64, 128, 128, 256, 256, 512, 512)
     DROPOUT_AFTER = (2, 4, 6)

@@ -68,6 +68,8 @@ class MAIL(nn.Module):
         input_mean, input_std: InputNorm constants (pixels in [0, 1] -> (x - mean) / std).
     """
 
+    needs_equal_sizes = True  # the shared EMCAM multiplies one attention map into every branch
+
     def __init__(self, in_chans: Sequence[int], num_classes: Sequence[int], img_size: int | None = None,
                  stem: str = "auto", drop_rate: float = 0.25, mc_dropout: bool = False,
                  widths: Sequence[int] = DEFAULT_WIDTHS, groups: int = 16, rpf_fraction: float = 0.0,

@@ -15,6 +15,7 @@ from mailnet.attacks.report import records_csv, write_results
 from mailnet.attacks.sanity import failures, run_sanity
 from mailnet.attacks.subset import rows_from_tensors, select_subset, stack_batches, subset_ids
 from mailnet.attacks.suite import LARGE_EPS_ALPHA_RATIO, LARGE_EPS_STEPS, SuiteSettings, run_suite
+from mailnet.config import DEFAULTS
 from mailnet.errors import ConfigError
 
 
@@ -333,6 +334,9 @@ def test_adversarial_batch_in_train_mode(toy):
     assert (adv[1] - xs[1]).abs().max() <= 8 / 255 + 1e-6
     with pytest.raises(ConfigError, match="method"):
         make_adversary({"method": "cw"})
+    with pytest.raises(ConfigError, match=r"train.adv.steps: expected an integer >= 1, got 0"):
+        make_adversary({"method": "pgd", "steps": 0})  # not silently the default
+    assert make_adversary({"method": "pgd"}).settings["steps"] == DEFAULTS["train"]["adv"]["steps"]
 
 
 # --- the command -------------------------------------------------------------------------------------------------

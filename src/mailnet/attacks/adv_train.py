@@ -22,6 +22,7 @@ from mailnet.attacks.pgd import fgsm, pgd
 from mailnet.errors import ConfigError
 
 METHODS = ("pgd", "fgsm-rs")
+DEFAULT_STEPS = 7  # train.adv.steps' default (mailnet.config.DEFAULTS): Madry et al.'s CIFAR training used 7
 
 
 @contextlib.contextmanager
@@ -44,7 +45,7 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
 
 def adversarial_batch(model: nn.Module, images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
                       masks: Sequence[torch.Tensor] | None = None, method: str = "pgd",
-                      eps: float | Sequence[float] = 4 / 255, steps: int = 10,
+                      eps: float | Sequence[float] = 4 / 255, steps: int = DEFAULT_STEPS,
                       alpha: float | Sequence[float] | None = None) -> list[torch.Tensor]:
     """Adversarial versions of one training batch, one tensor per modality, within ``eps`` (L-inf, per modality
     allowed) of ``images`` and inside [0, 1]; detached, on the images' device.
@@ -80,7 +81,9 @@ def make_adversary(adv_cfg: dict):
     if method not in METHODS:
         raise ConfigError(f"train.adv.method: unknown method {method!r}; choose one of {', '.join(METHODS)}")
     eps = parse_eps(adv_cfg.get("eps", "4/255"), where="train.adv.eps")
-    steps = int(adv_cfg.get("steps") or 10)
+    steps = adv_cfg.get("steps", DEFAULT_STEPS)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"train.adv.steps: expected an integer >= 1, got {steps!r}")
     alpha_raw = adv_cfg.get("alpha")
     alpha = None if alpha_raw in (None, "") else parse_eps(alpha_raw, where="train.adv.alpha")
 

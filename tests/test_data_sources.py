@@ -199,6 +199,34 @@ def test_medmnist_size_choice_and_resize(tmp_path):
         build_data({"modalities": [{"flag": "chestmnist", "size": 100, "source_size": 64}]}, data_root=tmp_path)
 
 
+
+def test_download_true_fetches_the_file_of_the_right_size_instead_of_upsampling(tmp_path, monkeypatch):
+    """With ``download: true`` and only a smaller file present, the file of the asked size (or the next MedMNIST
+    size above it) is fetched; without it, the smaller one is upsampled with a warning (above)."""
+    import mailnet.data.download as download
+
+    rng = np.random.default_rng(5)
+
+    def write(size: int) -> Path:
+        arrays = {}
+        for s in ("train", "val", "test"):
+            arrays[f"{s}_images"] = rng.integers(0, 256, (4, size, size), dtype=np.uint8)
+            arrays[f"{s}_labels"] = rng.integers(0, 2, (4, 1), dtype=np.uint8)
+        path = tmp_path / "breastmnist" / ("breastmnist.npz" if size == 28 else f"breastmnist_{size}.npz")
+        path.parent.mkdir(exist_ok=True)
+        np.savez(path, **arrays)
+        return path
+
+    write(28)
+    fetched = []
+    monkeypatch.setattr(download, "download_medmnist", lambda flag, size, root: fetched.append(size) or write(size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MailnetWarning)  # nothing is upsampled
+        data = build_data({"modalities": [{"flag": "breastmnist", "size": 100, "download": True}]}, data_root=tmp_path)
+    assert fetched == [128]
+    assert data.manifest()["modalities"][0]["source"]["location"].endswith("breastmnist_128.npz")
+
+
 def test_cli_describe_config(tmp_path, capsys):
     from mailnet.cli import main as cli_main
 

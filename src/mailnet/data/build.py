@@ -62,10 +62,12 @@ def _open_source(mc: ModalityCfg, root: Path) -> ImageSource:
     o = mc.options
     if mc.source == "medmnist":
         size = choose_size(root, o["flag"], mc.size, o.get("source_size"))
+        # MedMNIST comes in 28/64/128/224 px: the smallest file that needs no upsampling
+        fetch = min((s for s in MEDMNIST_SIZES if s >= mc.size), default=max(MEDMNIST_SIZES))
+        if size < fetch and o["download"] and o.get("source_size") is None:
+            size = fetch  # asked to download: fetch the right file rather than upsample a smaller one
         source = MedMNISTSource(o["flag"], root, size=size, download=o["download"])
         if size < mc.size and o.get("source_size") is None:
-            # MedMNIST comes in 28/64/128/224 px: point at the smallest file that needs no upsampling
-            fetch = min((s for s in MEDMNIST_SIZES if s >= mc.size), default=max(MEDMNIST_SIZES))
             warnings.warn(f"modality {mc.name!r}: no {o['flag']} file of {mc.size} px or more under {root}; reading "
                           f"{source.path} ({size} px) upsampled to {mc.size} px, which adds no detail (get the "
                           f"{fetch} px one with `mailnet data download {o['flag']} --size {fetch}`, or set "

@@ -98,6 +98,7 @@ def test_state_dict_round_trip_reproduces_outputs():
     (dict(in_chans=[3], num_classes=[2], rpf_fraction=-0.1), "rpf_fraction"),
     (dict(in_chans=[3], num_classes=[2], stem="resnet"), "unknown stem"),
     (dict(in_chans=[3], num_classes=[2], widht=(16, 32, 32, 64)), "unknown argument.*widht"),
+    (dict(in_chans=[3], num_classes=[2], self=1), "unknown argument.*self"),  # a config key, not the instance
     (dict(in_chans=[3]), "missing argument.*num_classes"),
 ])
 def test_bad_arguments_give_one_line_model_errors(kwargs, match):

@@ -178,7 +178,7 @@ def _int_list(values: Sequence[int], name: str) -> list[int]:
 def _build(name: str, kwargs: dict, cls: type[MAIL] = MAIL, allowed: Sequence[str] | None = None) -> MAIL:
     """cls(**kwargs), with unknown or missing arguments reported as one-line ``ModelError``s; ``allowed``
     narrows the accepted arguments (default: every argument of ``MAIL.__init__``)."""
-    params = allowed if allowed is not None else inspect.signature(MAIL.__init__).parameters
+    params = set(allowed if allowed is not None else inspect.signature(MAIL.__init__).parameters) - {"self"}
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
         raise ModelError(f"{name}: unknown argument(s) {', '.join(unknown)}")

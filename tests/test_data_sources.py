@@ -14,7 +14,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from mailnet.data import CsvSource, ImageFolderSource, build_data, load_manifest
 from mailnet.data.augment import AugOp, apply_ops, gaussian_kernels
-from mailnet.errors import DataError, MailnetWarning
+from mailnet.errors import ConfigError, DataError, MailnetWarning
 
 
 def write_png(path: Path, rng: np.random.Generator, size: int = 12, rgb: bool = False) -> None:
@@ -143,6 +143,9 @@ def test_paired_manifest_rows_are_subjects(tmp_path):
     again = build_data(paired_cfg(path), manifest=load_manifest(tmp_path / "m.json"))
     a, b = next(iter(data.loader("train", 6, epoch=3))), next(iter(again.loader("train", 6, epoch=3)))
     assert all(torch.equal(x, y) for k in a for x, y in zip(a[k], b[k]))
+    for key, value in (("equalize", "repeat"), ("download", True)):  # unpaired-only keys would be ignored: refused
+        with pytest.raises(ConfigError, match=rf"data.{key}: only used in unpaired mode"):
+            build_data({**paired_cfg(path), key: value})
 
 
 def test_batched_geometry_matches_torchvision():

@@ -230,6 +230,9 @@ def parse_data_config(cfg: Any) -> DataCfg:
         raw_tasks = cfg.get("tasks")
         if not isinstance(raw_tasks, list) or not raw_tasks:
             raise ConfigError("data.tasks: paired mode needs a non-empty list of tasks")
+        for k in ("equalize", "download"):  # accepted and ignored, they would let a user believe they act
+            if k in cfg:
+                raise ConfigError(f"data.{k}: only used in unpaired mode (paired rows are subjects from one CSV)")
         tasks = [_task(d, i) for i, d in enumerate(raw_tasks)]
     else:
         for k in ("manifest_csv", "image_root", "split_column", "tasks"):

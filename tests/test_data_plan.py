@@ -90,3 +90,13 @@ def test_seeded_split_stratified_and_disjoint():
     assert np.array_equal(parts["train"], seeded_split(60, {"val": 0.1, "test": 0.2}, 3, labels)["train"])
     sub = seeded_subset(np.arange(100), 10, seed=0, modality=1, split="train")
     assert len(sub) == 10 and np.all(np.diff(sub) > 0)
+
+
+def test_eval_plan_keep_holds_one_modality_in_place_while_partners_move():
+    base = unpaired_eval_plan([7, 4, 5])
+    moved = unpaired_eval_plan([7, 4, 5], partner_seed=3, keep=1)
+    assert np.array_equal(moved.mod_pos[1], base.mod_pos[1]) and np.array_equal(moved.task_mask[1], base.task_mask[1])
+    assert not np.array_equal(moved.mod_pos[0], base.mod_pos[0])
+    assert not np.array_equal(moved.mod_pos[2], base.mod_pos[2])
+    for m, n in enumerate([7, 4, 5]):  # every modality still covers its whole split once
+        assert sorted(moved.task_pos[m][moved.task_mask[m]]) == list(range(n))

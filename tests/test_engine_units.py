@@ -269,3 +269,67 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+class _PositionModality:
+    """A toy modality whose 'image' of a sample is its position (1 value), so a model can tell samples apart."""
+
+    def load(self, split, pos):
+        return torch.as_tensor(pos, dtype=torch.float32).reshape(-1, 1)
+
+
+class _ToyUnpaired:
+    """Two unpaired modalities of 9 and 4 test samples, one task each, served by the real eval plan."""
+
+    paired = False
+
+    def __init__(self):
+        from mailnet.data.dataset import TaskRuntime
+
+        self.sizes = [9, 4]
+        self.modalities = [_PositionModality(), _PositionModality()]
+        self.runtime = [TaskRuntime(TaskSpec("a", "multi-class", 3, modality=0), {"test": np.arange(9) % 3}),
+                        TaskRuntime(TaskSpec("b", "binary", 2, modality=1), {"test": np.arange(4) % 2})]
+        self.tasks = [t.spec for t in self.runtime]
+
+    def loader(self, split, batch_size, *, shuffle=False, partner_seed=None, keep_modality=None, rank=0,
+               world_size=1):
+        from mailnet.data.dataset import PlanDataset
+        from mailnet.data.plan import shard, unpaired_eval_plan
+
+        plan = unpaired_eval_plan(self.sizes, partner_seed=partner_seed, keep=keep_modality)
+        ds = PlanDataset(self.modalities, self.runtime, shard(plan, rank, world_size, pad_counts=False), split,
+                         seed=0, epoch=0, train=False)
+        return [ds[list(range(i, min(i + batch_size, len(ds))))] for i in range(0, len(ds), batch_size)]
+
+
+def test_partner_sensitivity_counts_partner_effects_not_the_models_own_noise():
+    """A random model whose answers ignore the partners must score 0 (the noise is held to each sample), and a
+    deterministic model whose answers depend on the partner must score above 0."""
+    import torch.nn as nn
+
+    from mailnet.engine.evaluation import evaluate
+    from mailnet.layers.noise import Dropout, seed_noise
+
+    class NoiseOnly(nn.Module):  # each head's answer is MC-dropout noise: random, but blind to every input
+        def __init__(self):
+            super().__init__()
+            self.drop = Dropout(0.5, mc=True)
+
+        def seed_noise(self, seed, device=None):
+            return seed_noise(self, seed, device)
+
+        def forward(self, xs):
+            return [self.drop(torch.ones(len(xs[0]), 3)) + 0 * xs[0], self.drop(torch.ones(len(xs[1]), 2)) + 0 * xs[1]]
+
+    class PartnerDriven(nn.Module):  # head a reads only modality 1 (the partner), head b only modality 1 (its own)
+        def forward(self, xs):
+            p = xs[1] % 3
+            return [torch.cat([p == 0, p == 1, p == 2], dim=1).float(), torch.cat([xs[1] % 2, 1 - xs[1] % 2], 1)]
+
+    data = _ToyUnpaired()
+    noisy = evaluate(NoiseOnly(), data, "test", torch.device("cpu"), batch_size=4, mc_samples=4, partner_draws=4)
+    assert noisy["stochastic"] and noisy["partner_sensitivity"] == {"a": 0.0, "b": 0.0}
+    driven = evaluate(PartnerDriven(), data, "test", torch.device("cpu"), batch_size=4, partner_draws=4)
+    assert not driven["stochastic"]
+    assert driven["partner_sensitivity"]["a"] > 0.3 and driven["partner_sensitivity"]["b"] == 0.0

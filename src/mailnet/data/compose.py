@@ -79,7 +79,8 @@ class MultimodalData:
         return [m.split_size(split) for m in self._mods]
 
     # ---- loaders ----------------------------------------------------------------------------------------------
-    def plan(self, split: str, *, epoch: int = 0, shuffle: bool | None = None, partner_seed: int | None = None) -> Plan:
+    def plan(self, split: str, *, epoch: int = 0, shuffle: bool | None = None, partner_seed: int | None = None,
+             keep_modality: int | None = None) -> Plan:
         """The unsharded row plan of one pass (pure function of the arguments and the data's seed)."""
         self._check_split(split)
         shuffle = (split == "train") if shuffle is None else bool(shuffle)
@@ -89,30 +90,32 @@ class MultimodalData:
                                epoch=epoch, shuffle=shuffle)
         if split == "train":
             return unpaired_train_plan(sizes, seed=self.seed, epoch=epoch, policy=self.equalize, shuffle=shuffle)
-        return unpaired_eval_plan(sizes, partner_seed=partner_seed, shuffle=shuffle, seed=self.seed, epoch=epoch)
+        return unpaired_eval_plan(sizes, partner_seed=partner_seed, shuffle=shuffle, seed=self.seed, epoch=epoch,
+                                  keep=keep_modality)
 
     def dataset(self, split: str, *, epoch: int = 0, shuffle: bool | None = None, rank: int = 0, world_size: int = 1,
-                partner_seed: int | None = None) -> PlanDataset:
+                partner_seed: int | None = None, keep_modality: int | None = None) -> PlanDataset:
         """Batch-level dataset for one rank's share of a pass (``ds[list_of_rows] -> batch``)."""
-        plan = self.plan(split, epoch=epoch, shuffle=shuffle, partner_seed=partner_seed)
+        plan = self.plan(split, epoch=epoch, shuffle=shuffle, partner_seed=partner_seed, keep_modality=keep_modality)
         plan = shard(plan, rank, world_size, pad_counts=(split == "train"))
         return PlanDataset(self._mods, self._tasks, plan, split, seed=self.seed, epoch=epoch, train=(split == "train"))
 
     def loader(self, split: str, batch_size: int, *, epoch: int = 0, shuffle: bool | None = None,
                drop_last: bool = False, rank: int = 0, world_size: int = 1, num_workers: int = 0,
-               partner_seed: int | None = None) -> BatchLoader:
+               partner_seed: int | None = None, keep_modality: int | None = None) -> BatchLoader:
         """Batches of one pass over ``split`` for this rank.
 
         Training (``train``): pairs re-drawn per ``epoch`` and the configured size equalisation; augmentation on.
         Evaluation (``val``/``test``): every modality's full split, each sample once with mask True.
-        ``shuffle`` defaults to True for train and False otherwise; ``partner_seed`` re-draws evaluation partners.
+        ``shuffle`` defaults to True for train and False otherwise; ``partner_seed`` re-draws evaluation partners
+        (of every modality but ``keep_modality``, whose samples keep their rows).
         With ``world_size > 1`` the rows are padded to a multiple of ``world_size`` (train: repeated rows count as
         in ``DistributedSampler``; eval: repeated rows have mask False) and rank ``r`` gets rows ``r::world_size``.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         ds = self.dataset(split, epoch=epoch, shuffle=shuffle, rank=rank, world_size=world_size,
-                          partner_seed=partner_seed)
+                          partner_seed=partner_seed, keep_modality=keep_modality)
         sampler = BatchSampler(SequentialSampler(range(len(ds))), batch_size=batch_size, drop_last=drop_last)
         return BatchLoader(ds, sampler=sampler, batch_size=None, num_workers=num_workers,
                           persistent_workers=False, pin_memory=False)

@@ -70,20 +70,21 @@ def unpaired_train_plan(sizes: list[int], *, seed: int, epoch: int, policy: str,
 
 
 def unpaired_eval_plan(sizes: list[int], *, partner_seed: int | None = None, shuffle: bool = False,
-                       seed: int = 0, epoch: int = 0) -> Plan:
+                       seed: int = 0, epoch: int = 0, keep: int | None = None) -> Plan:
     """One pass over every modality's full split: ``max(sizes)`` rows, sample ``i`` of modality ``m`` appears
     once with mask True; shorter sets fill the remaining rows as partners with mask False.
 
     ``partner_seed=None``: sample ``i`` sits in row ``i`` and partners cycle in order. With a seed each modality's
     rows are rearranged (and its partner copies drawn) independently, which re-draws who is paired with whom
-    while every modality's masked set stays its whole split.
+    while every modality's masked set stays its whole split. ``keep``: that modality stays as without a seed, so
+    its samples keep their rows (and, in a random model reseeded alike, their noise) while the partners change.
     """
     length = max(sizes)
     m_count = len(sizes)
     pos = np.zeros((m_count, length), dtype=np.int64)
     mask = np.zeros((m_count, length), dtype=bool)
     for m, n in enumerate(sizes):
-        prng = rng_for(partner_seed, m, _PARTNER) if partner_seed is not None else None
+        prng = rng_for(partner_seed, m, _PARTNER) if partner_seed is not None and m != keep else None
         fill = _cycled_perms(n, length - n, prng) if length > n else np.zeros(0, dtype=np.int64)
         seq = np.concatenate([np.arange(n, dtype=np.int64), fill])
         flags = np.arange(length) < n

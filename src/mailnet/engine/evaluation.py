@@ -115,8 +115,8 @@ def evaluate(model: nn.Module, data: Any, split: str, device: torch.device, *, b
     tasks = data.tasks
     info = dist_info or DistInfo()
 
-    def loader(partner_seed: int | None = None):
-        return data.loader(split, batch_size, shuffle=False, partner_seed=partner_seed,
+    def loader(partner_seed: int | None = None, keep_modality: int | None = None):
+        return data.loader(split, batch_size, shuffle=False, partner_seed=partner_seed, keep_modality=keep_modality,
                            rank=info.rank, world_size=info.world_size)
 
     if stochastic is None:  # decided by trying, unless the caller already knows
@@ -149,15 +149,22 @@ def evaluate(model: nn.Module, data: Any, split: str, device: torch.device, *, b
 
 def partner_sensitivity(model: nn.Module, loader, tasks: list[TaskSpec], device: torch.device,
                         draws: int, seed: int, dist_info: DistInfo | None = None) -> dict[str, float]:
-    """Share of samples whose predicted class is not the same under every partner re-draw (noise fixed)."""
-    preds = []
-    for p in range(draws):
-        reseed(model, seed)  # same noise draw: only the partners change
-        sp = predict(model, loader(partner_seed=seed + 1000 + p), tasks, device, dist_info=dist_info)
-        preds.append([predicted_class(sp.probs[t], task.task_type) for t, task in enumerate(tasks)])
+    """Share of each task's samples whose predicted class is not the same under every partner re-draw.
+
+    Only the partners may change: the task's own modality keeps its rows (``keep_modality``) and the model is
+    reseeded alike before every pass, so a random model (MC dropout, Robust-MAIL) applies the same noise to the same
+    sample each time; re-drawing every modality's rows would move each sample to another row, under other noise,
+    and count the model's own randomness as partner effects."""
     out = {}
     for t, task in enumerate(tasks):
-        stack = np.stack([d[t].reshape(len(d[t]), -1) for d in preds])  # draws x N x (1 or labels)
+        keep = t if task.modality is None else task.modality
+        preds = []
+        for p in range(draws):
+            reseed(model, seed)
+            sp = predict(model, loader(partner_seed=seed + 1000 + p, keep_modality=keep), tasks, device,
+                         dist_info=dist_info)
+            preds.append(predicted_class(sp.probs[t], task.task_type).reshape(len(sp.probs[t]), -1))
+        stack = np.stack(preds)  # draws x N x (1 or labels)
         changed = (stack != stack[0:1]).any(axis=(0, 2))
         out[task.name] = float(changed.mean()) if changed.size else float("nan")
     return out

@@ -50,6 +50,18 @@ def test_multilabel_matches_medmnist():
     assert m["auc"] == pytest.approx(getAUC(labels, probs, "multi-label, binary-class"))
 
 
+
+def test_macro_f1_ignores_classes_that_occur_nowhere():
+    """A class absent from the labels and never predicted (a subset of a rare class) must not count as F1 = 0."""
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    perfect = np.eye(4)[labels]  # 4 classes, class 3 nowhere
+    m = task_metrics(labels, perfect, TaskSpec("t", "multi-class", 4))
+    assert m["acc"] == m["bal_acc"] == m["f1"] == 1.0
+    wrong = np.eye(4)[[0, 0, 1, 1, 2, 3]]  # class 3 predicted once: it counts (F1 0), and class 2 has F1 2/3
+    assert task_metrics(labels, wrong, TaskSpec("t", "multi-class", 4))["f1"] == pytest.approx((1 + 1 + 2 / 3 + 0) / 4)
+    multi = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0]])  # label 2 never positive, never predicted
+    assert task_metrics(multi, multi.astype(float), TaskSpec("t", "multi-label", 3))["f1"] == 1.0
+
 def test_ece_of_a_calibrated_and_an_overconfident_model():
     rng = np.random.default_rng(2)
     conf = rng.uniform(0.5, 1.0, size=20000)

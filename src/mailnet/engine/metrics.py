@@ -59,11 +59,13 @@ def task_metrics(labels: np.ndarray, probs: np.ndarray, task: TaskSpec) -> dict[
     """ACC, AUC, macro F1, balanced accuracy and ECE of one task on one split."""
     tt = task.task_type
     pred = predicted_class(probs, tt)
+    # macro F1 over the classes that occur (in the labels or the predictions): a class absent from both, common in a
+    # subset, says nothing about the model and would otherwise count as an F1 of 0
     if tt == "multi-label":
-        f1 = float(f1_score(labels, pred, average="macro", zero_division=0))
+        f1 = float(f1_score(labels, pred, average="macro", zero_division=np.nan))
         bal = float(np.mean([balanced_accuracy_score(labels[:, j], pred[:, j]) for j in range(labels.shape[1])]))
     else:
-        f1 = float(f1_score(labels, pred, average="macro", labels=list(range(task.num_classes)), zero_division=0))
+        f1 = float(f1_score(labels, pred, average="macro", zero_division=0))
         bal = float(balanced_accuracy_score(labels, pred))
     return {
         "acc": accuracy(labels, probs, tt),

@@ -3,6 +3,7 @@ different (too optimistic) number: per-task objectives, best iterates, AutoAttac
 reference protocol run as published."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -11,6 +12,7 @@ from mailnet.attacks.autoattack import autoattack
 from mailnet.attacks.pgd import pgd
 from mailnet.attacks.subset import rows_from_tensors
 from mailnet.attacks.suite import SuiteSettings, run_suite
+from mailnet.errors import ConfigError
 
 
 class TugOfWar(nn.Module):
@@ -85,6 +87,11 @@ def test_autoattack_rand_on_a_random_model_attacks_every_row():
                     SuiteSettings(steps=10, restarts=1, eot=8, aa_steps=10, batch_size=12, sanity=False))
     acc = {r["attack"]: r["robust_acc"] for r in res.records}
     assert res.random_model and acc["autoattack"] <= acc["pgd"] + 0.34  # comparable strength, within noise (n=9)
+    with pytest.raises(ConfigError, match="use --aa-version rand"):  # the library's own loop would keep clean rows
+        autoattack(model, x, y, masks, small, task=0, version="standard", steps=10, random_model=True)
+    with pytest.raises(ConfigError, match="use --aa-version rand"):  # refused before any attack of the suite runs
+        run_suite(model, rows, ["pgd", "autoattack"], [eps], "joint",
+                  SuiteSettings(steps=10, restarts=1, eot=8, aa_version="standard", batch_size=12, sanity=False))
 
 
 def test_reference_protocol_attacks_every_row_at_every_budget():

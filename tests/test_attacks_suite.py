@@ -233,6 +233,34 @@ def test_transfer_attack_exposes_masked_gradients():
     assert checks and all(c.passed for c in checks)
 
 
+
+class NoisyLinear(nn.Module):
+    """A random model: SmoothLinear's margin plus fresh Gaussian noise on every pass. Fooling it on most draws needs
+    the whole budget, not an iterate that just crosses the noise-free boundary."""
+
+    def __init__(self, eps: float, noise: float = 1.0):
+        super().__init__()
+        self.smooth, self.noise = SmoothLinear(eps), noise
+        self.gen = torch.Generator().manual_seed(1)
+
+    def forward(self, xs):
+        (logits,) = self.smooth([xs[0] * 4 - 1.5])  # steeper: the full budget moves the margin by 4 units
+        return [logits + torch.stack([torch.zeros(len(logits)), self.noise * torch.randn(len(logits), generator=self.gen)], 1)]
+
+
+def test_transfer_attack_returns_its_strongest_iterate_not_the_first_that_fools_the_source():
+    """The transfer attack's source is deterministic, but what counts is the target: keeping the first iterate that
+    fools the source hands over a perturbation that barely crosses its boundary, and a random target's noise undoes
+    it on many draws (overstating robustness); the last iterate uses the whole budget."""
+    eps = 8 / 255
+    target = NoisyLinear(eps)
+    rows = rows_from_tensors([torch.full((200, 1, 4, 4), 0.5)], [torch.zeros(200, dtype=torch.long)])
+    settings = SuiteSettings(steps=10, restarts=1, eot=1, batch_size=200, sanity=False, eval_draws=8,
+                             transfer_source="noise-free twin")
+    res = run_suite(target, rows, ["transfer"], [eps], "joint", settings, source=SmoothLinear(eps / 4))
+    (rec,) = [r for r in res.records if r["attack"] == "transfer"]
+    assert rec["iterate"] == "last" and rec["robust_acc"] <= 0.1, rec
+
 def test_frozen_draw_is_deterministic_and_leaves_the_model_random():
     from mailnet.attacks.transfer import FrozenDraw
     from mailnet.models import create_model
@@ -461,3 +489,43 @@ def test_autoattack_leaves_multilabel_heads_unscored():
     aa = {r["task"]: r["robust_acc"] for r in res.records if r["attack"] == "autoattack"}
     assert aa["task0"] <= 1.0 and aa["task1"] != aa["task1"]  # NaN: not applicable
     assert failures(run_sanity(res.records)) == []
+
+
+def test_carried_over_budgets_keep_the_worst_fraction_of_a_multilabel_head():
+    """A multi-label row scores the fraction of its labels that are right; carrying a smaller budget's result over
+    must keep the smaller of the two fractions (the worst case), not the new one whenever the old was above 0."""
+    from mailnet.attacks import suite
+
+    class Constant(nn.Module):  # answers labels 0 and 1 right, 2 and 3 wrong, whatever the image: 0.5 per row
+        def __init__(self):
+            super().__init__()
+            self.anchor = nn.Parameter(torch.zeros(()))
+
+        def forward(self, xs):
+            return [torch.tensor([[5.0, -5.0, 5.0, 5.0]]).repeat(len(xs[0]), 1) + 0 * self.anchor + 0 * xs[0].sum()]
+
+    labels = torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(6, 1)
+    rows = rows_from_tensors([torch.full((6, 1, 4, 4), 0.5)], [labels])
+    earlier = [torch.tensor([0.25, 0.25, 0.75, 0.75, 0.5, 0.0])]
+    correct, _, _ = suite.attack_correctness("pgd", Constant(), rows, [4 / 255], SuiteSettings(steps=2, batch_size=6),
+                                             eot=1, robust=earlier, random_model=False)
+    assert correct[0].tolist() == [0.25, 0.25, 0.5, 0.5, 0.5, 0.0]
+
+
+def test_restarts_on_a_random_model_are_judged_over_its_eot_draws(monkeypatch):
+    """Which rows get another start, and which start wins, must not rest on one noisy forward pass."""
+    from mailnet.attacks import suite
+
+    seen = []
+    real = suite.pgd
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["eot"], kwargs["score_draws"], kwargs["restarts"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(suite, "pgd", spy)
+    eps = 8 / 255
+    rows = rows_from_tensors([torch.full((20, 1, 4, 4), 0.5)], [torch.zeros(20, dtype=torch.long)])
+    run_suite(ShatteredLinear(eps), rows, ["pgd"], [eps], "joint",
+              SuiteSettings(steps=2, restarts=2, eot=3, batch_size=20, sanity=False))
+    assert (3, 3, 2) in seen

@@ -136,6 +136,9 @@ def autoattack(model: nn.Module, images: Sequence[torch.Tensor], labels: Sequenc
         raise ConfigError(f"unknown AutoAttack version {version!r}; choose one of {', '.join(VERSIONS)}")
     if is_multilabel(labels[task]):
         raise ConfigError(f"task {task} is multi-label; AutoAttack scores single-label heads only")
+    if random_model and version == "standard":
+        raise ConfigError("AutoAttack 'standard' judges each row by one forward pass, which on a model random at "
+                          "inference returns the clean image wherever that draw looked robust; use --aa-version rand")
     eps_m = per_modality(eps, len(images))
     out = [x.detach().clone() for x in images]
     rows = torch.arange(images[0].shape[0], device=images[0].device)

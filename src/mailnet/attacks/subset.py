@@ -1,9 +1,12 @@
 """The rows an attack is run on: a fixed, seeded random subset of one evaluation pass.
 
-The subset depends only on the data, the split and the seed (never on the model), so every model is attacked on
-the same samples. It is chosen per task: up to ``n`` of the rows that count for that task (its mask is True), or
-all of them when fewer; a row picked for one task still carries the other tasks' labels but counts for them only
-if it was picked for them too.
+The subset depends only on the data (the composition: its modalities, in order), the split and the seed, never on
+the model, so every model trained on one composition is attacked on the same samples. It is chosen per task: up to
+``n`` of the rows that count for that task (its mask is True), or all of them when fewer; a row picked for one task
+still carries the other tasks' labels but counts for them only if it was picked for them too. The draws of the
+tasks share one generator in task order, so the same dataset in another composition (e.g. breast after pneumonia,
+or alone) may be attacked on other samples: compare robust accuracies across compositions as estimates on
+different random subsets, not sample for sample.
 """
 from __future__ import annotations
 

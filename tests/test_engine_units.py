@@ -345,3 +345,21 @@ def test_partner_sensitivity_counts_partner_effects_not_the_models_own_noise():
     driven = evaluate(PartnerDriven(), data, "test", torch.device("cpu"), batch_size=4, partner_draws=4)
     assert not driven["stochastic"]
     assert driven["partner_sensitivity"]["a"] > 0.3 and driven["partner_sensitivity"]["b"] == 0.0
+
+
+def test_multistep_milestones_that_meet_on_one_epoch_both_decay():
+    from mailnet.engine.optim import build_scheduler
+
+    def rates(epochs: int) -> list[float]:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = build_scheduler(opt, {"schedule": "multistep", "epochs": epochs, "gamma": 0.1,
+                                      "milestones": [0.5, 0.75]})
+        out = []
+        for _ in range(epochs):
+            out.append(round(opt.param_groups[0]["lr"], 6))
+            opt.step()
+            sched.step()
+        return out
+
+    assert rates(3) == [1.0, 1.0, 0.01]  # 1.5 and 2.25 both round to epoch 2: two decays, not one
+    assert rates(8) == [1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]

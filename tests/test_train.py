@@ -157,16 +157,20 @@ def test_same_seed_same_metrics_and_resume_after_kill(tmp_path, data_root):
 
 
 def test_torchrun_two_cpu_processes(tmp_path, data_root):
-    cfg = write_cfg(tmp_path, **{"train.epochs": 1})
-    run = tmp_path / "ddp"
+    """Two processes train each seed together (the second rank follows rank 0 from seed to seed, not hanging it)."""
+    cfg = write_cfg(tmp_path, **{"train.epochs": 1, "train.max_steps_per_epoch": 3})
+    base = tmp_path / "ddp"
     env = {**os.environ, "MAILNET_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "mailnet.cli", "train", "--config", str(cfg), "--run-dir", str(run), "--quiet", "--device", "cpu"]
+           "-m", "mailnet.cli", "train", "--config", str(cfg), "--run-dir", str(base), "--seeds", "0,1", "--quiet",
+           "--device", "cpu"]
     subprocess.run(cmd, env=env, check=True, timeout=600)
-    test = json.loads((run / "test_metrics.json").read_text())
-    assert test["tasks"]["pneumonia"]["n"] == 64 and test["tasks"]["breast"]["n"] == 64
-    assert (run / "FINISHED").exists()
-    assert len(json.loads((run / "metrics.json").read_text())) == 1
+    for run in (base / "seed0", base / "seed1"):
+        test = json.loads((run / "test_metrics.json").read_text())
+        assert test["tasks"]["pneumonia"]["n"] == 64 and test["tasks"]["breast"]["n"] == 64
+        assert (run / "FINISHED").exists()
+        assert len(json.loads((run / "metrics.json").read_text())) == 1
+    assert (base / "seeds_summary.json").is_file()
 
 
 def test_noise_warmup_ramps_robust_mail_noise_and_validates_at_full_noise(tmp_path, data_root, monkeypatch):
@@ -251,3 +255,46 @@ def test_shape_settings_that_cannot_work_fail_before_a_run_directory_is_written(
     assert cli(*base, "model.kwargs.num_classes=[3,3]") == 2
     assert "model.kwargs.num_classes: set from the data ([2, 2]); remove it" in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_resuming_a_run_that_had_stopped_early_trains_no_further(tmp_path, data_root):
+    """Killed during its final test evaluation, a run that had stopped early must, when resumed, only evaluate: its
+    last checkpoint already holds the stopping state, and training on would change its best checkpoint."""
+    from mailnet.engine import rundir
+    from mailnet.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg = write_cfg(tmp_path, **{"train.epochs": 1, "train.early_stopping": 1, "train.max_steps_per_epoch": 2,
+                                 "data.subset": {"train": 64, "val": 16, "test": 16}})
+    run = tmp_path / "run"
+    assert cli("train", "--config", str(cfg), "--run-dir", str(run), "--data-root", str(data_root), "--quiet",
+               "--device", "cpu") == 0
+    # as if the run had planned 3 epochs, stopped early after the first, and was killed before its test results
+    saved = yaml.safe_load(rundir.config_path(run).read_text())
+    saved["train"]["epochs"] = 3
+    rundir.config_path(run).write_text(yaml.safe_dump(saved))
+    tensors, meta = load_checkpoint(rundir.last_path(run))
+    meta["config"]["train"]["epochs"] = 3
+    meta["state"]["bad_epochs"] = 1
+    save_checkpoint(rundir.last_path(run), tensors, meta)
+    for name in ("FINISHED", "test_metrics.json"):
+        (run / name).unlink()
+    assert cli("train", "--resume", str(run), "--data-root", str(data_root), "--quiet", "--device", "cpu") == 0
+    test = json.loads(rundir.test_metrics_path(run).read_text())
+    assert (test["epochs_run"], test["stop_reason"]) == (1, "early_stopping")
+    assert len(json.loads((run / "metrics.json").read_text())) == 1
+
+
+def test_a_run_killed_between_its_first_best_and_last_checkpoints_starts_afresh(tmp_path):
+    """Only a 'last' checkpoint can be resumed; a directory with just a first 'best' (or a half-written temporary
+    file) must be reusable by starting again, not refused both ways."""
+    from mailnet.engine import rundir
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("config.yaml", "manifest.json", "checkpoints/best.safetensors", "checkpoints/best.json",
+                 "checkpoints/.last.safetensors.x1.tmp"):
+        (run / name).write_text("x")
+    assert rundir.never_trained(run)
+    rundir.prepare(run)  # no error: started afresh in place
+    rundir.last_path(run).write_text("x")
+    assert not rundir.never_trained(run)

@@ -65,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
         cfg_s = {**cfg, "seed": seed}
         run_dir = base / f"seed{seed}" if (args.seeds or not args.run_dir) else base
         result = train(cfg_s, run_dir, device=args.device, data_root=args.data_root, progress=progress)
-        if not result:  # a non-zero rank under torchrun
-            return 0
+        if not result:  # a non-zero rank under torchrun: on to the next seed with rank 0, nothing to print
+            continue
         print(metrics_table(result, title=f"test metrics, seed {seed} ({run_dir})"))
         results.append(result)
-    if len(seeds) > 1:
+    if len(seeds) > 1 and results:
         summary = seeds_summary(results)
         write_json(base / "seeds_summary.json", {"seeds": seeds, "summary": summary})
         print(seeds_table(summary, seeds))

@@ -1,6 +1,7 @@
 """Multi-process training under ``torchrun``: gloo on CPU, nccl on GPU; only rank 0 writes."""
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -25,12 +26,14 @@ class DistInfo:
 
 
 def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group that ``torchrun`` describes in the environment; a no-op for a single process."""
+    """Join the process group that ``torchrun`` describes in the environment (once per process: several runs, e.g.
+    ``--seeds``, share it, since joining again through torchrun's store hangs); a no-op for a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        atexit.register(shutdown, DistInfo(world_size=world))
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 

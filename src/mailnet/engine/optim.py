@@ -21,7 +21,8 @@ def build_optimizer(model: nn.Module, tcfg: dict[str, Any]) -> torch.optim.Optim
 def build_scheduler(opt: torch.optim.Optimizer, tcfg: dict[str, Any]):
     kind, epochs, gamma = tcfg["schedule"], int(tcfg["epochs"]), float(tcfg["gamma"])
     if kind == "multistep":
-        milestones = sorted({max(1, int(round(f * epochs))) for f in tcfg["milestones"]})
+        # a list, not a set: two fractions that round to one epoch (short runs) decay twice there, as asked
+        milestones = sorted(max(1, int(round(f * epochs))) for f in tcfg["milestones"])
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=gamma)
     if kind == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=gamma,

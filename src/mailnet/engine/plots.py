@@ -19,7 +19,9 @@ def _plt():
     return plt
 
 
-def plot_run(run: Path, history: list[dict[str, Any]], tasks, preds) -> None:
+def plot_run(run: Path, history: list[dict[str, Any]], tasks, preds, loss_weight_sum: float = 1.0) -> None:
+    """``loss_weight_sum``: the training loss is the weighted *sum* of the task losses and the validation loss their
+    weighted *mean*; the validation curve is scaled by the weights' sum so that both are drawn on one scale."""
     out = rundir.plots_dir(run)
     out.mkdir(parents=True, exist_ok=True)
     plt = _plt()
@@ -27,8 +29,8 @@ def plot_run(run: Path, history: list[dict[str, Any]], tasks, preds) -> None:
         ep = [r["epoch"] for r in history]
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         axes[0].plot(ep, [r["train_loss"] for r in history], label="train")
-        axes[0].plot(ep, [r["val_loss"] for r in history], label="val")
-        axes[0].set(xlabel="epoch", ylabel="loss", title="loss")
+        axes[0].plot(ep, [r["val_loss"] * loss_weight_sum for r in history], label="val")
+        axes[0].set(xlabel="epoch", ylabel="loss (weighted sum over tasks)", title="loss")
         axes[0].legend()
         for t in tasks:
             axes[1].plot(ep, [r[f"val_{t.name}_acc"] for r in history], label=f"{t.name} ACC")

@@ -59,11 +59,11 @@ NOT_STARTED = {"config.yaml", "manifest.json", "checkpoints"}
 
 
 def never_trained(run: Path) -> bool:
-    """True when ``run`` holds at most what is written before the first epoch ends (a run killed in epoch 1):
-    starting afresh there loses nothing, and there is no checkpoint to resume from."""
+    """True when ``run`` holds at most what is written before the first epoch ends (a run killed in epoch 1, even
+    between writing its first best checkpoint and its first last one): starting afresh there loses nothing, and
+    there is no checkpoint to resume from."""
     names = {p.name for p in run.iterdir()}
-    ck = run / "checkpoints"
-    return names <= NOT_STARTED and not (ck.is_dir() and any(ck.iterdir()))
+    return names <= NOT_STARTED and not last_path(run).is_file()
 
 
 def prepare(run: Path) -> None:

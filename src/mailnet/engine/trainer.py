@@ -17,7 +17,7 @@ from mailnet.config import dump_config
 from mailnet.data import build_data, load_manifest
 from mailnet.engine import rundir
 from mailnet.engine.checkpoint import join_state, load_checkpoint, save_checkpoint, split_state
-from mailnet.engine.distributed import DistInfo, barrier, init_distributed, shutdown
+from mailnet.engine.distributed import DistInfo, barrier, init_distributed
 from mailnet.engine.evaluation import evaluate, task_loss, to_device
 from mailnet.engine.optim import build_optimizer, build_scheduler, step_scheduler
 from mailnet.engine.randomness import reseed
@@ -70,10 +70,7 @@ def train(cfg: dict[str, Any], run_dir: str | Path, *, device: str = "auto", dat
     if info.enabled and dev.type == "cuda":
         dev = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(dev)
-    try:
-        return _train(cfg, run_dir, dev, info, data_root, resume, progress)
-    finally:
-        shutdown(info)
+    return _train(cfg, run_dir, dev, info, data_root, resume, progress)
 
 
 def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, resume: bool, progress: bool):
@@ -112,8 +109,12 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     epochs = tcfg["epochs"]
     stochastic: bool | None = None
     started, stop_reason = time.perf_counter(), "epochs"
+    # a resumed run that had already stopped early (killed during its test evaluation) trains no further
+    stopped_early = bool(tcfg["early_stopping"]) and state["bad_epochs"] >= tcfg["early_stopping"]
+    if stopped_early:
+        stop_reason = "early_stopping"
 
-    for epoch in range(state["epoch"], epochs):
+    for epoch in range(state["epoch"], state["epoch"] if stopped_early else epochs):
         t0 = time.perf_counter()
         reseed(model, seed * 100003 + epoch)
         net.train()
@@ -198,7 +199,7 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     rundir.save_predictions(run_dir, "test", data.tasks, preds)
     from mailnet.engine.plots import plot_run
 
-    plot_run(run_dir, state["history"], data.tasks, preds)
+    plot_run(run_dir, state["history"], data.tasks, preds, loss_weight_sum=float(sum(weights)))
     rundir.mark_finished(run_dir)
     return test
 

@@ -17,7 +17,7 @@ from mailnet.config import dump_config
 from mailnet.data import build_data, load_manifest
 from mailnet.engine import rundir
 from mailnet.engine.checkpoint import join_state, load_checkpoint, save_checkpoint, split_state
-from mailnet.engine.distributed import DistInfo, barrier, init_distributed
+from mailnet.engine.distributed import DistInfo, barrier, broadcast_object, init_distributed
 from mailnet.engine.evaluation import evaluate, task_loss, to_device
 from mailnet.engine.optim import build_optimizer, build_scheduler, step_scheduler
 from mailnet.engine.randomness import reseed
@@ -95,7 +95,7 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
 
     state = {"epoch": 0, "history": [], "best_score": None, "best_epoch": None, "bad_epochs": 0}
     if resume:
-        state = _restore(run_dir, model, opt, sched, dev)
+        state = _restore(run_dir, model, opt, sched)
     elif info.is_main:
         rundir.prepare(run_dir)
         write_text(rundir.config_path(run_dir), dump_config(cfg))
@@ -177,7 +177,9 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
                 print(f"early stopping: validation loss has not improved for {state['bad_epochs']} epochs")
             stop_reason = "early_stopping"
             break
-        if epoch + 1 < epochs and over_time_limit(time.perf_counter() - started, row["seconds"], tcfg["time_limit"]):
+        out_of_time = epoch + 1 < epochs and over_time_limit(time.perf_counter() - started, row["seconds"],
+                                                             tcfg["time_limit"])
+        if broadcast_object(out_of_time, info):  # rank 0's clock decides for all: ranks must stop together
             if info.is_main:
                 print(f"train.time_limit ({tcfg['time_limit']} s): stopping after epoch {epoch + 1} of {epochs}; "
                       "the best checkpoint so far is evaluated", flush=True)
@@ -288,12 +290,14 @@ def _save_last(run_dir, model, opt, sched, spec, cfg, state) -> None:
     save_checkpoint(rundir.last_path(run_dir), tensors, meta)
 
 
-def _restore(run_dir: Path, model, opt, sched, dev) -> dict[str, Any]:
+def _restore(run_dir: Path, model, opt, sched) -> dict[str, Any]:
     path = rundir.last_path(run_dir)
     if not path.is_file():
         raise MailnetError(f"{run_dir}: nothing to resume (no {path.relative_to(run_dir)}: no epoch finished); "
                            "start it afresh with the same command and --run-dir (this directory is reused)")
-    tensors, meta = load_checkpoint(path, device=dev)
+    # read on the CPU: the optimizer moves its state to the parameters' device itself, except Adam's step counts,
+    # which must stay on the CPU (on a GPU every step would wait on reading them back)
+    tensors, meta = load_checkpoint(path, device="cpu")
     model.load_state_dict(_prefixed(tensors, "model."))
     opt.load_state_dict(join_state(meta["optimizer"], tensors))
     if sched is not None and meta.get("scheduler") is not None:

@@ -363,3 +363,12 @@ def test_multistep_milestones_that_meet_on_one_epoch_both_decay():
 
     assert rates(3) == [1.0, 1.0, 0.01]  # 1.5 and 2.25 both round to epoch 2: two decays, not one
     assert rates(8) == [1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+
+
+def test_model_selection_survives_nan_scores():
+    from mailnet.engine.trainer import is_better
+
+    nan = float("nan")
+    assert is_better(nan, None) and is_better(0.5, None)  # the first epoch always gives a best checkpoint
+    assert is_better(0.6, 0.5) and not is_better(0.5, 0.5) and not is_better(0.4, 0.5)
+    assert is_better(0.1, nan) and not is_better(nan, 0.5) and not is_better(nan, nan)

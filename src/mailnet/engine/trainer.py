@@ -159,10 +159,12 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
         row = _history_row(epoch, lr, total / max(n, 1), val, time.perf_counter() - t0)
         state["history"].append(row)
         score = -val["loss"] if tcfg["select"] == "val_loss" else _auc_score(val)
-        improved = state["best_score"] is None or score > state["best_score"]
+        improved = is_better(score, state["best_score"])
         if improved:
             state.update(best_score=score, best_epoch=epoch + 1)
-        state["bad_epochs"] = 0 if val["loss"] <= min(r["val_loss"] for r in state["history"]) else state["bad_epochs"] + 1
+        finite = [r["val_loss"] for r in state["history"] if math.isfinite(r["val_loss"])]
+        state["bad_epochs"] = (0 if math.isfinite(val["loss"]) and val["loss"] <= min(finite)
+                               else state["bad_epochs"] + 1)
         state["epoch"] = epoch + 1
         if info.is_main:
             if improved:
@@ -225,6 +227,14 @@ def _adversary(adv_cfg: dict[str, Any]):
     from mailnet.attacks.adv_train import make_adversary
 
     return make_adversary(adv_cfg)
+
+
+def is_better(score: float, best: float | None) -> bool:
+    """Model selection: the first epoch always counts (there must be a best checkpoint); after it a NaN score never
+    wins, and a real score beats a NaN best (``x > nan`` is always False, which would freeze the selection)."""
+    if best is None:
+        return True
+    return not math.isnan(score) and (math.isnan(best) or score > best)
 
 
 def _auc_score(val: dict[str, Any]) -> float:

@@ -248,7 +248,7 @@ def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
     assert summed_rows and per_head_rows and len(summed_rows) == len(per_head_rows)
     assert all("±" not in ln.split("|")[5] for ln in summed_rows + per_head_rows)  # one seed each, no spread
     objectives = {(r["attack"], r["objective"]) for r in _rows(tmp_path / "out3" / "results.csv") if r["kind"] == "attack"}
-    assert objectives == {("pgd", "summed"), ("pgd", "per-task")}
+    assert objectives == {("pgd (summed loss)", "summed"), ("pgd", "per-task")}  # the CSV keeps them apart too
     assert "attacked with the loss summed over heads" in _listing(suite, results, tmp_path / "out3", capsys)
 
     # --reattack-summed measures such a run again, head by head (trained again: this output folder has no weights),
@@ -416,10 +416,10 @@ def test_machines_summary_names_each_machine_once_with_run_count_and_load_range(
     machines = [{**cpu, "load_average": [2.5, 2.0, 1.0]}, {**cpu, "load_average": [1.0, 1.0, 1.0]},
                 {**cpu, "load_average": [4.12, 3.0, 3.0]}, {**gpu, "load_average": None}]
     assert machines_summary(machines) == (
-        "AMD EPYC / GPU none / device cpu (3 runs, load average at the start 1.00-4.12); "
+        "AMD EPYC / GPU none / device cpu (3 runs, 1-minute load average when stored 1.00-4.12); "
         "Intel Xeon / GPU NVIDIA H200 / device cuda (1 run)")
     assert machines_summary([{**cpu, "load_average": [1.5, 1, 1]}]) == (
-        "AMD EPYC / GPU none / device cpu (1 run, load average at the start 1.50)")
+        "AMD EPYC / GPU none / device cpu (1 run, 1-minute load average when stored 1.50)")
     assert machines_summary([]) == ""
 
 
@@ -466,16 +466,17 @@ def test_publish_charts_copies_the_reports_charts_and_drops_stale_ones(tmp_path)
     from mailnet.bench.report import publish_charts
 
     (tmp_path / "work" / "charts").mkdir(parents=True)
-    for name in ("a.png", "b.png"):
+    for name in ("accuracy_vs_macs.png", "training_curves.png", "stale_from_before.png"):
         (tmp_path / "work" / "charts" / name).write_bytes(name.encode())
     dest = tmp_path / "repo" / "benchmarks" / "charts" / "cpu"
     dest.mkdir(parents=True)
-    (dest / "gone.png").write_bytes(b"old")
-    (dest / "notes.txt").write_text("not a chart: left alone")
-    paths = publish_charts(tmp_path / "work", dest, relative_to=tmp_path / "repo")
-    assert paths == ["benchmarks/charts/cpu/a.png", "benchmarks/charts/cpu/b.png"]
-    assert sorted(p.name for p in dest.iterdir()) == ["a.png", "b.png", "notes.txt"]
-    assert (dest / "b.png").read_bytes() == b"b.png"
+    (dest / "robust_accuracy_vs_eps.png").write_bytes(b"old")  # a bench chart this report no longer draws
+    (dest / "logo.png").write_bytes(b"someone else's image: left alone")
+    drawn = ["charts/accuracy_vs_macs.png", "charts/training_curves.png"]
+    paths = publish_charts(tmp_path / "work", drawn, dest, relative_to=tmp_path / "repo")
+    assert paths == ["benchmarks/charts/cpu/accuracy_vs_macs.png", "benchmarks/charts/cpu/training_curves.png"]
+    assert sorted(p.name for p in dest.iterdir()) == ["accuracy_vs_macs.png", "logo.png", "training_curves.png"]
+    assert (dest / "training_curves.png").read_bytes() == b"training_curves.png"
 
 
 def test_heads_at_chance_are_named_next_to_the_robustness_tables():
@@ -500,3 +501,34 @@ def test_heads_at_chance_are_named_next_to_the_robustness_tables():
     assert "flat on pbr / pneumonia (balanced accuracy 0.530 ± 0.030, chance 0.500)" in line
     assert "good on pbr / pneumonia" not in line and "flat on pbr / retina" not in line
     assert near_constant_line(SimpleNamespace(jobs=[job("a", "good")], records={"a": rec((0.8, 0.4))})) == ""
+
+
+def test_a_stale_output_copy_does_not_hide_the_further_committed_record(tmp_path):
+    """Another sitting attacked the run and committed the record; this machine's output folder still holds the copy
+    from before. The further record of the same weights wins; a record of other weights (trained again) does not."""
+    from mailnet.bench.store import RECORD_SCHEMA, Store
+
+    store = Store(tmp_path / "out", tmp_path / "results", save_results=False)
+    (tmp_path / "out" / "records").mkdir(parents=True)
+    (tmp_path / "results").mkdir()
+    base = {"key": "k", "schema": RECORD_SCHEMA, "weights_sha256": "w1"}
+
+    def put(where: str, rec: dict) -> None:
+        path = tmp_path / where / "k.json" if where == "results" else tmp_path / "out" / "records" / "k.json"
+        path.write_text(json.dumps(rec))
+
+    put("out", {**base, "attacks": {}, "attacks_partial": {"a": {"records": [{"unit": 1}]}}})
+    put("results", {**base, "attacks": {"a": {"rows": []}}})
+    rec, where = store.find_record("k")
+    assert where == tmp_path / "results" / "k.json" and "a" in rec["attacks"]
+    put("results", {**base, "weights_sha256": "w0", "attacks": {"a": {"rows": []}}})  # other weights: not taken
+    rec, where = store.find_record("k")
+    assert where == tmp_path / "out" / "records" / "k.json" and rec["attacks"] == {}
+    put("results", {**base, "attacks": {}})  # same weights, less far: the output folder's stays
+    assert store.find_record("k")[1] == tmp_path / "out" / "records" / "k.json"
+
+
+def test_suite_config_data_is_refused_not_silently_dropped(tmp_path):
+    suite = write_suite(tmp_path, suite_dict(config={"data": {"subset": {"train": 8}}}))
+    with pytest.raises(ConfigError, match="config.data: the data of every job comes from its composition"):
+        load_suite(suite)

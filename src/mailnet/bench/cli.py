@@ -49,13 +49,14 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
           + (f"; records saved to {results_dir}" if save else ""), flush=True)
     outcome = run_bench(suite, opts)
     machine = machine_info(device)
-    report = write_report(outcome, out, machine, command)
+    report, drawn = write_report(outcome, out, machine, command)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items()))
     print(f"report: {report} (+ {out / 'results.csv'}, {out / 'charts'}/); {counts}")
     if args.update_benchmarks:
         target = Path(args.update_benchmarks)
-        charts_dir = Path(args.charts_dir) if args.charts_dir else target.parent / "benchmarks" / "charts" / suite.name
-        charts = publish_charts(out, charts_dir, relative_to=target.parent)
+        default = target.parent / "benchmarks" / "charts" / (suite.name + ("-quick" if args.quick else ""))
+        charts_dir = Path(args.charts_dir) if args.charts_dir else default
+        charts = publish_charts(out, drawn, charts_dir, relative_to=target.parent)
         update_marked_block(target, benchmarks_block(outcome, machine, command, out, charts))
         print(f"updated the generated block of {target} (charts in {charts_dir})")
     return 0

@@ -128,7 +128,7 @@ def csv_rows(outcome: BenchOutcome) -> list[dict[str, Any]]:
             for metric in ("robust_acc", "clean_acc"):
                 if r.get(metric) is not None:
                     rows.append({**base, "kind": "attack", "task": r["task"], "metric": metric,
-                                 "attack": r["attack"], "eps": r["eps"], "objective": r["objective"],
+                                 "attack": attack_label(r), "eps": r["eps"], "objective": r["objective"],
                                  "value": r[metric]})
     for c in outcome.costs:
         if c.record is None:
@@ -230,8 +230,9 @@ def compute_spent(records: list[dict[str, Any]], akey: str | None) -> str:
 
 
 def machines_summary(machines: list[dict[str, Any]]) -> str:
-    """One entry per machine, with how many runs it trained and the range of its 1-minute load average at their
-    start: the load is what makes timings comparable or not, and one entry per run would bury the machine names."""
+    """One entry per machine, with how many runs it trained and the range of its 1-minute load average when their
+    records were stored (after training): the load is what makes timings comparable or not, and one entry per run
+    would bury the machine names."""
     runs: dict[str, int] = defaultdict(int)
     loads: dict[str, list[float]] = defaultdict(list)
     for m in machines:
@@ -244,7 +245,7 @@ def machines_summary(machines: list[dict[str, Any]]) -> str:
         text = f"{name} ({counted(runs[name], 'run')}"
         if loads[name]:
             lo, hi = min(loads[name]), max(loads[name])
-            text += f", load average at the start {lo:.2f}" + (f"-{hi:.2f}" if hi > lo else "")
+            text += f", 1-minute load average when stored {lo:.2f}" + (f"-{hi:.2f}" if hi > lo else "")
         parts.append(text + ")")
     return "; ".join(parts)
 
@@ -603,15 +604,17 @@ def _save(plt, fig, out_dir: Path, name: str) -> str:
 # ------------------------------------------------------------------------------------------------------ writing
 
 
-def write_report(outcome: BenchOutcome, out_dir: Path, machine: dict[str, Any], command: str) -> Path:
-    """Write ``report.md``, ``results.csv`` and the charts into ``out_dir``; returns the report's path."""
+def write_report(outcome: BenchOutcome, out_dir: Path, machine: dict[str, Any],
+                 command: str) -> tuple[Path, list[str]]:
+    """Write ``report.md``, ``results.csv`` and the charts into ``out_dir``; returns the report's path and the
+    charts it drew (paths relative to ``out_dir``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     charts = plot_charts(outcome, out_dir)
     write_csv(out_dir / "results.csv", csv_rows(outcome))
     md = build_markdown(outcome, machine, command, charts)
     path = out_dir / "report.md"
     write_text(path, md)
-    return path
+    return path, charts
 
 
 def update_marked_block(path: Path, block: str) -> None:
@@ -641,20 +644,24 @@ def benchmarks_block(outcome: BenchOutcome, machine: dict[str, Any], command: st
             f"(rerun the command instead).{where}_\n\n{demoted}")
 
 
-def publish_charts(report_dir: Path, dest: Path, relative_to: Path) -> list[str]:
-    """Copy the report's charts into ``dest`` (a folder that is committed, unlike the work folder the report lives
-    in, so that a reader of BENCHMARKS.md sees them) and drop charts there that the report no longer draws; returns
-    their paths relative to ``relative_to`` (the folder of the file that shows them)."""
+CHART_NAMES = ("accuracy_vs_macs", "accuracy_vs_latency", "robust_accuracy_vs_eps", "training_curves")
+
+
+def publish_charts(report_dir: Path, charts: list[str], dest: Path, relative_to: Path) -> list[str]:
+    """Copy the charts this report drew (``charts``, relative to ``report_dir``) into ``dest`` (a folder that is
+    committed, unlike the work folder the report lives in, so that a reader of BENCHMARKS.md sees them) and drop
+    the bench charts there that the report no longer draws (other files are left alone); returns their paths
+    relative to ``relative_to`` (the folder of the file that shows them)."""
     import os
     import shutil
 
     from mailnet.utils import atomic_write
 
-    src = sorted((report_dir / "charts").glob("*.png"))
+    src = [report_dir / c for c in charts]
     dest.mkdir(parents=True, exist_ok=True)
     keep = {c.name for c in src}
     for old in dest.glob("*.png"):
-        if old.name not in keep:
+        if old.stem in CHART_NAMES and old.name not in keep:
             old.unlink()
     for c in src:
         atomic_write(dest / c.name, lambda tmp, c=c: shutil.copyfile(c, tmp))

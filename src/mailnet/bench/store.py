@@ -48,12 +48,23 @@ class Store:
         return paths
 
     def find_record(self, key: str) -> tuple[dict[str, Any] | None, Path | None]:
-        """The first readable record for ``key`` (the output folder first, then the results folder)."""
+        """The readable record for ``key``: the output folder's, unless the results folder holds a further record of
+        the same weights (more finished attack settings, or more stored attack units): a stale copy in the output
+        folder (the run went on in another sitting, which committed its results) must not hide, and later
+        overwrite, it. Records of other weights (a run trained again and replaced) keep the output folder's."""
+        found = []
         for p in self._record_paths(key):
             rec = _read(p)
             if rec is not None and rec.get("key") == key and rec.get("schema") == RECORD_SCHEMA:
+                found.append((rec, p))
+        if not found:
+            return None, None
+        first, rest = found[0], found[1:]
+        for rec, p in rest:
+            same = rec.get("weights_sha256") == first[0].get("weights_sha256") or not first[0].get("weights_sha256")
+            if same and _progress(rec) > _progress(first[0]):
                 return rec, p
-        return None, None
+        return first
 
     def save_record(self, rec: dict[str, Any]) -> None:
         rec["schema"] = RECORD_SCHEMA
@@ -110,3 +121,9 @@ def _read(p: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return obj if isinstance(obj, dict) else None
+
+
+def _progress(rec: dict[str, Any]) -> tuple[int, int]:
+    """How far a record's attacks got: finished attack settings, then stored units of unfinished ones."""
+    units = sum(len(v.get("records", [])) for v in (rec.get("attacks_partial") or {}).values())
+    return len(rec.get("attacks") or {}), units

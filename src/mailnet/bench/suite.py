@@ -130,6 +130,9 @@ def parse_suite(raw: dict[str, Any], path: Path, quick: bool = False) -> Suite:
         raw = {**raw, **{k: (deep_merge(raw.get(k), v) if k in ("config", "data", "attacks", "cost")
                              and isinstance(raw.get(k), dict) and isinstance(v, dict) else v)
                          for k, v in q.items()}}
+    if isinstance(raw.get("config"), dict) and "data" in raw["config"]:  # it would be replaced by the compositions'
+        raise ConfigError(f"{where}: config.data: the data of every job comes from its composition; put changes to "
+                          "it in the suite's top-level data: section (or quick.data:)")
     base, base_source = _base(raw.get("base"), path)
     name = raw.get("name") or path.stem
     if not isinstance(name, str):

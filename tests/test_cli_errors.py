@@ -18,6 +18,8 @@ CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "pneumonia_breast
     (["train", "--config", CONFIG, "--seeds", "a,b"], "--seeds: expected comma-separated integers"),
     (["train", "--config", CONFIG, "--seeds", "1,1"], "--seeds: expected distinct non-negative integers"),
     (["train", "--config", CONFIG, "--adv-train", "pgd", "--adv-eps", "abc"], "train.adv.eps: cannot read 'abc'"),
+    (["train", "--config", CONFIG, "--adv-train", "pgd", "--adv-steps", "0"], "train.adv.steps"),  # not ignored
+    (["train", "--config", CONFIG, "--adv-eps", "8/255"], "add --adv-train pgd|fgsm-rs"),
     (["predict", "R", "--draws", "0"], "--draws must be >= 1, got 0"),
     (["predict", "R", "--partners", "-5"], "--partners must be >= 1, got -5"),
     (["evaluate", "R", "--mc-samples", "0"], "--mc-samples must be >= 1, got 0"),

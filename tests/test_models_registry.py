@@ -62,3 +62,17 @@ def test_create_model_from_a_checkpoint_fails_in_one_line_on_the_wrong_name_or_p
         mailnet.create_model("mial", checkpoint_path=run)
     with pytest.raises(MailnetError, match="weights do not fit model 'mail'"):
         mailnet.create_model("mail", checkpoint_path=run, num_classes=[2, 3])
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_in_one_line(trained_run):
+    from safetensors.torch import load_file
+
+    run, _ = trained_run
+    path = rundir.best_path(run)
+    tensors = load_file(str(path))
+    name = next(k for k, v in tensors.items() if v.is_floating_point() and v.dim() == 4)
+    tensors[name][0, 0, 0, 0] = float("nan")
+    save_checkpoint(path, tensors, {"model": SPEC})
+    short = name[len("model."):]
+    with pytest.raises(MailnetError, match=rf"weights contain NaN or infinite values \(tensor '{short}'\)"):
+        mailnet.create_model("mail", checkpoint_path=run)

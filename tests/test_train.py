@@ -298,3 +298,23 @@ def test_a_run_killed_between_its_first_best_and_last_checkpoints_starts_afresh(
     rundir.prepare(run)  # no error: started afresh in place
     rundir.last_path(run).write_text("x")
     assert not rundir.never_trained(run)
+
+
+def test_a_fresh_run_that_fails_before_its_first_checkpoint_leaves_nothing(tmp_path, data_root, monkeypatch,
+                                                                              capsys):
+    """A failure found only once training runs (here: raised by the first validation, as a corrupt image read in
+    the first epoch would be) must not leave a half-made run directory behind."""
+    import mailnet.engine.trainer as trainer
+    from mailnet.errors import DataError
+
+    def broken(*args, **kwargs):
+        raise DataError("imgs/3.png: unreadable image file (truncated)")
+
+    monkeypatch.setattr(trainer, "evaluate", broken)
+    cfg = write_cfg(tmp_path, **{"train.epochs": 1, "train.max_steps_per_epoch": 1,
+                                 "data.subset": {"train": 32, "val": 16, "test": 16}})
+    run = tmp_path / "run"
+    assert cli("train", "--config", str(cfg), "--run-dir", str(run), "--data-root", str(data_root), "--quiet",
+               "--device", "cpu") == 2
+    assert "mailnet: error: imgs/3.png: unreadable image file (truncated)" in capsys.readouterr().err
+    assert not run.exists()

@@ -23,10 +23,19 @@ _UMASK = _read_umask()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    """Write through a temporary file in the same folder, then rename: readers never see half a file. A path that
+    cannot be written (no permission, a file where a folder should be, a folder where the file should be) is one
+    ``MailnetError`` line naming it."""
+    from mailnet.errors import MailnetError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise MailnetError(f"{path}: is a folder; give a file path to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise MailnetError(f"{path}: cannot write here ({e.strerror or type(e).__name__})") from None
     os.close(fd)
     try:
         write(tmp)

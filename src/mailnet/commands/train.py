@@ -53,9 +53,11 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.adv_train:
         overrides.append(f"train.adv.method={args.adv_train}")
+    if (args.adv_eps or args.adv_steps is not None) and not args.adv_train:
+        raise ConfigError("--adv-eps and --adv-steps set adversarial training up; add --adv-train pgd|fgsm-rs")
     if args.adv_eps:
         overrides.append(f"train.adv.eps={args.adv_eps}")
-    if args.adv_steps:
+    if args.adv_steps is not None:
         overrides.append(f"train.adv.steps={args.adv_steps}")
     cfg = load_config(args.config, overrides)
     seeds = parse_seeds(args.seeds) if args.seeds else [int(cfg["seed"])]

@@ -66,6 +66,21 @@ def never_trained(run: Path) -> bool:
     return names <= NOT_STARTED and not last_path(run).is_file()
 
 
+def remove_unstarted(run: Path, whole: bool) -> None:
+    """Remove what a run wrote before its first epoch was saved (``never_trained``); ``whole``: the folder too."""
+    import shutil
+
+    if whole:
+        shutil.rmtree(run, ignore_errors=True)
+        return
+    for name in NOT_STARTED:
+        target = run / name
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        elif target.exists():
+            target.unlink()
+
+
 def prepare(run: Path) -> None:
     """Refuse to write over a run: a finished one is kept, an unfinished one is resumed with --resume; one that
     never finished an epoch is started afresh."""

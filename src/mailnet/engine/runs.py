@@ -33,6 +33,9 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu", *, ex
     except (TypeError, MailnetError) as e:  # an unknown model, or keyword arguments it does not take
         raise MailnetError(f"{checkpoint}: cannot rebuild model {spec['name']!r} from its metadata ({e})") from None
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    bad = next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:  # a diverged training: every prediction would be NaN, or look random
+        raise MailnetError(f"{checkpoint}: weights contain NaN or infinite values (tensor {bad!r})")
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as e:  # a tensor of the wrong shape

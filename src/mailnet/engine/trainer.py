@@ -70,7 +70,15 @@ def train(cfg: dict[str, Any], run_dir: str | Path, *, device: str = "auto", dat
     if info.enabled and dev.type == "cuda":
         dev = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(dev)
-    return _train(cfg, run_dir, dev, info, data_root, resume, progress)
+    created = not resume and not run_dir.exists()
+    try:
+        return _train(cfg, run_dir, dev, info, data_root, resume, progress)
+    except BaseException:
+        # a fresh run that fails (or is interrupted) before its first epoch is saved leaves nothing behind: a bad
+        # image found only when read, say, must not leave a half-made run directory
+        if not resume and info.is_main and run_dir.is_dir() and rundir.never_trained(run_dir):
+            rundir.remove_unstarted(run_dir, whole=created)
+        raise
 
 
 def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, resume: bool, progress: bool):

@@ -220,6 +220,20 @@ def test_csv_bad_label_values(tmp_path, value, needle):
     one_line(e, str(path), needle)
 
 
+@pytest.mark.parametrize("value,needle", [("7", "class indices [0, 1, 7] leave out [2, 3, 4, 5, 6]"),
+                                          ("1e30", "class indices [0, 1, 1000000000000000019884624838656] leave out"),
+                                          ("1.5", "label '1.5' is out of range"), ("inf", "NaN or infinite value")])
+def test_csv_inferred_class_count_needs_every_class_index(tmp_path, value, needle):
+    """Without num_classes the class count is inferred from the labels: a stray 7 (or 1e30, which used to build a
+    task of 1e30 classes and exhaust the memory) must be refused, not turned into empty classes."""
+    rows = [[p, i % 2] for i, p in enumerate(_imgs(tmp_path, 4))]
+    rows[2][1] = value
+    path = write_csv(tmp_path / "m.csv", ["path", "label"], rows)
+    with pytest.raises(DataError) as e:
+        build_data(csv_cfg(path))
+    one_line(e, str(path), needle)
+
+
 def test_csv_multilabel_nan_and_header_only(tmp_path):
     rows = [[p, 1, 0] for p in _imgs(tmp_path, 3)]
     rows[1][2] = "NaN"

@@ -108,6 +108,18 @@ class CsvTable:
         numeric = all(_is_number(v) for v in raw)
         if numeric:
             vals = np.asarray([_number(v, where=f"{where}: line {i + 2} column {column!r}") for i, v in enumerate(raw)])
+            bad = np.flatnonzero(~np.isfinite(vals) | (vals < 0) | (vals != np.round(vals)))
+            if len(bad):
+                raise DataError(f"{where}: line {bad[0] + 2} column {column!r}: label {raw[bad[0]]!r} is out of range "
+                                "(not a class index 0, 1, 2, ...)")
+            if not num_classes and not class_names:
+                seen = sorted({int(v) for v in vals})  # Python ints: 1e30 must not wrap around as an int64 would
+                if len(seen) < seen[-1] + 1:  # 7 among 0..2 would make an 8-class task with 4 empty classes
+                    present = set(seen)
+                    missing = [c for c in range(min(seen[-1], 10_000)) if c not in present][:8]  # bounded
+                    raise DataError(f"{where}: column {column!r}: class indices {seen[:12]} leave out "
+                                    f"{missing}{' ...' if len(missing) == 8 else ''}, so the class count cannot be "
+                                    "inferred; set num_classes (or class_names) if those classes exist")
             k = num_classes or (len(class_names) if class_names else int(vals.max()) + 1)
             names = tuple(class_names or [str(i) for i in range(k)])
         else:

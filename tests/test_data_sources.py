@@ -243,3 +243,20 @@ def test_cli_describe_config(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"data": {**paired_cfg(path), "sise": 3}}))
     assert cli_main(["data", "describe", "--config", str(tmp_path / "bad.yaml")]) == 2
     assert "data.sise: unknown key" in capsys.readouterr().err
+
+
+def test_a_task_type_set_over_the_sources_must_fit_its_labels(tmp_path):
+    """MedMNIST retina is ordinal with 5 classes: 'multi-class' fits, 'binary' or 'multi-label' would train a head
+    that cannot fit the labels (a traceback at the first batch, or AUC nan), so they are refused at once."""
+    rng = np.random.default_rng(6)
+    arrays = {}
+    for s in ("train", "val", "test"):
+        arrays[f"{s}_images"] = rng.integers(0, 256, (6, 28, 28, 3), dtype=np.uint8)
+        arrays[f"{s}_labels"] = rng.integers(0, 5, (6, 1), dtype=np.uint8)
+    np.savez(tmp_path / "retinamnist.npz", **arrays)
+    data = build_data({"modalities": [{"flag": "retinamnist", "task_type": "multi-class"}]}, data_root=tmp_path)
+    assert data.tasks[0].task_type == "multi-class" and data.tasks[0].num_classes == 5
+    for asked, needle in (("binary", "'binary' needs 2 classes, the labels have 5"),
+                          ("multi-label", "'multi-label' does not fit labels that are 'ordinal'")):
+        with pytest.raises(DataError, match=needle):
+            build_data({"modalities": [{"flag": "retinamnist", "task_type": asked}]}, data_root=tmp_path)

@@ -129,10 +129,22 @@ def _build_unpaired(dc: DataCfg, root: Path, split_seed: int, subset: dict | Non
         spec = ModalitySpec(name=mc.name, in_chans=_channels(mc, info.channels), img_size=mc.size)
         mods.append(ModalityRuntime(spec, src, mc.augment, splits, info.kind))
         task_type = mc.options.get("task_type") or info.task_type
+        if task_type != info.task_type:
+            _check_task_type(task_type, info.task_type, info.num_classes, f"data.modalities[{m}].task_type")
         tspec = TaskSpec(name=mc.name, task_type=task_type, num_classes=info.num_classes,
                          class_names=tuple(info.class_names), modality=m)
         tasks.append(TaskRuntime(tspec, {s: src.labels(pool)[idx] for s, (pool, idx) in splits.items()}))
     return mods, tasks, {}
+
+
+def _check_task_type(asked: str, native: str, num_classes: int, where: str) -> None:
+    """A task type set over the source's own must fit its labels: the labels' shape is the source's (one 0/1 column
+    per class for multi-label, one class index otherwise), and a binary head has 2 classes."""
+    if (asked == "multi-label") != (native == "multi-label"):
+        raise DataError(f"{where}: {asked!r} does not fit labels that are {native!r} (one "
+                        f"{'0/1 column per class' if native == 'multi-label' else 'class index per sample'})")
+    if asked == "binary" and num_classes != 2:
+        raise DataError(f"{where}: 'binary' needs 2 classes, the labels have {num_classes}; use multi-class or ordinal")
 
 
 def _build_paired(dc: DataCfg, root: Path, split_seed: int, subset: dict | None, manifest: dict | None):

@@ -94,3 +94,13 @@ def test_bad_checkpoint_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("mailnet: error:") and "nope.safetensors" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_an_export_that_fails_its_check_leaves_no_file(tmp_path, mail_checkpoint, real_images):
+    """A graph whose outputs differ from PyTorch beyond the tolerance is not a result: nothing stays on disk."""
+    out = tmp_path / "m.onnx"
+    with pytest.raises(MailnetError, match=r"onnxruntime outputs differ from PyTorch by .* \(> 0\)"):
+        export_checkpoint(mail_checkpoint, out, check_inputs=real_images, atol=0.0)
+    assert not out.exists()
+    with pytest.raises(MailnetError, match="--atol must be a number >= 0, got nan"):
+        export_checkpoint(mail_checkpoint, out, atol=float("nan"))

@@ -252,6 +252,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fixed_draw: int |
     from mailnet.engine.randomness import is_stochastic
     from mailnet.engine.runs import load_model
 
+    if not atol >= 0:  # also refuses NaN
+        raise MailnetError(f"export: --atol must be a number >= 0, got {atol}")
     model, meta, tensors = load_model(checkpoint)
     for key in ("modalities", "tasks"):
         if not meta.get(key):
@@ -285,14 +287,23 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fixed_draw: int |
                                       f"model that is random by design; not the randomized defence itself"})
         with frozen_draws(model, xs, int(fixed_draw)):
             export_onnx(model, out, shapes, in_names, out_names, dynamic_batch=False, metadata=md, example=xs)
-            err = check_onnx(out, model, xs, atol)
+            err = _checked(out, model, xs, atol)
         summary.update(fixed_draw=int(fixed_draw), fixed_batch=fixed_batch, max_abs_diff=err, checked_on=len(xs[0]))
         return summary
-    export_onnx(model, out, shapes, in_names, out_names, dynamic_batch=True, metadata=md)
     xs = list(check_inputs) if check_inputs is not None else example_inputs(meta, tensors)
     _check_shapes(xs, shapes)
-    summary.update(max_abs_diff=check_onnx(out, model, xs, atol), checked_on=int(xs[0].shape[0]))
+    export_onnx(model, out, shapes, in_names, out_names, dynamic_batch=True, metadata=md)
+    summary.update(max_abs_diff=_checked(out, model, xs, atol), checked_on=int(xs[0].shape[0]))
     return summary
+
+
+def _checked(out: str | Path, model: nn.Module, xs: Sequence[torch.Tensor], atol: float) -> float:
+    """``check_onnx``, removing the exported file when it fails: a graph that does not match is not a result."""
+    try:
+        return check_onnx(out, model, xs, atol)
+    except BaseException:
+        Path(out).unlink(missing_ok=True)
+        raise
 
 
 def _check_shapes(xs: Sequence[torch.Tensor], shapes: Sequence[tuple[int, int, int]]) -> None:

@@ -372,3 +372,23 @@ def test_model_selection_survives_nan_scores():
     assert is_better(nan, None) and is_better(0.5, None)  # the first epoch always gives a best checkpoint
     assert is_better(0.6, 0.5) and not is_better(0.5, 0.5) and not is_better(0.4, 0.5)
     assert is_better(0.1, nan) and not is_better(nan, 0.5) and not is_better(nan, nan)
+
+
+def test_predict_reads_an_image_file_exactly_as_training_does(tmp_path):
+    """A 16-bit PNG is scaled by 65535 in training; prediction used to clip it to 8 bits (60000 -> 1.0)."""
+    from PIL import Image
+
+    from mailnet.data.image_files import read_image
+    from mailnet.data.images import prepare
+    from mailnet.data.types import ModalitySpec
+    from mailnet.engine.predict import Predictor
+
+    arr = np.full((6, 6), 60000, dtype=np.uint16)
+    arr[0, 0] = 1000
+    Image.fromarray(arr).save(tmp_path / "x16.png")
+    pred = Predictor(model=None, modalities=[ModalitySpec(name="a", in_chans=3, img_size=4)], tasks=[],
+                     paired=False, bank={}, device=torch.device("cpu"))
+    got = pred.load_image(tmp_path / "x16.png", 0)
+    want = prepare([read_image(tmp_path / "x16.png")], channels=3, size=4)[0]
+    assert got.shape == (3, 4, 4) and torch.equal(got, want)
+    assert got.max() == pytest.approx(60000 / 65535, abs=1e-4)

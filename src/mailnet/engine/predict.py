@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from mailnet.data.types import ModalitySpec, TaskSpec
 from mailnet.engine.evaluation import probabilities
@@ -40,8 +38,12 @@ class Predictor:
         model, meta, tensors = load_model(path, device=device)
         if "modalities" not in meta or "tasks" not in meta:
             raise MailnetError(f"{path}: checkpoint lacks modality/task descriptions (use a best checkpoint)")
-        mods = [ModalitySpec(**m) for m in meta["modalities"]]
-        tasks = [TaskSpec(**{**t, "class_names": tuple(t.get("class_names") or ())}) for t in meta["tasks"]]
+        try:
+            mods = [ModalitySpec(**m) for m in meta["modalities"]]
+            tasks = [TaskSpec(**{**t, "class_names": tuple(t.get("class_names") or ())}) for t in meta["tasks"]]
+        except (TypeError, KeyError, ValueError, AttributeError) as e:
+            raise MailnetError(f"{path}: the checkpoint's modality/task descriptions are malformed "
+                               f"({type(e).__name__}: {e})") from None
         bank = {int(k.split(".")[1]): v.float().div(255) for k, v in tensors.items() if k.startswith("partner_bank.")}
         return cls(model, mods, tasks, bool(meta.get("paired")), bank, torch.device(device))
 
@@ -52,27 +54,16 @@ class Predictor:
         return names.index(name)
 
     def load_image(self, path: str | Path, modality: int) -> torch.Tensor:
-        """Read an image file as the modality expects it: its channel count and size, pixels in [0, 1]."""
-        from PIL import Image, UnidentifiedImageError
+        """Read an image file exactly as training reads one (``read_image`` and ``prepare``: 16-bit and float images
+        scaled alike, the same channel conversion and resizing), at the modality's channels and size."""
+        from mailnet.data.image_files import read_image
+        from mailnet.data.images import prepare
 
         spec = self.modalities[modality]
         p = Path(path)
         if not p.is_file():
             raise MailnetError(f"{p}: image file not found (modality {spec.name})")
-        try:
-            with Image.open(p) as im:
-                im = im.convert("L" if spec.in_chans == 1 else "RGB")
-                arr = np.asarray(im, dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError) as e:
-            raise MailnetError(f"{p}: unreadable image ({e.__class__.__name__})") from None
-        x = torch.from_numpy(arr)
-        x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)
-        if spec.in_chans not in (1, 3):
-            x = x[:1].expand(spec.in_chans, -1, -1)
-        if x.shape[-2:] != (spec.img_size, spec.img_size):
-            x = F.interpolate(x[None], size=(spec.img_size, spec.img_size), mode="bilinear",
-                              antialias=True, align_corners=False)[0].clamp(0, 1)
-        return x
+        return prepare([read_image(p)], channels=spec.in_chans, size=spec.img_size)[0]
 
     @torch.no_grad()
     def predict(self, images: dict[int, torch.Tensor], k: int = 8, draws: int = 8, seed: int = 0) -> dict[str, Any]:

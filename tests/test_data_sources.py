@@ -143,6 +143,9 @@ def test_paired_manifest_rows_are_subjects(tmp_path):
     again = build_data(paired_cfg(path), manifest=load_manifest(tmp_path / "m.json"))
     a, b = next(iter(data.loader("train", 6, epoch=3))), next(iter(again.loader("train", 6, epoch=3)))
     assert all(torch.equal(x, y) for k in a for x, y in zip(a[k], b[k]))
+    twice = {**paired_cfg(path), "tasks": [{"name": "t", "column": "tumour"}, {"name": "t", "column": "stage"}]}
+    with pytest.raises(ConfigError, match=r"data.tasks: names must be unique, got \['t', 't'\]"):
+        build_data(twice)  # the reports and predictions would show one of the two heads
     for key, value in (("equalize", "repeat"), ("download", True)):  # unpaired-only keys would be ignored: refused
         with pytest.raises(ConfigError, match=rf"data.{key}: only used in unpaired mode"):
             build_data({**paired_cfg(path), key: value})

@@ -234,6 +234,9 @@ def parse_data_config(cfg: Any) -> DataCfg:
             if k in cfg:
                 raise ConfigError(f"data.{k}: only used in unpaired mode (paired rows are subjects from one CSV)")
         tasks = [_task(d, i) for i, d in enumerate(raw_tasks)]
+        task_names = [t.name for t in tasks]
+        if len(set(task_names)) != len(task_names):  # reports and predictions are keyed by task name
+            raise ConfigError(f"data.tasks: names must be unique, got {task_names}")
     else:
         for k in ("manifest_csv", "image_root", "split_column", "tasks"):
             if k in cfg:

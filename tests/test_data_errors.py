@@ -1,6 +1,8 @@
 """Every bad input gives one DataError/ConfigError line that names the file (or key) and the problem."""
 from __future__ import annotations
 
+import json
+
 import csv
 from pathlib import Path
 
@@ -276,6 +278,19 @@ def test_bad_manifest_file(tmp_path):
     (tmp_path / "n.json").write_text('{"format": "other"}')
     with pytest.raises(DataError, match="not a mailnet data manifest"):
         load_manifest(tmp_path / "n.json")
+    from mailnet.data.manifest import MANIFEST_FORMAT, MANIFEST_VERSION
+
+    good = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "mode": "unpaired", "seed": 0,
+            "equalize": "none", "modalities": [{"name": "a", "splits": {"test": {"pool": "test", "indices": [0, 1]}}}]}
+    for change, needle in (({"seed": "abc"}, "'seed' must be an integer, got 'abc'"),
+                           ({"modalities": [1]}, r"modalities\[0\] must be a mapping"),
+                           ({"modalities": [{"splits": {"test": {"indices": ["a"]}}}]},
+                            r"modalities\[0\].splits.test.indices must be a list of integers")):
+        (tmp_path / "b.json").write_text(json.dumps({**good, **change}))
+        with pytest.raises(DataError, match=needle):  # a traceback before (ValueError, AttributeError)
+            load_manifest(tmp_path / "b.json")
+    (tmp_path / "g.json").write_text(json.dumps(good))
+    assert load_manifest(tmp_path / "g.json")["seed"] == 0
 
 
 def test_cli_prints_one_line(tmp_path, capsys):

@@ -36,6 +36,17 @@ def check_manifest(m: object, *, where: str = "manifest") -> None:
             raise DataError(f"{where}: missing key {k!r}")
     if not isinstance(m["modalities"], list) or not m["modalities"]:
         raise DataError(f"{where}: 'modalities' must be a non-empty list")
+    for k in ("seed", "split_seed"):
+        if k in m and (isinstance(m[k], bool) or not isinstance(m[k], int)):
+            raise DataError(f"{where}: {k!r} must be an integer, got {m[k]!r}")
+    for i, entry in enumerate(m["modalities"]):
+        splits = entry.get("splits") if isinstance(entry, dict) else None
+        if not isinstance(splits, dict):
+            raise DataError(f"{where}: modalities[{i}] must be a mapping with a 'splits' mapping")
+        for split, rec in splits.items():
+            idx = rec.get("indices") if isinstance(rec, dict) else None
+            if not isinstance(idx, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in idx):
+                raise DataError(f"{where}: modalities[{i}].splits.{split}.indices must be a list of integers")
 
 
 def manifest_splits(m: dict, modality: int, name: str, pools: dict[str, int], where: str = "manifest",

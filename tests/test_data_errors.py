@@ -301,4 +301,6 @@ def test_cli_prints_one_line(tmp_path, capsys):
     assert err.startswith("mailnet: error:") and str(path) in err and len(err.splitlines()) == 1
     assert cli_main(["data", "download", "nosuchmnist", "--data-root", str(tmp_path)]) == 2
     assert "unknown MedMNIST 2D flag" in capsys.readouterr().err
+    assert cli_main(["data", "describe", "breastmnist", "--size", "99", "--data-root", str(tmp_path)]) == 2
+    assert "breastmnist: MedMNIST files come in 28, 64, 128, 224 px, not 99" in capsys.readouterr().err
     assert isinstance(DataError("x"), MailnetError)

@@ -86,6 +86,8 @@ def download_url(flag: str, size: int) -> str:
 
 
 def missing_message(root: str | os.PathLike, flag: str, size: int) -> str:
+    if size not in MEDMNIST_SIZES:  # no such file exists anywhere: say so rather than point at an empty address
+        return f"{flag}: MedMNIST files come in {', '.join(map(str, MEDMNIST_SIZES))} px, not {size}"
     root = Path(root)
     tried = f"{root / npz_name(flag, size)} or {root / flag / npz_name(flag, size)}"
     return (

@@ -304,3 +304,9 @@ def test_cli_prints_one_line(tmp_path, capsys):
     assert cli_main(["data", "describe", "breastmnist", "--size", "99", "--data-root", str(tmp_path)]) == 2
     assert "breastmnist: MedMNIST files come in 28, 64, 128, 224 px, not 99" in capsys.readouterr().err
     assert isinstance(DataError("x"), MailnetError)
+
+
+def test_a_wrong_mailnet_data_variable_is_named_not_skipped(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MAILNET_DATA", str(tmp_path / "nowhere"))
+    assert cli_main(["data", "describe"]) == 2
+    assert f"$MAILNET_DATA={tmp_path / 'nowhere'}: no such folder" in capsys.readouterr().err

@@ -23,6 +23,11 @@ def resolve_data_root(explicit: str | os.PathLike | None = None) -> Path:
     """The first root that exists, or the explicit one as given (its absence is reported by the data source)."""
     if explicit:
         return Path(explicit).expanduser()
+    env = os.environ.get(ENV_VAR)
+    if env and not Path(env).expanduser().is_dir():  # a set but wrong variable must not be skipped in silence
+        from mailnet.errors import DataError
+
+        raise DataError(f"${ENV_VAR}={env}: no such folder (unset it, fix it, or pass --data-root)")
     for root in default_data_roots():
         if root.is_dir():
             return root

@@ -27,6 +27,7 @@ CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "pneumonia_breast
     (["attack", "R", "--alpha-ratio", "-3"], "--alpha-ratio must be > 0, got -3"),
     (["attack", "R", "--eps", "4", "--eps-ratio", "1,-1"], "--eps-ratio: multipliers must lie in [0, 63.75]"),
     (["attack", "R", "--eot", "0"], "--eot must be >= 1, got 0"),
+    (["profile", "--model", "mail", "--onnx", "R"], "no such file"),
 ])
 def test_bad_options_fail_in_one_line_naming_the_option(tmp_path, capsys, argv, needle):
     argv = [str(tmp_path / "missing") if a == "R" else a for a in argv]

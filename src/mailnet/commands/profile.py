@@ -6,6 +6,7 @@ against the baseline (the first model, or ``--baseline``) stay fair on a busy ma
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     names = ([args.model] if args.model else []) + [n.strip() for n in (args.compare or "").split(",") if n.strip()]
     if not names:
         raise ConfigError("profile: give --model NAME or --compare NAME1,NAME2,...")
+    if args.onnx and not Path(args.onnx).is_file():  # before minutes of profiling, not after
+        raise ConfigError(f"--onnx {args.onnx}: no such file")
     quick = args.quick
     rows = compare(
         names, baseline=args.baseline, modalities=args.modalities, size=args.size, in_chans=args.in_chans,

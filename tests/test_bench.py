@@ -532,3 +532,19 @@ def test_suite_config_data_is_refused_not_silently_dropped(tmp_path):
     suite = write_suite(tmp_path, suite_dict(config={"data": {"subset": {"train": 8}}}))
     with pytest.raises(ConfigError, match="config.data: the data of every job comes from its composition"):
         load_suite(suite)
+
+
+def test_cost_section_names_the_machine_that_measured_the_timings():
+    from types import SimpleNamespace
+
+    from mailnet.bench.report import cost_section
+
+    machine = {"cpu": "AMD EPYC", "gpu": None, "device": "cpu", "load_average": [2.5, 2, 2]}
+    cost = {"params": 1e6, "macs": 2e9, "latency_ms": 10.0, "forward_samples_per_s": 100.0,
+            "train_samples_per_s": 50.0, "tool": "mailnet.profiling.compare"}
+    outcome = SimpleNamespace(costs=[SimpleNamespace(composition="pb", model="mail", size=None, key="c",
+                                                     record={"cost": cost, "machine": machine})],
+                              jobs=[], records={}, suite=SimpleNamespace(cost={"threads": 2, "batch": 64}))
+    text = cost_section(outcome)
+    assert "Timings measured on: AMD EPYC / GPU none / device cpu (1 cost record, 1-minute load average when " \
+           "stored 2.50)" in text

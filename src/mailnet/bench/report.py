@@ -229,10 +229,10 @@ def compute_spent(records: list[dict[str, Any]], akey: str | None) -> str:
     return text + " (sum of the seconds stored in the runs' records, whatever the machine and load)"
 
 
-def machines_summary(machines: list[dict[str, Any]]) -> str:
-    """One entry per machine, with how many runs it trained and the range of its 1-minute load average when their
-    records were stored (after training): the load is what makes timings comparable or not, and one entry per run
-    would bury the machine names."""
+def machines_summary(machines: list[dict[str, Any]], noun: str = "run") -> str:
+    """One entry per machine, with how many records it wrote (runs trained, or costs measured) and the range of its
+    1-minute load average when they were stored: the load is what makes timings comparable or not, and one entry
+    per record would bury the machine names."""
     runs: dict[str, int] = defaultdict(int)
     loads: dict[str, list[float]] = defaultdict(list)
     for m in machines:
@@ -242,7 +242,7 @@ def machines_summary(machines: list[dict[str, Any]]) -> str:
             loads[name].append(float(m["load_average"][0]))
     parts = []
     for name in sorted(runs):
-        text = f"{name} ({counted(runs[name], 'run')}"
+        text = f"{name} ({counted(runs[name], noun)}"
         if loads[name]:
             lo, hi = min(loads[name]), max(loads[name])
             text += f", 1-minute load average when stored {lo:.2f}" + (f"-{hi:.2f}" if hi > lo else "")
@@ -413,6 +413,12 @@ def cost_section(outcome: BenchOutcome) -> str:
     if tools or counters:
         parts.append("Measured with " + "; ".join(tools) + (". MACs counted by " + "; ".join(counters)
                                                              if counters else "") + ".")
+    # cost records are reused wherever the suite is rebuilt: the timings are the measuring machine's, not the reader's
+    measured_on = machines_summary([c.record["machine"] for c in outcome.costs if c.record and c.record.get("machine")],
+                                   noun="cost record")
+    if measured_on:
+        parts.append(f"Timings measured on: {measured_on} (one entry per machine; the numbers of cost records reused "
+                     "from the results folder are that machine's, not this report's).")
     return "\n\n".join(parts)
 
 

@@ -118,7 +118,7 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     stochastic: bool | None = None
     started, stop_reason = time.perf_counter(), "epochs"
     # a resumed run that had already stopped early (killed during its test evaluation) trains no further
-    stopped_early = bool(tcfg["early_stopping"]) and state["bad_epochs"] >= tcfg["early_stopping"]
+    stopped_early = _patience_spent(tcfg, state)
     if stopped_early:
         stop_reason = "early_stopping"
 
@@ -182,7 +182,7 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
             if progress:
                 print(_epoch_line(row, data.tasks), flush=True)
         barrier(info)
-        if tcfg["early_stopping"] and state["bad_epochs"] >= tcfg["early_stopping"]:
+        if _patience_spent(tcfg, state):
             if info.is_main and progress:
                 print(f"early stopping: validation loss has not improved for {state['bad_epochs']} epochs")
             stop_reason = "early_stopping"
@@ -235,6 +235,11 @@ def _adversary(adv_cfg: dict[str, Any]):
     from mailnet.attacks.adv_train import make_adversary
 
     return make_adversary(adv_cfg)
+
+
+def _patience_spent(tcfg: dict[str, Any], state: dict[str, Any]) -> bool:
+    """Early stopping's condition, checked after every epoch and, on resume, before the first."""
+    return bool(tcfg["early_stopping"]) and state["bad_epochs"] >= tcfg["early_stopping"]
 
 
 def is_better(score: float, best: float | None) -> bool:

@@ -27,3 +27,20 @@ def data_root() -> Path:
     if missing:
         pytest.skip(f"real MedMNIST data not found under {root} (missing {', '.join(missing)}); set MAILNET_DATA")
     return root
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else {}
+
+
+@pytest.fixture(autouse=True)
+def repository_results_untouched():
+    """No test may write into the repository's committed results: a bench test that forgets ``--results-dir``
+    would otherwise add a tiny run's record to ``benchmarks/results`` (the suite's default) unnoticed."""
+    results = REPO / "benchmarks" / "results"
+    before = _tree(results)
+    yield
+    after = _tree(results)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"the test wrote into {results}: {', '.join(changed[:5])}"

@@ -313,6 +313,25 @@ def test_a_stored_record_is_attacked_only_on_the_weights_it_describes(tmp_path, 
     assert "[replaced]" in out and "(test metrics)" in out and rec["test"] == original["test"]
 
 
+def test_a_finished_run_whose_weights_were_deleted_is_trained_again_to_be_attacked(tmp_path, data_root, capsys):
+    """Deleting a finished run's checkpoints to save disk must not leave the bench stuck: the attack needs weights,
+    so the run is trained again (and checked against its record) instead of being reused without them."""
+    suite = suite_dict()
+    suite["attacks"]["eps"] = ["2/255"]
+    first = write_suite(tmp_path, suite_dict(attacks={**suite["attacks"], "eps": ["4/255"]}), "first.yaml")
+    second = write_suite(tmp_path, suite, "second.yaml")
+    base = ["--data-root", str(data_root), "--device", "cpu", "--no-progress", "--out", str(tmp_path / "out"),
+            "--results-dir", str(tmp_path / "results")]
+    assert main(["bench", str(first)] + base) == 0
+    (run,) = [p for p in (tmp_path / "out" / "runs").iterdir()]
+    shutil.rmtree(run / "checkpoints")
+    capsys.readouterr()
+    assert main(["bench", str(second)] + base) == 0  # other attack settings: the stored record has no results
+    out = capsys.readouterr().out
+    assert "[trained]" in out and "weights needed for the attack" in out and "[checked]" in out
+    assert "[attacked]" in out and (run / "checkpoints" / "best.safetensors").is_file()
+
+
 def test_an_interrupted_attack_resumes_in_the_next_sitting(tmp_path, data_root, capsys, monkeypatch):
     """Attack progress is stored unit by unit in the record, so a sitting that ends mid-attack (hours for a random
     model on a CPU) loses only the unit in flight; the next sitting keeps what finished on the same weights."""
@@ -381,6 +400,25 @@ def test_only_runs_the_selected_jobs_and_reports_the_whole_suite(tmp_path, data_
     assert main(base + ["--only", "retina/*"]) == 2
     assert "--only retina/*: matches none of the suite's runs (labels look like pb/mail_tiny/seed0)" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"widths": [8, 0, 16, 16]}, "widths must be a non-empty list of positive integers"),
+    ({"widthz": [8, 8, 16, 16]}, "unknown argument(s) widthz"),
+])
+def test_a_bad_model_kwarg_fails_when_the_bench_starts_not_when_its_job_is_reached(tmp_path, capsys, kwargs,
+                                                                                     expected):
+    bad = {"name": "mail", "label": "mail_bad", "kwargs": kwargs}
+    suite = write_suite(tmp_path, suite_dict(models=[TINY_MAIL, bad]))
+    out = tmp_path / "out"
+    assert main(["bench", str(suite), "--device", "cpu", "--no-progress", "--out", str(out),
+                 "--results-dir", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "job pb/mail_bad: model mail with kwargs" in err and expected in err and len(err.splitlines()) == 1
+    assert not (out / "runs").exists()  # the good model before it was not trained first
+    # rebuilding a report builds no model: it still works from what the results hold
+    assert main(["bench", str(suite), "--report-only", "--out", str(out), "--results-dir",
+                 str(tmp_path / "results")]) == 0
 
 
 def test_rows_of_the_older_bookkeeping_are_labelled_apart():

@@ -173,6 +173,62 @@ def test_torchrun_two_cpu_processes(tmp_path, data_root):
     assert (base / "seeds_summary.json").is_file()
 
 
+NAN_ON_ONE_RANK = """
+import json, os, sys
+import torch
+import mailnet.engine.trainer as trainer
+from mailnet.config import load_config
+from mailnet.errors import MailnetError
+
+real, calls = trainer.task_loss, [0]
+
+
+def task_loss(*args, **kwargs):  # rank 1 alone meets a non-finite loss, at its second step
+    calls[0] += 1
+    loss = real(*args, **kwargs)
+    return loss * float("nan") if os.environ["RANK"] == "1" and calls[0] > 2 else loss
+
+
+trainer.task_loss = task_loss
+try:
+    trainer.train(load_config(sys.argv[1]), sys.argv[2], device="cpu", progress=False)
+    message = "finished"
+except MailnetError as e:
+    message = str(e)
+with open(f"{sys.argv[2]}.rank{os.environ['RANK']}", "w") as f:
+    f.write(message)
+"""
+
+
+def test_a_non_finite_loss_stops_training_with_one_line(tmp_path, data_root, monkeypatch):
+    import torch
+
+    import mailnet.engine.trainer as trainer
+    from mailnet.config import load_config
+    from mailnet.errors import MailnetError
+
+    monkeypatch.setattr(trainer, "task_loss", lambda *a, **k: torch.tensor(float("inf"), requires_grad=True))
+    cfg = load_config(write_cfg(tmp_path, **{"train.epochs": 1, "train.max_steps_per_epoch": 2}))
+    with pytest.raises(MailnetError, match="training loss became inf at epoch 1, step 1; lower train.lr"):
+        trainer.train(cfg, tmp_path / "run", device="cpu", data_root=str(data_root), progress=False)
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_instead_of_hanging_them(tmp_path, data_root):
+    """Under torchrun the rank that meets the bad loss used to raise alone, leaving the other one waiting in the
+    gradient all-reduce for ever; now every rank stops at the same step with the same message."""
+    cfg = write_cfg(tmp_path, **{"train.epochs": 1, "train.max_steps_per_epoch": 3})
+    script = tmp_path / "nan_on_rank1.py"
+    script.write_text(NAN_ON_ONE_RANK)
+    run = tmp_path / "ddp"
+    env = {**os.environ, "MAILNET_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           str(cfg), str(run)]
+    subprocess.run(cmd, env=env, check=True, timeout=300, capture_output=True)
+    said = [Path(f"{run}.rank{r}").read_text() for r in (0, 1)]
+    assert said[0] == "training loss became non-finite on rank 1 at epoch 1, step 2; lower train.lr or check the data"
+    assert said[1] == "training loss became nan on rank 1 at epoch 1, step 2; lower train.lr or check the data"
+
+
 def test_noise_warmup_ramps_robust_mail_noise_and_validates_at_full_noise(tmp_path, data_root, monkeypatch):
     import mailnet.engine.trainer as trainer
     from mailnet.config import load_config

@@ -7,7 +7,7 @@ from pathlib import Path
 from mailnet.bench.estimate import Pending, estimate_left
 from mailnet.bench.runner import BenchOptions, counted, predates_per_head, run_bench, stored_units
 from mailnet.bench.store import Store
-from mailnet.bench.suite import load_suite
+from mailnet.bench.suite import check_models, load_suite
 from mailnet.errors import ConfigError
 
 
@@ -44,6 +44,8 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
     if not chosen:
         raise ConfigError(f"--only {' '.join(args.only)}: matches none of the suite's runs "
                           f"(labels look like {jobs[0].label})")
+    if not args.report_only:
+        check_models(chosen, str(suite.path))
     print(f"bench {suite.name}{' (quick)' if args.quick else ''}: {len(jobs)} runs"
           + (f" ({len(chosen)} selected by --only)" if args.only else "") + f" -> {out}"
           + (f"; records saved to {results_dir}" if save else ""), flush=True)

@@ -145,7 +145,8 @@ def _attack_unit(job: Job, rec: dict[str, Any], store: Store, opts: BenchOptions
         run = store.run_dir(job.key)
         retrained = not rundir.best_path(run).is_file()
         if retrained:  # the record came without weights: train again to attack
-            how = stages.train_stage(job, run, device=opts.device, data_root=opts.data_root, verbose=opts.verbose)
+            how = stages.train_stage(job, run, device=opts.device, data_root=opts.data_root, verbose=opts.verbose,
+                                     need_weights=True)
             _log(outcome, bar, how, job, "weights needed for the attack (the stored record has none)")
         rec = _same_weights_or_new_record(job, rec, run, store, opts, outcome, bar, retrained)
         # units finished in an earlier sitting on these very weights are kept (long attacks of random models span

@@ -28,12 +28,19 @@ class AttackSuiteMissing(MailnetError):
 # ------------------------------------------------------------------------------------------------------ training
 
 
-def train_stage(job: Job, run: Path, *, device: str, data_root: str | None, verbose: bool) -> str:
-    """Make sure ``run`` holds the finished run of ``job``; returns how: reused | resumed | trained."""
+def train_stage(job: Job, run: Path, *, device: str, data_root: str | None, verbose: bool,
+                need_weights: bool = False) -> str:
+    """Make sure ``run`` holds the finished run of ``job``; returns how: reused | resumed | trained.
+
+    ``need_weights``: the caller attacks the run, so a finished run whose best weights were deleted (to save disk)
+    is trained again rather than reused, which would leave the attack nothing to load.
+    """
     from mailnet.engine.trainer import train
 
     if rundir.is_finished(run) and rundir.test_metrics_path(run).is_file():
-        return "reused"
+        if not need_weights or rundir.best_path(run).is_file():
+            return "reused"
+        shutil.rmtree(run)  # finished, but its weights are gone: only a fresh run can give them back
     if rundir.last_path(run).is_file() and rundir.config_path(run).is_file():
         train(job.cfg, run, device=device, data_root=data_root, resume=True, progress=verbose)
         return "resumed"

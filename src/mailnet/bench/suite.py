@@ -369,6 +369,34 @@ def _check_loss_weights(cfg: dict[str, Any]) -> None:
                           "(set them per composition with overrides: {train: {loss_weights: [...]}})")
 
 
+def check_models(jobs: list[Job], where: str) -> None:
+    """Build each selected (composition, model) once, with stand-in shapes, so that a bad ``kwargs`` value (an
+    unknown argument, a width of 0, an RPF fraction of 2) fails when the bench starts, not hours later when its job
+    is reached. The real shapes come from the data, which is only read when the job runs."""
+    import torch
+
+    from mailnet.errors import MailnetError
+    from mailnet.models import create_model
+
+    seen: set[tuple[str, str]] = set()
+    for job in jobs:
+        if (job.composition.name, job.model.label) in seen:
+            continue
+        seen.add((job.composition.name, job.model.label))
+        data, model = job.cfg["data"], job.cfg["model"]
+        mods = data.get("modalities") if isinstance(data.get("modalities"), list) else [{}, {}]
+        tasks = data.get("tasks") if data.get("mode") == "paired" and isinstance(data.get("tasks"), list) else mods
+        size = int(data.get("size") or next((m.get("size") for m in mods if m.get("size")), None) or 28)
+        shapes = {"in_chans": [3] * len(mods), "num_classes": [2] * len(tasks), "img_size": size}
+        kwargs = {k: v for k, v in (model.get("kwargs") or {}).items() if k not in shapes}
+        try:
+            with torch.random.fork_rng(devices=[]):  # building draws random weights: leave the caller's stream
+                create_model(model["name"], **shapes, **kwargs)
+        except (MailnetError, TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: job {job.composition.name}/{job.model.label}: model {model['name']} with kwargs "
+                              f"{kwargs}: {e}") from None
+
+
 def attack_key(settings: dict[str, Any]) -> str:
     """Attack results are keyed by their settings too: changing eps or steps re-attacks, never retrains."""
     return stable_hash({"attacks": settings})

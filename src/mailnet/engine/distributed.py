@@ -53,6 +53,16 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     return box[0]
 
 
+def ranks_failing(failed: bool, info: DistInfo, device: torch.device) -> list[int]:
+    """The ranks for which ``failed`` holds (one tiny all-gather): a rank that stops alone would leave the others
+    waiting forever in their next collective (the gradient all-reduce), so every rank must learn of it together."""
+    if not info.enabled:
+        return [0] if failed else []
+    flags = [torch.zeros(1, device=device) for _ in range(info.world_size)]
+    dist.all_gather(flags, torch.tensor([float(failed)], device=device))
+    return [r for r, f in enumerate(flags) if f.item()]
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -17,7 +17,7 @@ from mailnet.config import dump_config
 from mailnet.data import build_data, load_manifest
 from mailnet.engine import rundir
 from mailnet.engine.checkpoint import join_state, load_checkpoint, save_checkpoint, split_state
-from mailnet.engine.distributed import DistInfo, barrier, broadcast_object, init_distributed
+from mailnet.engine.distributed import DistInfo, barrier, broadcast_object, init_distributed, ranks_failing
 from mailnet.engine.evaluation import evaluate, task_loss, to_device
 from mailnet.engine.optim import build_optimizer, build_scheduler, step_scheduler
 from mailnet.engine.randomness import reseed
@@ -144,8 +144,11 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
                 logits = net(images)
             loss = sum(w * task_loss(lg.float(), y, m, task)
                        for w, lg, y, m, task in zip(weights, logits, batch["labels"], batch["mask"], data.tasks))
-            if not torch.isfinite(loss):
-                raise MailnetError(f"training loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; "
+            bad = ranks_failing(not bool(torch.isfinite(loss.detach())), info, dev)
+            if bad:  # raised on every rank at once, so none is left waiting in the gradient all-reduce
+                value = f"{float(loss.detach())}" if info.rank in bad else "non-finite"
+                where = f" on rank {', '.join(map(str, bad))}" if info.enabled else ""
+                raise MailnetError(f"training loss became {value}{where} at epoch {epoch + 1}, step {step + 1}; "
                                    "lower train.lr or check the data")
             opt.zero_grad(set_to_none=True)
             loss.backward()

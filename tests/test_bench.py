@@ -203,12 +203,17 @@ def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
     elsewhere = tmp_path / "elsewhere"
     for i, run in enumerate(sorted((out / "runs").iterdir())):
         shutil.copytree(run, elsewhere / "pb" / f"seed{i}")
+    env_file = elsewhere / "pb" / "seed0" / "environment.json"  # as if trained on another machine
+    env = json.loads(env_file.read_text())
+    env["sittings"][-1]["cpu"] = "Elsewhere CPU 9000"
+    env_file.write_text(json.dumps(env))
     out_imp = tmp_path / "out_imported"
     train_only = write_suite(tmp_path, suite_dict(seeds=[0, 1], attacks=None, cost=None), "train_only.yaml")
     assert main(["bench", str(train_only), "--out", str(out_imp), "--results-dir", str(tmp_path / "empty"),
                  "--no-save-results", "--import-runs", str(elsewhere), "--no-progress"]) == 0
     imported = capsys.readouterr().out
     assert "[trained]" not in imported and imported.count("(imported)") == 2 and not (out_imp / "runs").exists()
+    assert "Elsewhere CPU 9000 / GPU none / device cpu (1 run" in (out_imp / "report.md").read_text()
     assert not (tmp_path / "empty").exists()
 
     # another sitting, another output folder: the committed records alone rebuild the report

@@ -72,6 +72,10 @@ def test_train_writes_a_complete_run_directory(tmp_path, data_root, capsys):
     assert 0.0 <= test["tasks"]["pneumonia"]["acc"] <= 1.0
     assert set(test["partner_sensitivity"]) == {"pneumonia", "breast"}
     assert not list(run.rglob("*.tmp"))
+    # where and with what it ran, for whoever reads (or harvests) the run later
+    (sitting,) = json.loads((run / "environment.json").read_text())["sittings"]
+    assert sitting["resumed"] is False and sitting["world_size"] == 1 and sitting["device"] == "cpu"
+    assert sitting["versions"]["torch"] and sitting["cpu"] and sitting["date"].endswith("UTC")
 
     # refuses to overwrite a run
     assert cli("train", "--config", str(cfg), "--run-dir", str(run), "--data-root", str(data_root), "--quiet") == 2
@@ -151,6 +155,8 @@ def test_same_seed_same_metrics_and_resume_after_kill(tmp_path, data_root):
                    env=env, check=True)
     assert (b / "FINISHED").exists()
     assert _metrics(a) == _metrics(b)
+    started, resumed = json.loads((b / "environment.json").read_text())["sittings"]
+    assert started["resumed"] is False and resumed["resumed"] is True and "--resume" in resumed["command"]
     ha = json.loads((a / "metrics.json").read_text())
     hb = json.loads((b / "metrics.json").read_text())
     assert [r["val_loss"] for r in ha] == [r["val_loss"] for r in hb]
@@ -227,6 +233,30 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank_instead_of_hanging_them(
     said = [Path(f"{run}.rank{r}").read_text() for r in (0, 1)]
     assert said[0] == "training loss became non-finite on rank 1 at epoch 1, step 2; lower train.lr or check the data"
     assert said[1] == "training loss became nan on rank 1 at epoch 1, step 2; lower train.lr or check the data"
+
+
+SYNC_BUFFERS = """
+import os, sys
+import torch
+from mailnet.engine.distributed import init_distributed, sync_buffers
+
+info = init_distributed(torch.device("cpu"))
+bn = torch.nn.BatchNorm2d(3)
+bn.running_mean.fill_(10.0 + info.rank)  # as after each rank's own last training batch
+bn.num_batches_tracked.fill_(5 + info.rank)
+sync_buffers(bn, info)
+with open(f"{sys.argv[1]}.rank{info.rank}", "w") as f:
+    f.write(f"{bn.running_mean.tolist()} {int(bn.num_batches_tracked)}")
+"""
+
+
+def test_ranks_validate_with_rank_0s_batchnorm_statistics(tmp_path):
+    script = tmp_path / "sync.py"
+    script.write_text(SYNC_BUFFERS)
+    out = tmp_path / "buffers"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(out)]
+    subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True, timeout=300, capture_output=True)
+    assert [Path(f"{out}.rank{r}").read_text() for r in (0, 1)] == ["[10.0, 10.0, 10.0] 5"] * 2
 
 
 def test_noise_warmup_ramps_robust_mail_noise_and_validates_at_full_noise(tmp_path, data_root, monkeypatch):

@@ -16,7 +16,7 @@ def default_out(suite_name: str, quick: bool) -> Path:
 
 
 def run_bench_command(args: argparse.Namespace, command: str) -> int:
-    from mailnet.bench.machine import machine_info
+    from mailnet.environment import machine_info
     from mailnet.bench.report import benchmarks_block, publish_charts, update_marked_block, write_report
     from mailnet.engine.trainer import resolve_device
 

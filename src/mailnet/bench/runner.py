@@ -111,7 +111,7 @@ def _train_unit(job: Job, store: Store, opts: BenchOptions, outcome: BenchOutcom
     if rec is not None:
         _log(outcome, bar, "reused", job, f"record {where}")
     elif rundir.is_finished(run) and rundir.test_metrics_path(run).is_file():
-        rec = _new_record(job, run, outcome, opts)
+        rec = _new_record(job, run, outcome, opts, harvested=True)
         store.save_record(rec)
         _log(outcome, bar, "reused", job, f"finished run {run}" + (" (imported)" if job.key in store.imported
                                                                     and run == store.imported[job.key] else ""))
@@ -250,7 +250,7 @@ def _cost_unit(pair: tuple[str, str], size: int | None, rec: dict[str, Any], sto
     else:
         t0 = time.perf_counter()
         row = stages.cost_stage(rec["model_spec"], size, settings, device)
-        from mailnet.bench.machine import machine_info
+        from mailnet.environment import machine_info
 
         cost = {"key": key, "composition": comp, "model": model, "size": size, "spec": rec["model_spec"],
                 "cost": row, "machine": machine_info(device)}
@@ -263,11 +263,16 @@ def _cost_unit(pair: tuple[str, str], size: int | None, rec: dict[str, Any], sto
 # ------------------------------------------------------------------------------------------------------ helpers
 
 
-def _new_record(job: Job, run: Path, outcome: BenchOutcome, opts: BenchOptions) -> dict[str, Any]:
-    from mailnet.bench.machine import machine_info
+def _new_record(job: Job, run: Path, outcome: BenchOutcome, opts: BenchOptions,
+                harvested: bool = False) -> dict[str, Any]:
+    """``harvested``: a run finished before this bench looked at it (another process, machine or day), credited to
+    the machine its own environment record names for its last sitting, not to this one."""
+    from mailnet.environment import machine_info
 
     rec = stages.job_record(job, run, outcome.suite.name)
-    rec["machine"] = machine_info(_device_kind(opts.device))
+    trained_on = rundir.sittings(run)[-1:] if harvested else []
+    rec["machine"] = ({**trained_on[0], "recorded_by": "run directory"} if trained_on
+                      else machine_info(_device_kind(opts.device)))
     return rec
 
 

@@ -63,6 +63,15 @@ def ranks_failing(failed: bool, info: DistInfo, device: torch.device) -> list[in
     return [r for r, f in enumerate(flags) if f.item()]
 
 
+def sync_buffers(model: torch.nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics). DDP broadcasts them at the start of each
+    training forward, so after the last step each rank holds the statistics of its own last batch: validated so,
+    the ranks would score slightly different models, and the one saved (rank 0's) would not be the one scored."""
+    if info.enabled:
+        for buf in model.buffers():
+            dist.broadcast(buf, src=0)
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -3,6 +3,7 @@
     RUN_DIR/
       config.yaml              resolved configuration
       manifest.json            exact split indices and pairing seed (reproduce / audit)
+      environment.json         per sitting (start, each resume): machine, library versions, git commit, command
       metrics.csv, metrics.json per-epoch history
       checkpoints/best.safetensors (+ .json)   best by the selection metric; weights + metadata + partner bank
       checkpoints/last.safetensors (+ .json)   resumable: weights, optimizer, schedule, history
@@ -30,6 +31,33 @@ def manifest_path(run: Path) -> Path:
     return run / "manifest.json"
 
 
+def environment_path(run: Path) -> Path:
+    return run / "environment.json"
+
+
+def record_sitting(run: Path, sitting: dict[str, Any]) -> None:
+    """Append one sitting (``mailnet.environment.sitting_info``) to the run's environment record."""
+    import json
+
+    path = environment_path(run)
+    try:
+        sittings = json.loads(path.read_text()).get("sittings", []) if path.is_file() else []
+    except (ValueError, AttributeError):
+        sittings = []  # a damaged record is not worth failing a run over: start it again
+    write_json(path, {"sittings": [*sittings, sitting]})
+
+
+def sittings(run: Path) -> list[dict[str, Any]]:
+    """The run's recorded sittings, oldest first ([] for runs made before environments were recorded)."""
+    import json
+
+    try:
+        data = json.loads(environment_path(run).read_text())
+    except (OSError, ValueError):
+        return []
+    return [s for s in data.get("sittings", []) if isinstance(s, dict)] if isinstance(data, dict) else []
+
+
 def best_path(run: Path) -> Path:
     return run / "checkpoints" / "best.safetensors"
 
@@ -55,7 +83,7 @@ def mark_finished(run: Path) -> None:
 
 
 # What a run directory holds before its first epoch has finished: nothing worth keeping.
-NOT_STARTED = {"config.yaml", "manifest.json", "checkpoints"}
+NOT_STARTED = {"config.yaml", "manifest.json", "environment.json", "checkpoints"}
 
 
 def never_trained(run: Path) -> bool:

@@ -17,10 +17,12 @@ from mailnet.config import dump_config
 from mailnet.data import build_data, load_manifest
 from mailnet.engine import rundir
 from mailnet.engine.checkpoint import join_state, load_checkpoint, save_checkpoint, split_state
-from mailnet.engine.distributed import DistInfo, barrier, broadcast_object, init_distributed, ranks_failing
+from mailnet.engine.distributed import (DistInfo, barrier, broadcast_object, init_distributed, ranks_failing,
+                                       sync_buffers)
 from mailnet.engine.evaluation import evaluate, task_loss, to_device
 from mailnet.engine.optim import build_optimizer, build_scheduler, step_scheduler
 from mailnet.engine.randomness import reseed
+from mailnet.environment import sitting_info
 from mailnet.errors import ConfigError, MailnetError
 from mailnet.layers.noise import set_noise_scale
 from mailnet.models import create_model
@@ -108,6 +110,8 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
         rundir.prepare(run_dir)
         write_text(rundir.config_path(run_dir), dump_config(cfg))
         data.save_manifest(rundir.manifest_path(run_dir))
+    if info.is_main:
+        rundir.record_sitting(run_dir, sitting_info(dev.type, info.world_size, resumed=resume))
     barrier(info)
 
     net: nn.Module = model
@@ -161,6 +165,7 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
                 bar.set_postfix(loss=f"{total / n:.4f}")
         if warmup:  # validation (and so model selection) always sees the model as specified
             set_noise_scale(model, 1.0)
+        sync_buffers(model, info)
         val = evaluate(model, data, "val", dev, batch_size=ecfg["batch_size"], mc_samples=ecfg["val_mc_samples"],
                        partner_draws=0, seed=seed, loss_weights=weights, dist_info=info, stochastic=stochastic)
         val.pop("_predictions")

@@ -1,7 +1,7 @@
-"""Where and with what a benchmark ran: CPU, threads, GPU, library versions, date, git commit.
+"""Where and with what something ran: CPU, threads, GPU, library versions, date, git commit.
 
-Every number in a report is only meaningful next to these facts, so they are collected once per bench run and
-written into the report header and into every stored result.
+A metric or a timing is only meaningful next to these facts, so they are written into every run directory (one
+entry per sitting: a run may be resumed elsewhere), into every bench record and into the report header.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import datetime as _dt
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,14 @@ def machine_info(device: str | None = None) -> dict[str, Any]:
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "git_commit": git_commit(),
     }
+
+
+def sitting_info(device: str, world_size: int = 1, resumed: bool = False) -> dict[str, Any]:
+    """One training sitting: the machine, the command that started it, the process count, and the commit of the
+    mailnet source that ran (from the package's own folder, so it is right whatever the working directory)."""
+    import mailnet
+
+    info = machine_info(device)
+    info["git_commit"] = git_commit(Path(mailnet.__file__).resolve().parent)
+    return {**info, "command": [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else [],
+            "world_size": world_size, "resumed": resumed}

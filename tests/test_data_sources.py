@@ -263,3 +263,32 @@ def test_a_task_type_set_over_the_sources_must_fit_its_labels(tmp_path):
                           ("multi-label", "'multi-label' does not fit labels that are 'ordinal'")):
         with pytest.raises(DataError, match=needle):
             build_data({"modalities": [{"flag": "retinamnist", "task_type": asked}]}, data_root=tmp_path)
+
+
+def test_relative_data_paths_still_resolve_from_another_directory_for_a_recorded_run(tmp_path, monkeypatch):
+    """A run made in its data's folder with relative paths must be evaluated, attacked or resumed from anywhere:
+    the manifest records the working directory the paths were relative to."""
+    project = tmp_path / "project"
+    make_folder(project / "xray", splits=True)
+    paired = make_paired(project)
+    monkeypatch.chdir(project)
+    folder_cfg = {"modalities": [{"name": "xray", "source": "folder", "root": "xray", "size": 12}]}
+    pcfg = {**paired_cfg(paired), "manifest_csv": "paired.csv"}
+    made = [build_data(c) for c in (folder_cfg, pcfg)]
+    manifests = [d.manifest() for d in made]
+    assert all(m["workdir"] == str(project) for m in manifests)
+    assert manifests[0]["modalities"][0]["source"]["location"] == str(project / "xray")  # absolute, auditable
+
+    monkeypatch.chdir(tmp_path)
+    for cfg, data, manifest in zip((folder_cfg, pcfg), made, manifests):
+        again = build_data(cfg, manifest=manifest)
+        a, b = next(iter(data.loader("test", 4))), next(iter(again.loader("test", 4)))
+        assert all(torch.equal(x, y) for k in ("images", "labels") for x, y in zip(a[k], b[k]))
+        assert again.manifest()["workdir"] == str(project)  # kept when the manifest is written again
+    # without the record, the error names the key and every place tried (not only the last)
+    with pytest.raises(DataError) as err:
+        build_data(folder_cfg, data_root=tmp_path / "root")
+    assert str(err.value) == (f"data.modalities[0].root: 'xray' not found (tried {tmp_path / 'xray'}, "
+                              f"{tmp_path / 'root' / 'xray'})")
+    with pytest.raises(DataError, match=r"^data.manifest_csv: 'paired.csv' not found \(tried "):
+        build_data(pcfg, data_root=tmp_path / "root")

@@ -31,6 +31,10 @@ def build_data(cfg: dict, *, data_root: str | os.PathLike | None = None, seed: i
     """
     dc = parse_data_config(cfg)
     root = resolve_data_root(data_root or dc.root)
+    # relative paths of a run made elsewhere: its own working directory is also tried, so evaluate / attack /
+    # resume work from any directory (runs recorded before "workdir" existed try this one only)
+    workdir = str(manifest.get("workdir") or Path.cwd()) if manifest is not None else str(Path.cwd())
+    locate = Locator(root, [Path.cwd(), Path(workdir)])
     if manifest is not None:
         check_manifest(manifest)
         if manifest["mode"] != dc.mode:
@@ -41,7 +45,8 @@ def build_data(cfg: dict, *, data_root: str | os.PathLike | None = None, seed: i
     else:
         equalize, split_seed, subset = dc.equalize, dc.split_seed, dc.subset
     builder = _build_paired if dc.mode == "paired" else _build_unpaired
-    mods, tasks, extra = builder(dc, root, split_seed, subset, manifest)
+    mods, tasks, extra = builder(dc, locate, split_seed, subset, manifest)
+    extra = {**extra, "workdir": workdir}
     for mod in mods:
         for split in SPLITS:
             if mod.split_size(split) == 0:
@@ -50,16 +55,26 @@ def build_data(cfg: dict, *, data_root: str | os.PathLike | None = None, seed: i
                           split_seed=split_seed, subset=subset, config=dc.raw, extra=extra)
 
 
-def _resolve(path: str, root: Path) -> Path:
-    """Relative paths are tried against the working directory, then against the data root."""
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
-        return p
-    return root / p
+class Locator:
+    """Where a path of the data section points: absolute as written; relative against the working directory (then
+    the one the run was made in), then against the data root. Not found anywhere, the error names the config key
+    and every place tried, not only the last."""
+
+    def __init__(self, root: Path, workdirs: list[Path]) -> None:
+        self.root = root
+        self.workdirs = list(dict.fromkeys(workdirs))
+
+    def __call__(self, path: str, key: str) -> Path:
+        p = Path(path).expanduser()
+        tried = [p] if p.is_absolute() else [d / p for d in self.workdirs] + [self.root / p]
+        for candidate in tried:
+            if candidate.exists():
+                return candidate
+        raise DataError(f"{key}: {path!r} not found (tried {', '.join(str(t) for t in tried)})")
 
 
-def _open_source(mc: ModalityCfg, root: Path) -> ImageSource:
-    o = mc.options
+def _open_source(mc: ModalityCfg, locate: Locator) -> ImageSource:
+    o, root = mc.options, locate.root
     if mc.source == "medmnist":
         size = choose_size(root, o["flag"], mc.size, o.get("source_size"))
         # MedMNIST comes in 28/64/128/224 px: the smallest file that needs no upsampling
@@ -74,11 +89,12 @@ def _open_source(mc: ModalityCfg, root: Path) -> ImageSource:
                           f"source_size: {size} to mean it)", MailnetWarning, stacklevel=2)
         return source
     if mc.source == "folder":
-        return ImageFolderSource(_resolve(o["root"], root), task_type=o.get("task_type"),
+        return ImageFolderSource(locate(o["root"], f"{mc.where}.root"), task_type=o.get("task_type"),
                                  class_names=list(o["class_names"]) if o.get("class_names") else None)
-    return CsvSource(_resolve(o["csv"], root), path_column=o["path_column"], label_column=o.get("label_column"),
-                     label_columns=o.get("label_columns"), split_column=o.get("split_column"),
-                     image_root=_resolve(o["image_root"], root) if o.get("image_root") else None,
+    return CsvSource(locate(o["csv"], f"{mc.where}.csv"), path_column=o["path_column"],
+                     label_column=o.get("label_column"), label_columns=o.get("label_columns"),
+                     split_column=o.get("split_column"),
+                     image_root=locate(o["image_root"], f"{mc.where}.image_root") if o.get("image_root") else None,
                      task_type=o.get("task_type"), num_classes=o.get("num_classes"), class_names=o.get("class_names"))
 
 
@@ -112,11 +128,11 @@ def _channels(mc: ModalityCfg, native: int) -> int:
     return native if mc.channels == "keep" else int(mc.channels)
 
 
-def _build_unpaired(dc: DataCfg, root: Path, split_seed: int, subset: dict | None, manifest: dict | None):
+def _build_unpaired(dc: DataCfg, locate: Locator, split_seed: int, subset: dict | None, manifest: dict | None):
     mods: list[ModalityRuntime] = []
     tasks: list[TaskRuntime] = []
     for m, mc in enumerate(dc.modalities):
-        src = _open_source(mc, root)
+        src = _open_source(mc, locate)
         info = src.info()
         if sum(info.pools.values()) == 0:
             raise DataError(f"modality {mc.name!r} ({info.location}): zero samples")
@@ -147,13 +163,13 @@ def _check_task_type(asked: str, native: str, num_classes: int, where: str) -> N
         raise DataError(f"{where}: 'binary' needs 2 classes, the labels have {num_classes}; use multi-class or ordinal")
 
 
-def _build_paired(dc: DataCfg, root: Path, split_seed: int, subset: dict | None, manifest: dict | None):
+def _build_paired(dc: DataCfg, locate: Locator, split_seed: int, subset: dict | None, manifest: dict | None):
     table = PairedCsv(
-        _resolve(dc.manifest_csv, root),
+        locate(dc.manifest_csv, "data.manifest_csv"),
         modality_columns=[mc.options["column"] for mc in dc.modalities],
         tasks=[PairedTaskDef(t.name, t.column, t.columns, t.task_type, t.num_classes, t.class_names) for t in dc.tasks],
         split_column=dc.split_column,
-        image_root=_resolve(dc.image_root, root) if dc.image_root else None,
+        image_root=locate(dc.image_root, "data.image_root") if dc.image_root else None,
     )
     pools = table.pools()
     if manifest is not None:

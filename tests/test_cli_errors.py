@@ -77,3 +77,31 @@ def test_own_warnings_print_as_one_line_and_others_keep_their_form():
     assert _format_warning("images upsampled", MailnetWarning, "x.py", 3) == "mailnet: warning: images upsampled\n"
     other = _format_warning("deprecated", DeprecationWarning, "x.py", 3, line="")
     assert "DeprecationWarning: deprecated" in other and "x.py:3" in other
+
+
+def test_config_mistakes_name_their_place_in_one_line_and_leave_no_run_behind(tmp_path, capsys):
+    """A YAML syntax error names its line and column; an unknown model argument names ``model.kwargs`` and what
+    the model accepts. Both fail before a run directory is made."""
+    import numpy as np
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / "imgs" / c / f"{i}.png")
+    good = ("model: {name: mail, kwargs: {widths: [4, 4, 8, 8]}}\n"
+            f"data:\n  size: 8\n  modalities:\n    - {{name: f, source: folder, root: {tmp_path / 'imgs'}}}\n"
+            "  split_fractions: {val: 0.2, test: 0.2}\n")
+    (tmp_path / "bad.yaml").write_text(good.replace("8]}}", "8}}"))  # the list is never closed
+    (tmp_path / "ok.yaml").write_text(good)
+    run = tmp_path / "run"
+    for argv, needle in (
+        (["--config", str(tmp_path / "bad.yaml")], f"{tmp_path / 'bad.yaml'}: line 1, column 49: not valid YAML (expected ',' or ']', but got '}}'"),
+        (["--config", str(tmp_path / "ok.yaml"), "model.kwargs.width=3"],
+         "model.kwargs: mail: unknown argument(s) width (allowed: attention_noise, drop_rate, fast, groups"),
+    ):
+        assert main(["train", *argv, "--run-dir", str(run), "--device", "cpu", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("mailnet: error:") and len(err.splitlines()) == 1, err
+        assert needle in err, err
+        assert not run.exists()

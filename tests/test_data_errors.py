@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from PIL import Image
 from mailnet.cli import main as cli_main
 from mailnet.data import build_data, load_manifest
 from mailnet.errors import ConfigError, DataError, MailnetError
+from data_helpers import one_line, write_csv
 
 
 def good_arrays(n: int = 6) -> dict[str, np.ndarray]:
@@ -33,14 +33,6 @@ def write_npz(root: Path, arrays: dict, flag: str = "breastmnist") -> Path:
 
 def build_breast(root: Path):
     return build_data({"modalities": [{"name": "breast", "flag": "breastmnist"}]}, data_root=root)
-
-
-def one_line(exc: pytest.ExceptionInfo, *needles: str) -> str:
-    msg = str(exc.value)
-    assert "\n" not in msg, msg
-    for n in needles:
-        assert n in msg, (n, msg)
-    return msg
 
 
 def test_good_fixture_builds(tmp_path):
@@ -174,14 +166,6 @@ def test_truncated_image_file_fails_when_read(tmp_path):
             for split in ("train", "val", "test"):
                 list(data.loader(split, 2, num_workers=workers))
         one_line(e, str(bad), "unreadable image file")
-
-
-def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
 
 
 def csv_cfg(path: Path, **kw) -> dict:

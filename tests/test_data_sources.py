@@ -15,6 +15,7 @@ from torchvision.transforms.v2 import functional as TF
 from mailnet.data import CsvSource, ImageFolderSource, build_data, load_manifest
 from mailnet.data.augment import AugOp, apply_ops, gaussian_kernels
 from mailnet.errors import ConfigError, DataError, MailnetWarning
+from data_helpers import write_csv
 
 
 def write_png(path: Path, rng: np.random.Generator, size: int = 12, rgb: bool = False) -> None:
@@ -31,14 +32,6 @@ def make_folder(root: Path, *, splits: bool, classes=("cat", "dog", "emu"), per_
                 base = root / s / c if s else root / c
                 write_png(base / f"{i}.png", rng, size=10 + i, rgb=rgb)  # mixed sizes on purpose
     return root
-
-
-def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
 
 
 def test_folder_with_split_dirs(tmp_path):

@@ -392,3 +392,63 @@ def test_predict_reads_an_image_file_exactly_as_training_does(tmp_path):
     want = prepare([read_image(tmp_path / "x16.png")], channels=3, size=4)[0]
     assert got.shape == (3, 4, 4) and torch.equal(got, want)
     assert got.max() == pytest.approx(60000 / 65535, abs=1e-4)
+
+
+def test_metrics_of_a_split_missing_a_class_warn_nothing_and_say_why_the_auc_is_nan():
+    """sklearn used to print multi-line warnings ('Only one class is present in y_true', 'y_pred contains classes
+    not in y_true') on every evaluation; the numbers stay as they were and a note says why the AUC is nan."""
+    import warnings
+
+    one_class = np.zeros(6, dtype=np.int64)
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4], [0.3, 0.7], [0.8, 0.2]])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = task_metrics(one_class, probs, TaskSpec("breast", "binary", 2))
+        three = task_metrics(np.array([0, 0, 1, 1]), np.eye(3)[[0, 2, 1, 1]], TaskSpec("pets", "multi-class", 3,
+                                                                                         ("cat", "dog", "emu")))
+        fine = task_metrics(np.array([0, 1, 0, 1]), probs[:4], TaskSpec("ok", "binary", 2))
+        never = np.array([[1, 0], [0, 0], [1, 0]])  # label 'b' never positive, never predicted
+        multi = task_metrics(never, never.astype(float), TaskSpec("ml", "multi-label", 2, ("a", "b")))
+    assert [str(w.message) for w in caught] == []
+    assert np.isnan(m["auc"]) and m["auc_note"] == "only one class present"
+    assert m["acc"] == pytest.approx(4 / 6) and m["bal_acc"] == pytest.approx(4 / 6)  # the values are unchanged
+    assert np.isnan(three["auc"]) and three["auc_note"] == "no sample of class(es) 'emu'"
+    assert three["acc"] == pytest.approx(0.75)
+    assert not np.isnan(fine["auc"]) and "auc_note" not in fine
+    assert np.isnan(multi["auc"]) and multi["auc_note"] == "label(s) 'b' all 0 or all 1" and multi["bal_acc"] == 1.0
+
+
+def test_metrics_table_explains_a_nan_auc_once_in_a_footnote():
+    from mailnet.engine.report import metrics_table
+
+    nan = float("nan")
+    row = {"acc": 0.5, "f1": 0.4, "bal_acc": 0.5, "ece": 0.1, "n": 6}
+    result = {"split": "test", "tasks": {"pneumonia": {**row, "auc": 0.9},
+                                         "breast": {**row, "auc": nan, "auc_note": "only one class present"}}}
+    lines = metrics_table(result, title="test metrics").splitlines()
+    assert lines[-1] == "AUC n/a: only one class present in breast's test split"
+    assert sum("AUC n/a" in line for line in lines) == 1
+    assert "nan" in next(line for line in lines if line.startswith("breast"))  # the number itself is unchanged
+    del result["tasks"]["breast"]
+    assert "AUC n/a" not in metrics_table(result)
+
+
+def test_an_unknown_model_kwarg_names_the_config_key_and_the_allowed_arguments():
+    from mailnet.engine.trainer import build_model
+
+    shapes = {"in_chans": [1], "num_classes": [2], "img_size": 16}
+    for name, allowed in (("mail", "drop_rate, fast, groups"), ("resnet18_single", "mc_dropout, num_classes, stem")):
+        with pytest.raises(ConfigError) as e:
+            build_model({"name": name, "kwargs": {**shapes, "width": 3}})
+        msg = str(e.value)
+        assert msg.startswith(f"model.kwargs: {name}: unknown argument(s) width (allowed: ") and allowed in msg, msg
+        assert "\n" not in msg and ("widths" in msg) == (name == "mail")
+
+
+def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path):
+    cfg = tmp_path / "yamlerr.yaml"
+    cfg.write_text("seed: 0\ndata: {mode: unpaired,\n  size: 28\ntrain: {epochs: 1}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert str(e.value) == (f"{cfg}: line 4, column 6: not valid YAML (expected ',' or '}}', but got ':'; "
+                            "while parsing a flow mapping that started on line 2)")

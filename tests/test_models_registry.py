@@ -32,7 +32,13 @@ def trained_run(tmp_path):
             p.add_(0.01 * torch.randn_like(p))
     run = tmp_path / "run"
     rundir.best_path(run).parent.mkdir(parents=True)
-    save_checkpoint(rundir.best_path(run), {f"model.{k}": v for k, v in model.state_dict().items()}, {"model": SPEC})
+    meta = {"model": SPEC, "epoch": 4, "paired": False,
+            "modalities": [{"name": "xray", "in_chans": 1, "img_size": 16}, {"name": "us", "in_chans": 3, "img_size": 16}],
+            "tasks": [{"name": "xray", "task_type": "binary", "num_classes": 2, "class_names": ["normal", "pneumonia"],
+                       "modality": 0},
+                      {"name": "us", "task_type": "ordinal", "num_classes": 5,
+                       "class_names": ["birads1", "birads2", "birads3", "birads4", "birads5"], "modality": 1}]}
+    save_checkpoint(rundir.best_path(run), {f"model.{k}": v for k, v in model.state_dict().items()}, meta)
     return run, model.eval()
 
 
@@ -45,6 +51,11 @@ def test_create_model_from_a_run_directory_or_checkpoint_gives_the_trained_model
         assert not got.training
         for a, b in zip(got(xs), want):
             assert torch.allclose(a, b, atol=1e-6)
+    # what the bare model's inputs and outputs are, without reading the checkpoint's JSON by hand
+    info = got.checkpoint_meta
+    assert [m["name"] for m in info["modalities"]] == ["xray", "us"] and info["modalities"][0]["in_chans"] == 1
+    assert [t["class_names"][:2] for t in info["tasks"]] == [["normal", "pneumonia"], ["birads1", "birads2"]]
+    assert info["model"] == "mail" and info["epoch"] == 4 and info["input_range"] == [0.0, 1.0]
     # the reference implementation loads the same weights and computes the same function
     ref = mailnet.create_model("mail", checkpoint_path=run, fast=False)
     assert type(ref) is not type(trained)

@@ -95,9 +95,11 @@ def test_train_writes_a_complete_run_directory(tmp_path, data_root, capsys):
     capsys.readouterr()
     assert cli("predict", str(run), "--image", f"pneumonia={tmp_path / 'x.png'}") == 0
     out = capsys.readouterr().out
-    assert "breast not given" in out and "pneumonia:" in out and "breast:" not in out
-    probs = [float(tok.split("=")[1]) for tok in out.strip().splitlines()[-1].split(":")[1].split()]
-    assert sum(probs) == pytest.approx(1.0, abs=1e-3)
+    assert "breast not given" in out and "pneumonia: predicted " in out and "breast:" not in out
+    shown = out.strip().splitlines()[-1].split(": predicted ")[1]  # "NAME  (normal=0.1  pneumonia=0.9)"
+    probs = {tok.split("=")[0]: float(tok.split("=")[1]) for tok in shown.split("(")[1].rstrip(")").split()}
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
+    assert shown.split("  (")[0] == max(probs, key=probs.get)  # the predicted class is named
     assert cli("predict", str(run), "--image", f"retina={tmp_path / 'x.png'}") == 2
 
     # batch mode: a folder of images for one modality, and a CSV naming images per modality
@@ -108,12 +110,19 @@ def test_train_writes_a_complete_run_directory(tmp_path, data_root, capsys):
         Image.fromarray(breast[i]).save(folder / f"b{i}.png")
     assert cli("predict", str(run), "--folder", str(folder), "--modality", "breast",
                "--out", str(tmp_path / "p.csv")) == 0
-    lines = (tmp_path / "p.csv").read_text().strip().splitlines()
-    assert lines[0].startswith("id,task") and len(lines) == 4 and all(",breast,pneumonia," in ln for ln in lines[1:])
+    import csv
+
+    with open(tmp_path / "p.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["id"] for r in rows] == [str(folder / f"b{i}.png") for i in range(3)]
+    assert all(r["task"] == "breast" and r["filled_from_partner_bank"] == "pneumonia" for r in rows)
+    assert all(r["pred_name"] == ["malignant", "normal, benign"][int(r["pred"])] for r in rows)
     (tmp_path / "s.csv").write_text("pneumonia,breast\nx.png,imgs/b0.png\n")
     assert cli("predict", str(run), "--csv", str(tmp_path / "s.csv"), "--out", str(tmp_path / "q.csv")) == 0
-    rows = (tmp_path / "q.csv").read_text().strip().splitlines()[1:]
-    assert sorted(r.split(",")[1] for r in rows) == ["breast", "pneumonia"]
+    with open(tmp_path / "q.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["task"] for r in rows) == ["breast", "pneumonia"]
+    assert {r["id"] for r in rows} == {"x.png;imgs/b0.png"}
 
     # a run saved before a config key existed (here train.noise_warmup) still loads: the key takes its default
     from mailnet.engine.runs import load_config_of

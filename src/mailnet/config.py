@@ -113,10 +113,24 @@ def read_yaml_mapping(path: Path, label: str | None = None) -> dict[str, Any]:
     try:
         data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{label}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"{label}: {yaml_problem(e)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{label}: the top level must be a mapping of sections")
     return data
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line that starts with where the problem is (1-based line and column, as
+    an editor shows them), then what it is, then the construct it was found in (``while parsing a flow mapping``
+    that started on line 1): without the place, a long config has to be searched by eye."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None)
+    if mark is None or not problem:
+        return f"not valid YAML ({' '.join(str(e).split())})"
+    context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    started = f" that started on line {cmark.line + 1}" if cmark is not None and cmark.line != mark.line else ""
+    within = f"; {context}{started}" if context else ""
+    return f"line {mark.line + 1}, column {mark.column + 1}: not valid YAML ({problem}{within})"
 
 
 def apply_override(cfg: dict[str, Any], item: str) -> None:

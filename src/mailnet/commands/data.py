@@ -81,11 +81,12 @@ def _describe_config(args: argparse.Namespace, root) -> int:
     rows = []
     for mod, task in zip(desc["modalities"], desc["tasks"]) if not data.paired else []:
         rows.append({**mod, **{k: v for k, v in task.items() if k not in ("name", "splits")}, **mod["splits"]})
-    print(f"mode: {desc['mode']}  equalize: {desc['equalize']}  seed: {desc['seed']}  rows per pass: {desc['rows_per_pass']}")
+    equalize = "" if data.paired else f"  equalize: {desc['equalize']}"  # paired rows are never equalised
+    print(f"mode: {desc['mode']}{equalize}  seed: {desc['seed']}  rows per pass: {desc['rows_per_pass']}")
     if rows:
         print(format_table(rows, [("name", "modality"), ("ident", "source"), ("in_chans", "ch"), ("img_size", "px"),
                                   ("task_type", "task"), ("num_classes", "classes"), ("train", "train"),
-                                  ("val", "val"), ("test", "test")]))
+                                  ("val", "val"), ("test", "test"), ("class_names", "class names")]))
     else:
         print(format_table([{**m, **m["splits"]} for m in desc["modalities"]],
                            [("name", "modality"), ("ident", "source"), ("in_chans", "ch"), ("img_size", "px"),

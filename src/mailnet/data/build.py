@@ -141,7 +141,8 @@ def _build_unpaired(dc: DataCfg, locate: Locator, split_seed: int, subset: dict 
         else:
             fractions = mc.options.get("split_fractions", dc.split_fractions)
             all_labels = {p: src.labels(p) for p in info.pools}
-            splits = _apply_subset(derive_splits(info.pools, all_labels, fractions, split_seed), subset, split_seed, m)
+            full = derive_splits(info.pools, all_labels, fractions, split_seed)
+            splits = _apply_subset(full, subset, split_seed, m)
         spec = ModalitySpec(name=mc.name, in_chans=_channels(mc, info.channels), img_size=mc.size)
         mods.append(ModalityRuntime(spec, src, mc.augment, splits, info.kind))
         task_type = mc.options.get("task_type") or info.task_type
@@ -149,8 +150,49 @@ def _build_unpaired(dc: DataCfg, locate: Locator, split_seed: int, subset: dict 
             _check_task_type(task_type, info.task_type, info.num_classes, f"data.modalities[{m}].task_type")
         tspec = TaskSpec(name=mc.name, task_type=task_type, num_classes=info.num_classes,
                          class_names=tuple(info.class_names), modality=m)
-        tasks.append(TaskRuntime(tspec, {s: src.labels(pool)[idx] for s, (pool, idx) in splits.items()}))
+        labels = {s: src.labels(pool)[idx] for s, (pool, idx) in splits.items()}
+        if manifest is None and not _classes_declared(mc):
+            keys = f"{mc.where}.class_names" + (" / num_classes" if mc.source == "csv" else "")
+            check_trained_classes(tspec, labels["train"], src.labels(full["train"][0])[full["train"][1]],
+                                  _class_counts([src.labels(p) for p in info.pools]), split_seed,
+                                  where=f"modality {mc.name!r} ({info.location})", keys=keys)
+        tasks.append(TaskRuntime(tspec, labels))
     return mods, tasks, {}
+
+
+def _classes_declared(mc: ModalityCfg) -> bool:
+    """Whether the config fixes the modality's classes (MedMNIST's come with the dataset), so a class without
+    training samples is meant rather than a typo in the data."""
+    o = mc.options
+    return mc.source == "medmnist" or bool(o.get("class_names") or o.get("num_classes") or o.get("label_columns"))
+
+
+def check_trained_classes(spec: TaskSpec, train: np.ndarray, train_before_subset: np.ndarray, counts: np.ndarray,
+                          split_seed: int, *, where: str, keys: str) -> None:
+    """Every class inferred from the data needs a training sample after the split and subset: a class the model
+    never sees is a head output that is never learned, scored with an AUC of nan. Sources already refuse a class
+    without a train row of its own; this catches the ones that the seeded split of a pool, or ``data.subset``,
+    left out of train. ``counts``: the class's samples in the whole source."""
+    if spec.task_type == "multi-label":
+        return
+    for c in range(spec.num_classes):
+        if (train == c).any():
+            continue
+        name = spec.class_names[c] if c < len(spec.class_names) else str(c)
+        total = int(counts[c]) if c < len(counts) else 0
+        if (train_before_subset == c).any():
+            how = f"data.subset.train kept none of its {int((train_before_subset == c).sum())} training sample(s)"
+        else:
+            how = f"the seeded split (data.split_seed {split_seed}) put all {total} of its sample(s) in val/test"
+        raise DataError(f"{where}: class {name!r} has no sample in the train split ({how}), so the model could never "
+                        "learn it; add samples of it (or remove the ones there), change data.split_seed / "
+                        f"split_fractions / subset, or declare the classes ({keys}) to keep it as is")
+
+
+def _class_counts(labels: list[np.ndarray]) -> np.ndarray:
+    """Samples per class over every pool of a single-label task."""
+    flat = np.concatenate([np.asarray(y).reshape(-1) for y in labels]) if labels else np.zeros(0, np.int64)
+    return np.bincount(flat.astype(np.int64)) if flat.size else np.zeros(0, np.int64)
 
 
 def _check_task_type(asked: str, native: str, num_classes: int, where: str) -> None:
@@ -180,7 +222,8 @@ def _build_paired(dc: DataCfg, locate: Locator, split_seed: int, subset: dict | 
                 raise DataError(f"manifest: paired modality {mc.name!r} has different split rows than the first")
     else:
         first_task = {p: table.task_labels(0, p) for p in pools}
-        splits = _apply_subset(derive_splits(pools, first_task, dc.split_fractions, split_seed), subset, split_seed, 0)
+        full = derive_splits(pools, first_task, dc.split_fractions, split_seed)
+        splits = _apply_subset(full, subset, split_seed, 0)
     mods = []
     for m, mc in enumerate(dc.modalities):
         src = table.sources[m]
@@ -189,5 +232,12 @@ def _build_paired(dc: DataCfg, locate: Locator, split_seed: int, subset: dict | 
     tasks = []
     for t, (name, tt, k, names) in enumerate(table.task_info):
         labels = {s: table.task_labels(t, pool)[idx] for s, (pool, idx) in splits.items()}
-        tasks.append(TaskRuntime(TaskSpec(name=name, task_type=tt, num_classes=k, class_names=names), labels))
+        spec = TaskSpec(name=name, task_type=tt, num_classes=k, class_names=names)
+        tc = dc.tasks[t]
+        if manifest is None and not (tc.num_classes or tc.class_names or tc.columns):
+            check_trained_classes(spec, labels["train"], table.task_labels(t, full["train"][0])[full["train"][1]],
+                                  _class_counts([table.task_labels(t, p) for p in pools]), split_seed,
+                                  where=f"task {name!r} ({table.path})",
+                                  keys=f"data.tasks[{t}].class_names / num_classes")
+        tasks.append(TaskRuntime(spec, labels))
     return mods, tasks, {"paired_csv": str(table.path)}

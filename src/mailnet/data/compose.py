@@ -78,6 +78,16 @@ class MultimodalData:
         self._check_split(split)
         return [m.split_size(split) for m in self._mods]
 
+    def sample_ids(self, split: str) -> list[list[str]]:
+        """Per task, each sample of ``split`` in index order, so predictions can be traced back to the user's data:
+        unpaired, the ids of the task's modality; paired, the subject's image of every modality joined by ``;``."""
+        self._check_split(split)
+        per_mod = [m.sample_ids(split) for m in self._mods]
+        if self.paired:
+            subjects = [";".join(ids) for ids in zip(*per_mod)]
+            return [subjects for _ in self._tasks]
+        return [per_mod[t.spec.modality if t.spec.modality is not None else i] for i, t in enumerate(self._tasks)]
+
     # ---- loaders ----------------------------------------------------------------------------------------------
     def plan(self, split: str, *, epoch: int = 0, shuffle: bool | None = None, partner_seed: int | None = None,
              keep_modality: int | None = None) -> Plan:

@@ -31,6 +31,11 @@ class ModalityRuntime:
     def split_size(self, split: str) -> int:
         return int(len(self.splits[split][1]))
 
+    def sample_ids(self, split: str) -> list[str]:
+        """Every sample of ``split`` in split order (a batch's ``index`` points into it), as its source names it."""
+        pool, idx = self.splits[split]
+        return self.source.sample_ids(pool, idx)
+
     def load(self, split: str, positions: np.ndarray) -> torch.Tensor:
         """Images at ``positions`` of ``split``, converted to (n, C, H, W) floats (no augmentation)."""
         pool, idx = self.splits[split]

@@ -75,9 +75,25 @@ class FileImages:
     def names(self) -> list[str]:
         return [p.name if len(p.parts) < 2 else f"{p.parent.name}/{p.name}" for p in self.paths]
 
+    def ids(self, idx: np.ndarray, root: Path | None) -> list[str]:
+        """The files at ``idx`` as the user laid them out: relative to ``root`` (a folder source's root, a CSV's
+        folder), so a prediction row leads back to its file; a file outside ``root`` keeps its full path."""
+        return [_relative_to(self.paths[int(i)], root) for i in np.asarray(idx).reshape(-1)]
+
     def native(self) -> tuple[int, int | None]:
         """Channels and square size of the first file (None when not square), for the source's description."""
         if not self.paths:
             return 1, None
         ch, (h, w) = probe_image(self.paths[0])
         return ch, (h if h == w else None)
+
+
+def _relative_to(path: Path, root: Path | None) -> str:
+    """``path`` relative to ``root`` in POSIX form when it lies under it (compared as given, then resolved)."""
+    if root is not None:
+        for p, r in ((path, root), (path.resolve(), root.resolve())):
+            try:
+                return p.relative_to(r).as_posix()
+            except ValueError:
+                continue
+    return path.as_posix()

@@ -94,9 +94,22 @@ def score(preds: SplitPredictions, tasks: list[TaskSpec]) -> dict[str, Any]:
     return {"loss": preds.loss, "tasks": per_task, **_means(per_task)}
 
 
+def _mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and std over the draws that have the value (both nan when none has, without numpy's warning)."""
+    kept = [v for v in values if not np.isnan(v)]
+    if not kept:
+        return {"mean": float("nan"), "std": float("nan")}
+    return {"mean": float(np.mean(kept)), "std": float(np.std(kept))}
+
+
 def _means(per_task: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Means over the tasks that have the metric (nan when none has: an AUC on a split with one class)."""
     keys = ("acc", "auc", "f1", "bal_acc", "ece")
-    return {f"mean_{k}": float(np.nanmean([m[k] for m in per_task.values()])) for k in keys}
+    out = {}
+    for k in keys:
+        values = [m[k] for m in per_task.values() if not np.isnan(m[k])]
+        out[f"mean_{k}"] = float(np.mean(values)) if values else float("nan")
+    return out
 
 
 def evaluate(model: nn.Module, data: Any, split: str, device: torch.device, *, batch_size: int = 256,
@@ -136,8 +149,7 @@ def evaluate(model: nn.Module, data: Any, split: str, device: torch.device, *, b
     if draws > 1:
         per_draw = [score(r, tasks) for r in runs]
         result["draw_stats"] = {
-            t.name: {k: {"mean": float(np.nanmean([d["tasks"][t.name][k] for d in per_draw])),
-                         "std": float(np.nanstd([d["tasks"][t.name][k] for d in per_draw]))}
+            t.name: {k: _mean_std([d["tasks"][t.name][k] for d in per_draw])
                      for k in ("acc", "auc", "f1", "bal_acc", "ece")}
             for t in tasks
         }

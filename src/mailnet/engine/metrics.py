@@ -3,10 +3,28 @@ thresholded at 0.5 and scored for AUC; multi-class/ordinal: argmax, one-vs-rest 
 multi-label: per-label mean), so our numbers are comparable with the official MedMNIST benchmark."""
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
 from mailnet.data.types import TaskSpec
+
+
+@contextmanager
+def quiet_sklearn() -> Iterator[None]:
+    """Silence sklearn's multi-line warnings about splits that lack a class (``Only one class is present in
+    y_true``, ``y_pred contains classes not in y_true``, ``A single label was found``): the value they warn about
+    (an AUC of nan) is in the results, and the metrics table explains it once in a footnote instead of once per call
+    and epoch. Only inside our metric calls: other code keeps sklearn's warnings."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UndefinedMetricWarning)
+        for text in ("y_pred contains classes not in y_true", "A single label was found in 'y_true' and 'y_pred'"):
+            warnings.filterwarnings("ignore", message=text, category=UserWarning)
+        yield
 
 
 def predicted_class(probs: np.ndarray, task_type: str) -> np.ndarray:
@@ -55,8 +73,40 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, task_type:
     return float(ece)
 
 
-def task_metrics(labels: np.ndarray, probs: np.ndarray, task: TaskSpec) -> dict[str, float]:
-    """ACC, AUC, macro F1, balanced accuracy and ECE of one task on one split."""
+def auc_note(labels: np.ndarray, probs: np.ndarray, task: TaskSpec) -> str:
+    """Why the AUC of these labels is undefined, worded to be followed by "in <task>'s <split> split"."""
+    if len(labels) == 0:
+        return "no samples"
+    if not np.isfinite(probs).all():
+        return "non-finite scores"
+    if task.task_type == "multi-label":
+        names = _names(task, labels.shape[1])
+        flat = [names[j] for j in range(labels.shape[1]) if len(np.unique(labels[:, j])) < 2]
+        return f"label(s) {', '.join(map(repr, flat))} all 0 or all 1" if flat else "undefined"
+    present = np.unique(labels)
+    if len(present) < 2:
+        return "only one class present"
+    names = _names(task, probs.shape[1])
+    absent = [names[k] for k in range(probs.shape[1]) if k not in present]
+    return f"no sample of class(es) {', '.join(map(repr, absent))}" if absent else "undefined"
+
+
+def _names(task: TaskSpec, k: int) -> list[str]:
+    return list(task.class_names) if len(task.class_names) == k else [str(i) for i in range(k)]
+
+
+def task_metrics(labels: np.ndarray, probs: np.ndarray, task: TaskSpec) -> dict[str, float | int | str]:
+    """ACC, AUC, macro F1, balanced accuracy and ECE of one task on one split; ``auc_note`` says why when the AUC
+    is undefined (nan), e.g. a split with one class only."""
+    with quiet_sklearn():
+        out = _task_metrics(labels, probs, task)
+    if np.isnan(out["auc"]):
+        out["auc_note"] = auc_note(labels, probs, task)
+    return out
+
+
+def _task_metrics(labels: np.ndarray, probs: np.ndarray, task: TaskSpec) -> dict[str, float | int | str]:
+    """The metrics themselves; sklearn's warnings are the caller's to silence."""
     tt = task.task_type
     pred = predicted_class(probs, tt)
     # macro F1 over the classes that occur (in the labels or the predictions): a class absent from both, common in a

@@ -78,13 +78,18 @@ def _roc(plt, path: Path, labels: np.ndarray, probs: np.ndarray, task) -> None:
     else:
         names = list(task.class_names) or [str(k) for k in range(probs.shape[1])]
         curves = [(names[k], labels == k, probs[:, k]) for k in range(probs.shape[1])]
+    drawn = 0
     for name, y, s in curves:
-        if 0 < y.sum() < len(y):
+        if 0 < y.sum() < len(y):  # a curve needs both classes present
             fpr, tpr, _ = roc_curve(y, s)
             ax.plot(fpr, tpr, label=str(name)[:16])
+            drawn += 1
     ax.plot([0, 1], [0, 1], ":", color="gray")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC {task.name} (test)")
-    ax.legend(fontsize=7)
+    if drawn:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no curve: one class only", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,6 +1,7 @@
 """Plain-text tables of metrics, and mean +- std over seeds."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ def metrics_table(result: dict[str, Any], title: str = "") -> str:
         if extra_ps:
             row += f"{result['partner_sensitivity'][name]:>14.4f}"
         lines.append(row)
+    lines += auc_footnotes(result)
     if result.get("draws", 1) > 1:
         lines.append(f"(random at inference: metrics of the {result['draws']}-draw averaged prediction; "
                      "per-draw mean +- std:)")
@@ -27,6 +29,18 @@ def metrics_table(result: dict[str, Any], title: str = "") -> str:
             lines.append(f"  {name:<12} ACC {st['acc']['mean']:.4f} +- {st['acc']['std']:.4f}   "
                          f"AUC {st['auc']['mean']:.4f} +- {st['auc']['std']:.4f}")
     return "\n".join(lines)
+
+
+def auc_footnotes(result: dict[str, Any]) -> list[str]:
+    """One line per task whose AUC is nan, saying why (``auc_note`` of the metrics), so the nan in the table is
+    explained once instead of by sklearn warnings on every evaluation."""
+    split = result.get("split")
+    lines = []
+    for name, m in result["tasks"].items():
+        if isinstance(m.get("auc"), float) and math.isnan(m["auc"]):
+            where = f"{name}'s {split} split" if split else f"{name}'s evaluated samples"
+            lines.append(f"AUC n/a: {m.get('auc_note') or 'undefined'} in {where}")
+    return lines
 
 
 def seeds_summary(results: list[dict[str, Any]]) -> dict[str, Any]:

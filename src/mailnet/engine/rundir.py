@@ -8,7 +8,8 @@
       checkpoints/best.safetensors (+ .json)   best by the selection metric; weights + metadata + partner bank
       checkpoints/last.safetensors (+ .json)   resumable: weights, optimizer, schedule, history
       test_metrics.json        final metrics of the best checkpoint on every modality's full test split
-      predictions_test.csv     per task and sample: label and class probabilities
+      predictions_test.csv     per task and sample: label, id (file or split[index]), predicted class and class
+                               probabilities (p_<class name>)
       plots/*.png              curves, confusion matrices, ROC curves
       FINISHED                 written last
 """
@@ -17,10 +18,14 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailnet.errors import MailnetError
 from mailnet.utils import write_json, write_text
+
+if TYPE_CHECKING:
+    from mailnet.data.types import TaskSpec
+    from mailnet.engine.evaluation import SplitPredictions
 
 
 def config_path(run: Path) -> Path:
@@ -128,15 +133,24 @@ def write_history(run: Path, history: list[dict[str, Any]]) -> None:
     write_text(run / "metrics.csv", buf.getvalue())
 
 
-def save_predictions(run: Path, split: str, tasks, preds) -> None:
+def save_predictions(run: Path, split: str, tasks: list[TaskSpec], preds: SplitPredictions,
+                     ids: list[list[str]] | None = None) -> None:
+    """``predictions_SPLIT.csv``, one row per task and sample: ``task, index, label`` (as before, so old readers
+    keep working), ``id`` (the sample as the user knows it: ``MultimodalData.sample_ids``; empty when not given),
+    ``pred`` (the class the metrics count as predicted) and one probability column per class
+    (``probability_columns``)."""
+    from mailnet.engine.prediction_table import predicted, probability_cells, probability_columns
+
+    columns = probability_columns(tasks)
     buf = io.StringIO()
     w = csv.writer(buf)
-    width = max(t.num_classes for t in tasks)
-    w.writerow(["task", "index", "label"] + [f"p{k}" for k in range(width)])
+    w.writerow(["task", "index", "label", "id", "pred"] + columns)
     for t, task in enumerate(tasks):
-        for i, y, p in zip(preds.indices[t], preds.labels[t], preds.probs[t]):
+        picks = predicted(preds.probs[t], task)
+        for i, y, p, (pred, _) in zip(preds.indices[t], preds.labels[t], preds.probs[t], picks):
             label = " ".join(str(int(v)) for v in y) if getattr(y, "ndim", 0) else int(y)
-            w.writerow([task.name, int(i), label] + [f"{v:.6f}" for v in p])
+            sid = ids[t][int(i)] if ids is not None else ""
+            w.writerow([task.name, int(i), label, sid, pred] + probability_cells(p, task, columns))
     write_text(run / f"predictions_{split}.csv", buf.getvalue())
 
 

@@ -45,7 +45,19 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu", *, ex
         raise MailnetError(f"{checkpoint}: weights do not fit model {spec['name']!r} "
                            f"(missing {len(missing)}, unexpected {len(unexpected)}: {(missing + unexpected)[:3]})")
     model.eval()
+    model.checkpoint_meta = checkpoint_meta(checkpoint, meta)
     return model, meta, tensors
+
+
+def checkpoint_meta(checkpoint: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """What a user of the bare model needs to read its outputs (like timm's ``pretrained_cfg``): which input is
+    which modality, at what size and channels, and which logits tensor is which task, with its class names."""
+    return {"checkpoint": str(checkpoint), "model": meta["model"]["name"], "epoch": meta.get("epoch"),
+            "paired": meta.get("paired"),
+            "modalities": [{k: m.get(k) for k in ("name", "in_chans", "img_size")} for m in meta.get("modalities", [])],
+            "tasks": [{k: t.get(k) for k in ("name", "task_type", "num_classes", "class_names")}
+                      for t in meta.get("tasks", [])],
+            "input_range": [0.0, 1.0]}
 
 
 def load_config_of(run: Path) -> dict[str, Any]:

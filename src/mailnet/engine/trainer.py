@@ -54,8 +54,16 @@ def model_spec(cfg: dict[str, Any], data: Any) -> dict[str, Any]:
 
 def build_model(spec: dict[str, Any], data: Any | None = None) -> nn.Module:
     """The model of ``spec``; with ``data``, also checked against the modalities' image sizes, so that a model which
-    fuses feature maps across modalities fails before a run directory is written, not at its first batch."""
-    model = create_model(spec["name"], **spec["kwargs"])
+    fuses feature maps across modalities fails before a run directory is written, not at its first batch. An
+    unknown argument came from ``model.kwargs`` (the rest are set from the data): the error names that key."""
+    from mailnet.errors import ModelError
+
+    try:
+        model = create_model(spec["name"], **spec["kwargs"])
+    except ModelError as e:
+        if "unknown argument(s)" not in str(e):
+            raise
+        raise ConfigError(f"model.kwargs: {e}") from None
     sizes = sorted({m.img_size for m in data.modalities}) if data is not None else []
     if len(sizes) > 1 and getattr(model, "needs_equal_sizes", False):
         raise ConfigError(f"data.modalities: image sizes {sizes} differ, but {spec['name']} fuses feature maps "
@@ -216,7 +224,7 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     test.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], stop_reason=stop_reason,
                 run_dir=str(run_dir))
     write_json(rundir.test_metrics_path(run_dir), test)
-    rundir.save_predictions(run_dir, "test", data.tasks, preds)
+    rundir.save_predictions(run_dir, "test", data.tasks, preds, ids=data.sample_ids("test"))
     from mailnet.engine.plots import plot_run
 
     plot_run(run_dir, state["history"], data.tasks, preds, loss_weight_sum=float(sum(weights)))

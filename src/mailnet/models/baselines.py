@@ -140,5 +140,15 @@ def resnet18_late_fusion(in_chans: Sequence[int] = (3, 3), num_classes: Sequence
 
 
 def _reject_unknown(model: str, kwargs: dict) -> None:
+    """Refuse arguments the registered builder ``model`` does not take, listing the ones it does (read from its
+    signature, so the list cannot go stale) so that a typo shows its fix."""
     if kwargs:
-        raise ModelError(f"{model}: unknown argument(s) {', '.join(sorted(kwargs))}")
+        import inspect
+
+        from mailnet.models.registry import _REGISTRY
+
+        builder = _REGISTRY.get(model)
+        allowed = sorted(p.name for p in inspect.signature(builder).parameters.values()
+                         if p.kind is not p.VAR_KEYWORD) if builder is not None else []
+        listed = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        raise ModelError(f"{model}: unknown argument(s) {', '.join(sorted(kwargs))}{listed}")

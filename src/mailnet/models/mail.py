@@ -177,11 +177,18 @@ def _int_list(values: Sequence[int], name: str) -> list[int]:
 
 def _build(name: str, kwargs: dict, cls: type[MAIL] = MAIL, allowed: Sequence[str] | None = None) -> MAIL:
     """cls(**kwargs), with unknown or missing arguments reported as one-line ``ModelError``s; ``allowed``
-    narrows the accepted arguments (default: every argument of ``MAIL.__init__``)."""
+    narrows the accepted arguments (default: every argument of ``MAIL.__init__``). An unknown one is listed with
+    the accepted ones, the registered builder's own (``fast``) included, so a typo shows its fix."""
     params = set(allowed if allowed is not None else inspect.signature(MAIL.__init__).parameters) - {"self"}
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
-        raise ModelError(f"{name}: unknown argument(s) {', '.join(unknown)}")
+        from mailnet.models.registry import _REGISTRY
+
+        builder = _REGISTRY.get(name)
+        own = {p.name for p in inspect.signature(builder).parameters.values()
+               if p.kind is not p.VAR_KEYWORD} if builder is not None else set()
+        raise ModelError(f"{name}: unknown argument(s) {', '.join(unknown)} "
+                         f"(allowed: {', '.join(sorted(params | own))})")
     missing = [k for k in ("in_chans", "num_classes") if k not in kwargs]
     if missing:
         raise ModelError(f"{name}: missing argument(s) {', '.join(missing)}")

@@ -48,7 +48,8 @@ def create_model(name: str, *, checkpoint_path: str | Path | None = None, **kwar
     """Build a registered model. With ``checkpoint_path`` (a mailnet checkpoint, or a run directory for its best
     one) the architecture comes from the checkpoint's metadata, ``kwargs`` may change what leaves the weights
     valid (e.g. ``fast=False`` for the reference implementation), and the trained weights are loaded; the model is
-    returned in eval mode, on the CPU."""
+    returned in eval mode, on the CPU, with ``model.checkpoint_meta``: its modalities (order, channels, size) and
+    tasks (order, type, class names)."""
     _import_all()
     if name not in _REGISTRY:
         raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}")

@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from mailnet.data.image_files import FileImages
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_ALIASES: dict[str, str] = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -72,6 +75,26 @@ class ImageSource(ABC):
     def file_names(self, pool: str) -> list[str] | None:
         """Names of the files behind a pool, in order (None for array-backed sources)."""
         return None
+
+    def sample_ids(self, pool: str, idx: np.ndarray) -> list[str]:
+        """Who the samples at ``idx`` of ``pool`` are, so a prediction row can be traced back: a file's path
+        relative to ``id_root`` for sources of files (their ``_files``: pool -> ``FileImages``), else
+        ``pool[index]`` (MedMNIST: ``test[123]``, the official split and the index into it)."""
+        files = getattr(self, "_files", None)
+        if isinstance(files, dict) and isinstance(files.get(pool), FileImages):
+            return files[pool].ids(idx, self.id_root())
+        return [f"{pool}[{int(i)}]" for i in np.asarray(idx).reshape(-1)]
+
+    def id_root(self) -> Path | None:
+        """The folder file ids are relative to: an image folder's ``root``, else the folder of the CSV the source
+        reads (where its relative paths resolve); None: ids are the paths as stored."""
+        if getattr(self, "_files", None) is None:
+            return None
+        root = getattr(self, "root", None)  # ImageFolderSource
+        if root is not None:
+            return Path(root)
+        table = getattr(self, "csv_path", None) or getattr(self, "table_path", None)  # CsvSource, PairedColumnSource
+        return Path(table).parent if table is not None else None
 
 
 class FileListSource(ImageSource):

@@ -32,6 +32,9 @@ class CsvSource(FileListSource):
             column=None if label_columns else label_column, columns=label_columns, task_type=task_type,
             num_classes=num_classes, class_names=class_names)
         pools = table.pools(split_column)
+        if not label_columns:
+            table.check_train_classes(labs, pools, self.class_names, label_column,
+                                      declared=bool(num_classes or class_names))
         self._files: dict[str, FileImages] = {}
         self._labels: dict[str, np.ndarray] = {}
         for pool in ("train", "val", "test", "all"):

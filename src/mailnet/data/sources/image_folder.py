@@ -23,6 +23,19 @@ def _class_files(class_dir: Path) -> list[Path]:
     return files
 
 
+def _check_trained_classes(root: Path, layout: dict[str, Path], classes: list[str]) -> None:
+    """Every class folder found under val/test needs its train/ twin: a class the model never sees in training
+    (a misnamed folder, often) would be a head output that is never learned, with an AUC of nan. Classes listed
+    in ``class_names`` are meant and skip this."""
+    for c in classes:
+        if (layout["train"] / c).is_dir():
+            continue
+        found = ", ".join(str((d / c).relative_to(root)) for d in layout.values() if (d / c).is_dir())
+        raise DataError(f"{root}: class {c!r} has images in {found} but no {layout['train'].name}/{c} folder, so the "
+                        "model could never learn it; add training images, remove or rename the folder, or list "
+                        "every class in class_names to keep it")
+
+
 class ImageFolderSource(FileListSource):
     """Images grouped by class folder; ``task_type`` may be given (e.g. ``ordinal``), else binary or multi-class."""
 
@@ -49,6 +62,8 @@ class ImageFolderSource(FileListSource):
             if sorted(class_names) != classes and list(class_names) != classes:
                 raise DataError(f"{self.root}: class_names {list(class_names)} do not match the folders {classes}")
             classes = list(class_names)
+        elif "train" in layout:
+            _check_trained_classes(self.root, layout, classes)
         self.class_names = tuple(classes)
         self.num_classes = len(classes)
         self.task_type = task_type or ("binary" if self.num_classes == 2 else "multi-class")

@@ -76,6 +76,8 @@ class PairedCsv:
             labs, tt, k, names = table.labels(column=t.column, columns=list(t.columns) if t.columns else None,
                                               task_type=t.task_type, num_classes=t.num_classes,
                                               class_names=list(t.class_names) if t.class_names else None)
+            if t.column:
+                table.check_train_classes(labs, pools, names, t.column, declared=bool(t.num_classes or t.class_names))
             self.task_info.append((t.name, tt, k, names))
             self._labels.append(labs)
 

@@ -1,0 +1,193 @@
+"""What prediction files say: ``predictions_test.csv`` of a run (sample ids, predicted class, probability columns
+named after the classes) and ``mailnet predict``'s output (ids, columns, errors on bad batches), on a tiny real run."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from mailnet.cli import main
+from mailnet.data import build_data
+from mailnet.data.types import TaskSpec
+from mailnet.engine.evaluation import SplitPredictions
+from mailnet.engine.rundir import save_predictions
+from mailnet.errors import MailnetWarning
+
+PNEUMONIA = ["normal", "pneumonia"]
+BREAST = ["malignant", "normal, benign"]
+
+CFG = {
+    "name": "tiny-predict",
+    "seed": 0,
+    "model": {"name": "mail", "kwargs": {"widths": [8, 8, 16, 16], "stem": "cifar"}},
+    "data": {
+        "mode": "unpaired", "size": 28, "equalize": "repeat",
+        "subset": {"train": 64, "val": 16, "test": 24},
+        "modalities": [
+            {"name": "pneumonia", "source": "medmnist", "flag": "pneumoniamnist", "channels": 1},
+            {"name": "breast", "source": "medmnist", "flag": "breastmnist", "channels": 1},
+        ],
+    },
+    "train": {"epochs": 1, "batch_size": 32, "lr": 0.002},
+    "eval": {"batch_size": 64, "mc_samples": 1, "partner_draws": 0, "partner_bank": 4},
+}
+
+
+def cli(*args: str) -> int:
+    return main(list(args))
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data_root) -> Path:
+    """One tiny trained run shared by the tests (training is the slow part)."""
+    tmp = tmp_path_factory.mktemp("predict")
+    (tmp / "cfg.yaml").write_text(yaml.safe_dump(CFG))
+    assert cli("train", "--config", str(tmp / "cfg.yaml"), "--run-dir", str(tmp / "run"), "--data-root",
+               str(data_root), "--quiet", "--device", "cpu") == 0
+    return tmp / "run"
+
+
+def test_run_predictions_name_each_sample_and_class(run, data_root):
+    header, rows = read_csv(run / "predictions_test.csv")
+    assert header == ["task", "index", "label", "id", "pred", "p_normal", "p_pneumonia", "p_malignant",
+                      "p_normal, benign"]
+    manifest = json.loads((run / "manifest.json").read_text())
+    for m, (name, flag, cols) in enumerate((("pneumonia", "pneumoniamnist", ["p_normal", "p_pneumonia"]),
+                                            ("breast", "breastmnist", ["p_malignant", "p_normal, benign"]))):
+        mine = [r for r in rows if r["task"] == name]
+        official = manifest["modalities"][m]["splits"]["test"]["indices"]
+        labels = np.load(data_root / flag / f"{flag}.npz")["test_labels"].reshape(-1)
+        assert len(mine) == 24
+        for r in mine:
+            # the id is the official test split's index: its label there is the row's label
+            j = official[int(r["index"])]
+            assert r["id"] == f"test[{j}]" and int(r["label"]) == labels[j]
+            probs = [float(r[c]) for c in cols]
+            assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+            assert int(r["pred"]) == int(probs[1] > 0.5)  # binary: thresholded as the metrics do
+            assert all(r[c] == "" for c in header[5:] if c not in cols)  # the other task's classes stay empty
+
+
+def test_save_predictions_multilabel_and_unnamed_classes(tmp_path):
+    """Multi-label rows predict the 0/1 set thresholded at 0.5 (as the metrics do); classes named only by their
+    index keep the p0, p1, ... columns."""
+    tasks = [TaskSpec("ml", "multi-label", 3, ("a", "b", "c")), TaskSpec("k", "multi-class", 3, ("0", "1", "2"))]
+    preds = SplitPredictions(
+        labels=[np.array([[1, 0, 1], [0, 0, 0]]), np.array([2, 0])],
+        probs=[np.array([[0.9, 0.2, 0.6], [0.1, 0.4, 0.5]]), np.array([[0.2, 0.3, 0.5], [0.5, 0.3, 0.2]])],
+        indices=[np.array([0, 1]), np.array([0, 1])], loss=0.0)
+    save_predictions(tmp_path, "test", tasks, preds, ids=[["x/1.png", "x/2.png"], ["test[4]", "test[9]"]])
+    header, rows = read_csv(tmp_path / "predictions_test.csv")
+    assert header == ["task", "index", "label", "id", "pred", "p_a", "p_b", "p_c", "p0", "p1", "p2"]
+    assert [(r["id"], r["label"], r["pred"]) for r in rows] == [
+        ("x/1.png", "1 0 1", "1 0 1"), ("x/2.png", "0 0 0", "0 0 0"), ("test[4]", "2", "2"), ("test[9]", "0", "0")]
+    assert rows[2]["p2"] == "0.500000" and rows[2]["p_a"] == "" and rows[0]["p0"] == ""
+
+
+def _png(path: Path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((10, 10), value, np.uint8)).save(path)
+
+
+def test_sample_ids_of_file_sources(tmp_path):
+    """Folder, CSV and paired-CSV sources name a sample by its path relative to the source's root, in split
+    order, so the id of row ``index`` is the file whose label the row carries."""
+    for s in ("train", "val", "test"):
+        for c in ("cat", "dog"):
+            for i in range(3):
+                _png(tmp_path / "pets" / s / c / f"{i}.png", 10 * i)
+    data = build_data({"modalities": [{"name": "pets", "source": "folder", "root": str(tmp_path / "pets"),
+                                       "size": 8}]})
+    (ids,) = data.sample_ids("test")
+    labels = data._tasks[0].labels["test"]
+    assert ids == [f"test/{c}/{i}.png" for c in ("cat", "dog") for i in range(3)]
+    assert [["cat", "dog"][y] for y in labels] == [i.split("/")[1] for i in ids]
+
+    rows = [[f"img/{i}.png", ["lo", "hi"][i % 2], ["train", "val", "test"][i % 3]] for i in range(12)]
+    for i in range(12):
+        _png(tmp_path / "img" / f"{i}.png", i)
+    with open(tmp_path / "list.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path", "grade", "split"], *rows])
+    data = build_data({"modalities": [{"name": "g", "source": "csv", "csv": str(tmp_path / "list.csv"),
+                                       "label_column": "grade", "size": 8}]})
+    assert data.sample_ids("test") == [[r[0] for r in rows if r[2] == "test"]]  # the paths as written
+
+    prow = [[f"ct/{i}.png", f"mr/{i}.png", i % 2, "train" if i < 6 else ("val" if i < 8 else "test")]
+            for i in range(10)]
+    for i in range(10):
+        _png(tmp_path / "ct" / f"{i}.png", i)
+        _png(tmp_path / "mr" / f"{i}.png", i)
+    with open(tmp_path / "paired.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["ct", "mr", "y", "split"], *prow])
+    data = build_data({"mode": "paired", "manifest_csv": str(tmp_path / "paired.csv"), "size": 8,
+                       "modalities": [{"name": "ct", "column": "ct"}, {"name": "mr", "column": "mr"}],
+                       "tasks": [{"name": "y", "column": "y"}]})
+    assert data.sample_ids("test") == [["ct/8.png;mr/8.png", "ct/9.png;mr/9.png"]]
+
+
+def _breast_pngs(data_root: Path, folder: Path, n: int) -> list[Path]:
+    images = np.load(data_root / "breastmnist" / "breastmnist.npz")["test_images"]
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(images[i]).save(folder / f"b{i}.png")
+    return [folder / f"b{i}.png" for i in range(n)]
+
+
+def test_predict_batch_csv_has_a_column_per_class_and_the_rows_ids(run, data_root, tmp_path, capsys):
+    _breast_pngs(data_root, tmp_path / "imgs", 2)
+    (tmp_path / "s.csv").write_text("breast,note\nimgs/b0.png,a\nimgs/b1.png,b\n")
+    (tmp_path / "t.csv").write_text("id,breast\ncase-7,imgs/b0.png\n,imgs/b1.png\n")
+    for name in ("s", "t"):
+        assert cli("predict", str(run), "--csv", str(tmp_path / f"{name}.csv"), "--out",
+                   str(tmp_path / f"{name}.out.csv")) == 0
+    header, rows = read_csv(tmp_path / "s.out.csv")
+    assert header == ["id", "task", "filled_from_partner_bank", "pred", "pred_name", "p_normal", "p_pneumonia",
+                      "p_malignant", "p_normal, benign"]
+    assert [r["id"] for r in rows] == ["imgs/b0.png", "imgs/b1.png"]  # the row's image path, not "row1"
+    for r in rows:
+        probs = [float(r["p_malignant"]), float(r["p_normal, benign"])]
+        assert r["task"] == "breast" and r["filled_from_partner_bank"] == "pneumonia"
+        assert sum(probs) == pytest.approx(1.0, abs=1e-5) and r["p_normal"] == "" and r["p_pneumonia"] == ""
+        assert int(r["pred"]) == int(probs[1] > 0.5) and r["pred_name"] == BREAST[int(r["pred"])]
+    _, rows = read_csv(tmp_path / "t.out.csv")
+    assert [r["id"] for r in rows] == ["case-7", "imgs/b1.png"]  # an id column wins; an empty cell falls back
+
+    # one subject: the terminal shows the predicted class by name
+    capsys.readouterr()
+    assert cli("predict", str(run), "--image", f"breast={tmp_path / 'imgs' / 'b0.png'}") == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(f"breast: predicted {BREAST[int(rows[0]['pred'])]}  (malignant=")
+
+
+def test_predict_batch_errors_and_skips(run, data_root, tmp_path, capsys):
+    (tmp_path / "empty.csv").write_text("pneumonia,breast\n")
+    capsys.readouterr()
+    assert cli("predict", str(run), "--csv", str(tmp_path / "empty.csv")) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'empty.csv'}: the CSV has a header but no rows" in err and "give --image" not in err
+
+    files = _breast_pngs(data_root, tmp_path / "mixed", 2)
+    (tmp_path / "mixed" / "broken.png").write_bytes(b"not a png")
+    with pytest.warns(MailnetWarning, match=r"broken\.png: unreadable image file .*; skipped"):
+        assert cli("predict", str(run), "--folder", str(tmp_path / "mixed"), "--modality", "breast",
+                   "--out", str(tmp_path / "m.csv")) == 0
+    _, rows = read_csv(tmp_path / "m.csv")
+    assert [r["id"] for r in rows] == [str(f) for f in files]
+
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.png").write_bytes(b"x")
+    capsys.readouterr()
+    with pytest.warns(MailnetWarning, match=r"a\.png: unreadable"):
+        assert cli("predict", str(run), "--folder", str(tmp_path / "bad"), "--modality", "breast") == 2
+    assert "none of its 1 image files could be read" in capsys.readouterr().err

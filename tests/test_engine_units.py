@@ -452,3 +452,13 @@ def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path):
         load_config(cfg)
     assert str(e.value) == (f"{cfg}: line 4, column 6: not valid YAML (expected ',' or '}}', but got ':'; "
                             "while parsing a flow mapping that started on line 2)")
+
+
+def test_the_epoch_progress_bar_counts_the_steps_that_will_run():
+    """With train.max_steps_per_epoch the bar used to show the loader's length (stopping at '3/8')."""
+    from mailnet.engine.trainer import _progress
+
+    bar = _progress(list(range(8)), True, "epoch 1/1", total=3)
+    assert bar.total == 3
+    bar.close()
+    assert _progress([1, 2], False, "x", total=2) == [1, 2]

@@ -69,6 +69,26 @@ def test_mail_exports_and_matches_onnxruntime_on_real_images(tmp_path, mail_chec
         export_checkpoint(mail_checkpoint, tmp_path / "m.onnx", fixed_draw=1)
 
 
+def test_profile_times_the_trained_model_and_refuses_an_onnx_graph_of_another(tmp_path, mail_checkpoint, capsys):
+    """`mailnet profile --run` profiles the architecture the checkpoint holds (its widths, its per-modality channels,
+    its head sizes), not the registry's default; an ONNX graph with other inputs is refused, not timed beside it."""
+    out = tmp_path / "mail.onnx"
+    assert cli(["export", str(mail_checkpoint), "--onnx", str(out)]) == 0
+    js = tmp_path / "p.json"
+    common = ["--quick", "--threads", "1", "--iters", "1", "--batch-iters", "1", "--warmup", "0"]
+    assert cli(["profile", "--run", str(mail_checkpoint), "--onnx", str(out), "--json", str(js), *common]) == 0
+    import json
+
+    (row,) = json.loads(js.read_text())["results"]
+    model, _, _ = load_model(mail_checkpoint)
+    assert row["params"] == sum(p.numel() for p in model.parameters())
+    capsys.readouterr()
+    assert cli(["profile", "--model", "mail", "--size", "32", "--onnx", str(out), *common]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "its inputs (C, H, W) are [(1, 28, 28), (3, 28, 28)]" in err
+    assert cli(["profile", "--run", str(mail_checkpoint), "--model", "mail"]) == 2
+
+
 def test_random_model_is_refused_with_the_reason_or_exported_as_one_labelled_draw(tmp_path, real_images, capsys):
     ck = _checkpoint(tmp_path / "robust.safetensors", "robust_mail", widths=TINY)
     out = tmp_path / "robust.onnx"

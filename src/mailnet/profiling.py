@@ -46,6 +46,18 @@ class ProfileSettings:
     warmup: int = 2
     lr: float = 1e-4
     seed: int = 0
+    # the exact architecture of a trained model (``mailnet profile --run``): constructor kwargs over the above,
+    # e.g. widths, or per-modality in_chans / num_classes lists
+    model_kwargs: dict | None = None
+
+    def input_channels(self) -> list[int]:
+        """Channels of each modality's input: the model's own list when given, else ``in_chans`` for all."""
+        chans = (self.model_kwargs or {}).get("in_chans")
+        return [int(c) for c in chans] if chans else [self.in_chans] * self.modalities
+
+    def head_classes(self) -> list[int]:
+        classes = (self.model_kwargs or {}).get("num_classes")
+        return [int(k) for k in classes] if classes else [self.num_classes] * self.modalities
 
     def validate(self) -> None:
         for field in ("modalities", "size", "in_chans", "batch", "latency_iters", "batch_iters"):
@@ -149,19 +161,19 @@ class _ModelBench:
         s = settings
         self.name = name
         self.device = torch.device(s.device)
-        self.model = create_model(name, in_chans=[s.in_chans] * s.modalities,
-                                  num_classes=[s.num_classes] * s.modalities, img_size=s.size, stem=s.stem)
+        chans, classes = s.input_channels(), s.head_classes()
+        kwargs = {"in_chans": chans, "num_classes": classes, "img_size": s.size, "stem": s.stem,
+                  **{k: v for k, v in (s.model_kwargs or {}).items() if k not in ("in_chans", "num_classes")}}
+        self.model = create_model(name, **kwargs)
         gen = torch.Generator().manual_seed(s.seed)
-        shape = (s.in_chans, s.size, s.size)
-        one = [torch.rand((1, *shape), generator=gen) for _ in range(s.modalities)]
+        one = [torch.rand((1, c, s.size, s.size), generator=gen) for c in chans]
         self.counts = count_macs(self.model, one)
         self.params = count_parameters(self.model)
         self.stochastic = is_stochastic(self.model, one)  # MC dropout, random filters, noise
         self.model.to(self.device)
         self.one = [x.to(self.device) for x in one]
-        self.batch = [torch.rand((s.batch, *shape), generator=gen).to(self.device) for _ in range(s.modalities)]
-        self.labels = [torch.randint(0, s.num_classes, (s.batch,), generator=gen).to(self.device)
-                       for _ in range(s.modalities)]
+        self.batch = [torch.rand((s.batch, c, s.size, s.size), generator=gen).to(self.device) for c in chans]
+        self.labels = [torch.randint(0, k, (s.batch,), generator=gen).to(self.device) for k in classes]
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr)
 
     @torch.inference_mode()

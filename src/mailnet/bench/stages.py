@@ -9,10 +9,8 @@ of the modules it measures with.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -173,86 +171,9 @@ def cost_stage(spec: dict[str, Any], size: int | None, settings: dict[str, Any],
             "device": "cuda" if device.startswith("cuda") else "cpu", **inputs}
     if "stem" in extra:
         prof["stem"] = extra.pop("stem")
-    if extra and _profiler_takes_model_kwargs(profiling):
-        prof["model_kwargs"] = extra
-        extra = {}
-    if extra:
-        row = _fallback_profile(spec["name"], {**extra, "stem": prof.get("stem", "auto")}, prof)
-    else:
-        row = profiling.compare([spec["name"]], **prof)[0]
+    row = profiling.compare([spec["name"]], **prof, model_kwargs=extra or None)[0]
     keep = ("params", "macs", "flops", "latency_ms", "forward_batch_ms", "forward_samples_per_s", "train_step_ms",
             "train_samples_per_s", "stochastic", "counter", "uncounted_ops", "settings")
     out = {k: row.get(k) for k in keep}
     out["tool"] = row.get("tool", "mailnet.profiling.compare")
     return out
-
-
-def _profiler_takes_model_kwargs(profiling) -> bool:
-    """Whether ``profiling.compare`` can build a model with constructor kwargs (a ``model_kwargs`` setting)."""
-    from dataclasses import fields
-
-    names = set(inspect.signature(profiling.compare).parameters)
-    names |= {f.name for f in fields(profiling.ProfileSettings)}
-    return "model_kwargs" in names
-
-
-def _fallback_profile(name: str, kwargs: dict[str, Any], prof: dict[str, Any]) -> dict[str, Any]:
-    """The exact model (with its constructor kwargs, which ``profiling.compare`` cannot take): counts from the
-    profiler's own counters, times as medians of plain ``perf_counter`` loops."""
-    import statistics
-
-    import torch
-    import torch.nn.functional as F
-
-    from mailnet import profiling
-    from mailnet.models import create_model
-
-    dev = torch.device(prof["device"])
-    with profiling.torch_threads(prof["threads"] if dev.type == "cpu" else None):
-        torch.manual_seed(0)
-        m, s, c, k, b = prof["modalities"], prof["size"], prof["in_chans"], prof["num_classes"], prof["batch"]
-        model = create_model(name, in_chans=[c] * m, num_classes=[k] * m, img_size=s, **kwargs)
-        one = [torch.rand(1, c, s, s) for _ in range(m)]
-        counts = profiling.count_macs(model, one)
-        params = profiling.count_parameters(model)
-        model.to(dev)
-        one = [x.to(dev) for x in one]
-        batch = [torch.rand(b, c, s, s, device=dev) for _ in range(m)]
-        labels = [torch.randint(0, k, (b,), device=dev) for _ in range(m)]
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-        def timed(fn) -> float:
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            t0 = time.perf_counter()
-            fn()
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            return time.perf_counter() - t0
-
-        @torch.inference_mode()
-        def forward(xs):
-            model.eval()
-            model(xs)
-
-        def step():
-            model.train()
-            opt.zero_grad(set_to_none=True)
-            sum(F.cross_entropy(z, y) for z, y in zip(model(batch), labels)).backward()
-            opt.step()
-
-        for _ in range(prof["warmup"]):
-            forward(one)
-        lat = [timed(lambda: forward(one)) for _ in range(prof["latency_iters"])]
-        timed(lambda: forward(batch))
-        fwd = [timed(lambda: forward(batch)) for _ in range(prof["batch_iters"])]
-        timed(step)
-        trn = [timed(step) for _ in range(prof["batch_iters"])]
-        threads = torch.get_num_threads()
-    lat_ms, fwd_ms, trn_ms = (1000 * statistics.median(t) for t in (lat, fwd, trn))
-    return {"params": params, "macs": counts["macs"], "flops": counts["flops"], "latency_ms": lat_ms,
-            "forward_batch_ms": fwd_ms, "forward_samples_per_s": 1000 * b / fwd_ms, "train_step_ms": trn_ms,
-            "train_samples_per_s": 1000 * b / trn_ms, "stochastic": None, "counter": counts.get("counter"),
-            "uncounted_ops": counts.get("uncounted_ops"),
-            "settings": {**prof, "model_kwargs": kwargs, "threads_used": threads, "torch": torch.__version__},
-            "tool": "bench fallback (profiling.count_macs + perf_counter medians; compare() takes no model kwargs)"}

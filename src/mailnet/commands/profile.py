@@ -12,6 +12,9 @@ from pathlib import Path
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="measure parameters, MACs and wall-clock cost of models", description=__doc__)
     p.add_argument("--model", help="model to profile (e.g. mail); may be combined with --compare")
+    p.add_argument("--run", metavar="RUN_DIR|CKPT",
+                   help="profile the exact model a run trained (its architecture and input shapes, from the "
+                        "checkpoint); replaces --model/--compare and the shape options")
     p.add_argument("--compare", help="comma-separated models profiled side by side, e.g. mail,resnet18_late_fusion")
     p.add_argument("--baseline", help="model the ratios are taken against (default: the first one)")
     p.add_argument("--modalities", type=int, default=2, help="number of modalities (and tasks) (default: 2)")
@@ -38,15 +41,22 @@ def run(args: argparse.Namespace) -> int:
     from mailnet.utils import write_json
 
     names = ([args.model] if args.model else []) + [n.strip() for n in (args.compare or "").split(",") if n.strip()]
+    shapes = {"modalities": args.modalities, "size": args.size, "in_chans": args.in_chans,
+              "num_classes": args.num_classes, "stem": args.stem}
+    if args.run:
+        if names:
+            raise ConfigError("profile: --run profiles the run's own model; leave out --model/--compare")
+        names, shapes = trained_model_settings(args.run)
     if not names:
-        raise ConfigError("profile: give --model NAME or --compare NAME1,NAME2,...")
+        raise ConfigError("profile: give --model NAME, --compare NAME1,NAME2,... or --run RUN_DIR")
     if args.onnx and not Path(args.onnx).is_file():  # before minutes of profiling, not after
         raise ConfigError(f"--onnx {args.onnx}: no such file")
     quick = args.quick
+    batch = args.batch if not quick or args.batch != 64 else 8
+    if args.onnx:
+        check_onnx_inputs(args.onnx, shapes)
     rows = compare(
-        names, baseline=args.baseline, modalities=args.modalities, size=args.size, in_chans=args.in_chans,
-        num_classes=args.num_classes, stem=args.stem, threads=args.threads, device=args.device,
-        batch=args.batch if not quick or args.batch != 64 else 8,
+        names, baseline=args.baseline, **shapes, threads=args.threads, device=args.device, batch=batch,
         latency_iters=args.iters if args.iters is not None else (3 if quick else 20),
         batch_iters=args.batch_iters if args.batch_iters is not None else (1 if quick else 3),
         warmup=args.warmup if args.warmup is not None else (1 if quick else 2),
@@ -56,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.onnx:
         from mailnet.export import time_onnx
 
-        onnx = time_onnx(args.onnx, batch=args.batch, threads=args.threads,
+        onnx = time_onnx(args.onnx, batch=batch, threads=args.threads,
                          iters=args.iters if args.iters is not None else (3 if quick else 20))
         print(f"ONNX {args.onnx} ({onnx['runtime']}, {onnx['threads']} threads): latency b1 "
               f"{onnx['latency_ms']:.2f} ms, forward b{onnx['batch']} {onnx['forward_batch_ms']:.1f} ms, "
@@ -66,3 +76,34 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json_out, {"command": "mailnet profile", "options": options, "results": rows, "onnx": onnx})
         print(f"saved {args.json_out}")
     return 0
+
+
+def trained_model_settings(run: str) -> tuple[list[str], dict]:
+    """The model name and profile shapes of a run's (or checkpoint's) model, from its metadata alone."""
+    from mailnet.engine.checkpoint import load_checkpoint
+    from mailnet.engine.rundir import checkpoint_from
+    from mailnet.errors import MailnetError
+
+    ckpt = checkpoint_from(run)
+    spec = load_checkpoint(ckpt)[1].get("model")
+    if not isinstance(spec, dict) or not isinstance(spec.get("kwargs"), dict):
+        raise MailnetError(f"{ckpt}: checkpoint metadata has no model description (model.name, model.kwargs)")
+    kw = dict(spec["kwargs"])
+    chans, classes = list(kw.get("in_chans") or [3, 3]), list(kw.get("num_classes") or [2, 2])
+    shapes = {"modalities": len(chans), "size": int(kw.pop("img_size", None) or 28), "in_chans": max(chans),
+              "num_classes": max(classes), "stem": kw.pop("stem", "auto"), "model_kwargs": kw}
+    return [spec["name"]], shapes
+
+
+def check_onnx_inputs(path: str, shapes: dict) -> None:
+    """The ONNX graph must take the inputs the PyTorch side is profiled with, else the two timings compare two
+    different models."""
+    from mailnet.errors import ConfigError
+    from mailnet.export import onnx_session
+
+    chans = (shapes.get("model_kwargs") or {}).get("in_chans") or [shapes["in_chans"]] * shapes["modalities"]
+    want = [(int(c), shapes["size"], shapes["size"]) for c in chans]
+    got = [tuple(d if isinstance(d, int) else None for d in i.shape[1:]) for i in onnx_session(path, 1).get_inputs()]
+    if got != want:
+        raise ConfigError(f"--onnx {path}: its inputs (C, H, W) are {got}, the profiled model's {want}; export the "
+                          "same model (or profile it with --run RUN_DIR, or matching --modalities/--size/--in-chans)")

@@ -141,8 +141,8 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
         loader = data.loader("train", tcfg["batch_size"], epoch=epoch, shuffle=True, drop_last=False,
                              rank=info.rank, world_size=info.world_size, num_workers=tcfg["num_workers"])
         total, n = 0.0, 0
-        bar = _progress(loader, progress and info.is_main, f"epoch {epoch + 1}/{epochs}")
         steps = min(len(loader), tcfg["max_steps_per_epoch"] or len(loader))
+        bar = _progress(loader, progress and info.is_main, f"epoch {epoch + 1}/{epochs}", total=steps)
         for step, batch in enumerate(bar):
             if tcfg["max_steps_per_epoch"] and step >= tcfg["max_steps_per_epoch"]:
                 break
@@ -288,12 +288,13 @@ def _epoch_line(row: dict[str, Any], tasks) -> str:
     return " | ".join(parts)
 
 
-def _progress(loader, enabled: bool, desc: str):
+def _progress(loader, enabled: bool, desc: str, total: int):
+    """``total``: the steps this epoch will take (``max_steps_per_epoch`` may stop it before the loader ends)."""
     if not enabled:
         return loader
     from tqdm.auto import tqdm
 
-    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, total=total)
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -285,3 +285,27 @@ def test_relative_data_paths_still_resolve_from_another_directory_for_a_recorded
                               f"{tmp_path / 'root' / 'xray'})")
     with pytest.raises(DataError, match=r"^data.manifest_csv: 'paired.csv' not found \(tried "):
         build_data(pcfg, data_root=tmp_path / "root")
+
+
+def test_channels_keep_refuses_a_mix_of_grey_and_colour_files(tmp_path):
+    """'keep' used to follow the first file, so a folder of colour images with one grey file first became grey."""
+    root = make_folder(tmp_path / "mixed", splits=False, per_class=6, rgb=True)
+    write_png(root / "cat" / "000_grey.png", np.random.default_rng(1))  # sorts first
+    cfg = {"modalities": [{"name": "m", "source": "folder", "root": str(root), "channels": "keep", "size": 12}]}
+    with pytest.raises(DataError) as err:
+        build_data(cfg)
+    assert str(err.value) == (f"data.modalities[0].channels: 'keep' but {root} holds both grey (1-channel) and "
+                              "colour (3-channel) images; set channels: 1 or 3 to convert them all")
+    cfg["modalities"][0]["channels"] = 3
+    assert build_data(cfg).modalities[0].in_chans == 3
+    (root / "cat" / "000_grey.png").unlink()
+    cfg["modalities"][0]["channels"] = "keep"
+    assert build_data(cfg).modalities[0].in_chans == 3
+
+
+def test_a_folder_beside_the_split_folders_is_named_not_silently_skipped(tmp_path):
+    root = make_folder(tmp_path / "pets", splits=True)
+    write_png(root / "extra" / "cat" / "0.png", np.random.default_rng(2))
+    with pytest.warns(MailnetWarning, match=r"pets: folder\(s\) extra beside the split folders are not read"):
+        src = ImageFolderSource(root)
+    assert src.info().pools == {"train": 18, "val": 18, "test": 18}

@@ -124,8 +124,16 @@ def _apply_subset(splits: dict[str, tuple[str, np.ndarray]], subset: dict | None
             for s, (pool, idx) in splits.items()}
 
 
-def _channels(mc: ModalityCfg, native: int) -> int:
-    return native if mc.channels == "keep" else int(mc.channels)
+def _channels(mc: ModalityCfg, native: int, src: ImageSource) -> int:
+    """The modality's input channels; ``keep`` needs one channel count across its files (else the first file's
+    would silently decide, turning colour images grey or the reverse)."""
+    if mc.channels != "keep":
+        return int(mc.channels)
+    met = sorted(getattr(src, "channel_counts", None) or {native})
+    if len(met) > 1:
+        raise DataError(f"{mc.where}.channels: 'keep' but {src.info().location} holds both grey (1-channel) and "
+                        "colour (3-channel) images; set channels: 1 or 3 to convert them all")
+    return met[0]
 
 
 def _build_unpaired(dc: DataCfg, locate: Locator, split_seed: int, subset: dict | None, manifest: dict | None):
@@ -143,7 +151,7 @@ def _build_unpaired(dc: DataCfg, locate: Locator, split_seed: int, subset: dict 
             all_labels = {p: src.labels(p) for p in info.pools}
             full = derive_splits(info.pools, all_labels, fractions, split_seed)
             splits = _apply_subset(full, subset, split_seed, m)
-        spec = ModalitySpec(name=mc.name, in_chans=_channels(mc, info.channels), img_size=mc.size)
+        spec = ModalitySpec(name=mc.name, in_chans=_channels(mc, info.channels, src), img_size=mc.size)
         mods.append(ModalityRuntime(spec, src, mc.augment, splits, info.kind))
         task_type = mc.options.get("task_type") or info.task_type
         if task_type != info.task_type:
@@ -227,7 +235,7 @@ def _build_paired(dc: DataCfg, locate: Locator, split_seed: int, subset: dict | 
     mods = []
     for m, mc in enumerate(dc.modalities):
         src = table.sources[m]
-        spec = ModalitySpec(name=mc.name, in_chans=_channels(mc, src.channels), img_size=mc.size)
+        spec = ModalitySpec(name=mc.name, in_chans=_channels(mc, src.channels, src), img_size=mc.size)
         mods.append(ModalityRuntime(spec, src, mc.augment, dict(splits), "paired-csv"))
     tasks = []
     for t, (name, tt, k, names) in enumerate(table.task_info):

@@ -60,6 +60,12 @@ def probe_image(path: str | os.PathLike) -> tuple[int, tuple[int, int]]:
         raise DataError(f"{path}: unreadable image file ({type(e).__name__}: {' '.join(str(e).split())})") from None
 
 
+def probe_all(paths: list[Path]) -> set[int]:
+    """Every file's header read (an unreadable one fails here, before training); returns the channel counts met,
+    so ``channels: keep`` can refuse a mix of grey and colour files instead of following the first file."""
+    return {probe_image(p)[0] for p in paths}
+
+
 class FileImages:
     """A list of image files read lazily per batch (file decoding is cheap next to training at these sizes)."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mailnet.data.image_files import FileImages, probe_image
+from mailnet.data.image_files import FileImages, probe_all
 from mailnet.data.sources.base import FileListSource
 from mailnet.data.table import CsvTable
 from mailnet.errors import DataError
@@ -45,9 +45,7 @@ class CsvSource(FileListSource):
         if split_column is not None and "train" not in self._files:
             raise DataError(f"{self.csv_path}: column {split_column!r} has no 'train' rows")
         self.channels, self.native_size = next(iter(self._files.values())).native()
-        for f in self._files.values():
-            for p in f.paths:
-                probe_image(p)
+        self.channel_counts = probe_all([p for f in self._files.values() for p in f.paths])
 
     @property
     def ident(self) -> str:

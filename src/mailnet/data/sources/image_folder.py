@@ -3,13 +3,14 @@ composer splits with a seeded, saved split). Class names are the sorted folder n
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from mailnet.data.image_files import FileImages, is_image_file, probe_image
+from mailnet.data.image_files import FileImages, is_image_file, probe_all
 from mailnet.data.sources.base import SPLIT_ALIASES, SPLITS, FileListSource
-from mailnet.errors import DataError
+from mailnet.errors import DataError, MailnetWarning
 
 
 def _subdirs(path: Path) -> list[Path]:
@@ -53,6 +54,10 @@ class ImageFolderSource(FileListSource):
             if "train" not in split_dirs:
                 raise DataError(f"{self.root}: split folders found ({', '.join(sorted(split_dirs))}) but no 'train' folder")
             layout = split_dirs
+            others = [d.name for d in top if d.name.lower() not in SPLIT_ALIASES]
+            if others:  # beside split folders, a class folder at the top is not read: say so
+                warnings.warn(f"{self.root}: folder(s) {', '.join(others[:5])} beside the split folders are not "
+                              "read (images go in <split>/<class>/)", MailnetWarning, stacklevel=2)
         else:
             layout = {"all": self.root}
         classes = sorted({c.name for d in layout.values() for c in _subdirs(d)})
@@ -71,6 +76,7 @@ class ImageFolderSource(FileListSource):
             raise DataError(f"{self.root}: an image folder cannot hold multi-label data; use a CSV manifest")
         self._files: dict[str, FileImages] = {}
         self._labels: dict[str, np.ndarray] = {}
+        self.channel_counts: set[int] = set()
         for pool, pdir in layout.items():
             paths: list[Path] = []
             labels: list[int] = []
@@ -84,8 +90,7 @@ class ImageFolderSource(FileListSource):
             if not paths:
                 raise DataError(f"{pdir}: no images in any class folder")
             if check_headers:
-                for p in paths:
-                    probe_image(p)
+                self.channel_counts |= probe_all(paths)
             self._files[pool] = FileImages(paths)
             self._labels[pool] = np.asarray(labels, dtype=np.int64)
         first = self._files["train" if "train" in self._files else "all"]

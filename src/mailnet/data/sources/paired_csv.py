@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mailnet.data.image_files import FileImages, probe_image
+from mailnet.data.image_files import FileImages, probe_all
 from mailnet.data.sources.base import ImageSource, SourceInfo
 from mailnet.data.table import CsvTable
 from mailnet.errors import DataError
@@ -66,10 +66,10 @@ class PairedCsv:
         self.sources: list[PairedColumnSource] = []
         for col in modality_columns:
             paths = table.paths(col, root)
-            for p in paths:
-                probe_image(p)
+            counts = probe_all(paths)
             files = {pool: FileImages([paths[i] for i in rows]) for pool, rows in self.pool_rows.items()}
             self.sources.append(PairedColumnSource(self.path, col, files))
+            self.sources[-1].channel_counts = counts
         self.task_info: list[tuple[str, str, int, tuple[str, ...]]] = []
         self._labels: list[np.ndarray] = []
         for t in tasks:

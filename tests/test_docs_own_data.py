@@ -87,6 +87,16 @@ def test_the_own_data_page_works_as_written(tmp_path, data_root, monkeypatch, ca
     assert [t["class_names"] for t in meta["tasks"]] == [["normal", "pneumonia"], ["benign", "malignant"]]
     logits = model([torch.rand(1, 3, 28, 28), torch.rand(1, 3, 28, 28)])
     assert [tuple(z.shape) for z in logits] == [(1, 2), (1, 2)]
+    # mailnet.load_image reads a file as training did: the same tensor as the data pipeline's for that sample
+    from mailnet.data import build_data, load_manifest
+    from mailnet.engine.runs import load_config_of
+
+    data = build_data(load_config_of(run)["data"], manifest=load_manifest(run / "manifest.json"))
+    loaded = mailnet.load_image(image, channels=3, size=28)
+    batch = next(iter(data.loader("test", 1024)))
+    ids = data.sample_ids("test")[0]
+    row = ids.index(str(image.relative_to(project / "xray")))
+    assert loaded.shape == (1, 3, 28, 28) and torch.allclose(loaded[0], batch["images"][0][row], atol=1e-6)
 
 
 def test_the_layouts_the_page_promises_to_check_fail_in_one_line(tmp_path, data_root, monkeypatch, capsys):

@@ -58,3 +58,17 @@ def prepare(images: np.ndarray | list[np.ndarray], *, channels: int, size: int) 
         return torch.zeros(0, channels, size, size)
     out = [resize(set_channels(to_nchw(a[None]), channels), size) for a in images]
     return torch.cat(out, dim=0)
+
+
+def load_image(path, *, channels: int, size: int) -> torch.Tensor:
+    """One image file as a model input ``(1, C, size, size)`` in [0, 1], read and converted exactly as training
+    reads its files (8/16-bit and float scaling, grey/colour conversion, bilinear resizing): what a Python user
+    feeds a model from ``create_model(..., checkpoint_path=...)``, at its ``checkpoint_meta["modalities"]``."""
+    from pathlib import Path
+
+    from mailnet.data.image_files import read_image
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: image file not found")
+    return prepare([read_image(p)], channels=channels, size=size)

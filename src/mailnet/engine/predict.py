@@ -56,14 +56,13 @@ class Predictor:
     def load_image(self, path: str | Path, modality: int) -> torch.Tensor:
         """Read an image file exactly as training reads one (``read_image`` and ``prepare``: 16-bit and float images
         scaled alike, the same channel conversion and resizing), at the modality's channels and size."""
-        from mailnet.data.image_files import read_image
-        from mailnet.data.images import prepare
+        from mailnet.data.images import load_image
 
         spec = self.modalities[modality]
         p = Path(path)
         if not p.is_file():
             raise MailnetError(f"{p}: image file not found (modality {spec.name})")
-        return prepare([read_image(p)], channels=spec.in_chans, size=spec.img_size)[0]
+        return load_image(p, channels=spec.in_chans, size=spec.img_size)[0]
 
     @torch.no_grad()
     def predict(self, images: dict[int, torch.Tensor], k: int = 8, draws: int = 8, seed: int = 0) -> dict[str, Any]:

@@ -503,6 +503,8 @@ def test_estimate_left_uses_measured_peers_then_units_and_names_the_rest():
     assert f"training {3800 / 3600:.1f} h, attacks {18000 / 3600:.1f} h" in line
     assert line.endswith("nothing measured yet for: c9/other")
     assert estimate_left([], records, "k") == "nothing left: every run is trained and attacked"
+    assert estimate_left(pending[-1:], [], "k") == ("left: 1 run to train, 1 run to attack; no estimate of the "
+                                                   "compute yet (nothing of this suite has finished to measure it by)")
 
 
 def test_publish_charts_copies_the_reports_charts_and_drops_stale_ones(tmp_path):

@@ -294,3 +294,17 @@ def test_a_wrong_mailnet_data_variable_is_named_not_skipped(tmp_path, monkeypatc
     monkeypatch.setenv("MAILNET_DATA", str(tmp_path / "nowhere"))
     assert cli_main(["data", "describe"]) == 2
     assert f"$MAILNET_DATA={tmp_path / 'nowhere'}: no such folder" in capsys.readouterr().err
+
+
+def test_a_flow_mapping_without_a_space_after_the_colon_gets_its_fix():
+    """'data.subset={train:64,val:32}' on the command line: YAML reads 'train:64' as one key."""
+    from mailnet.config import DEFAULTS, load_yaml, merge, validate
+    from mailnet.data.config import parse_data_config
+
+    with pytest.raises(ConfigError) as e:
+        parse_data_config({"modalities": [{"name": "p", "flag": "pneumoniamnist"}],
+                           "subset": load_yaml("{train:64,val:32}")})
+    one_line(e, "data.subset.train:64: unknown key", "(YAML needs a space after the colon: write train: 64)")
+    with pytest.raises(ConfigError) as e:
+        validate(merge(DEFAULTS, {"train": load_yaml("{epochs:3}")}))
+    one_line(e, "train.epochs:3: unknown config key", "write epochs: 3")

@@ -462,3 +462,20 @@ def test_the_epoch_progress_bar_counts_the_steps_that_will_run():
     assert bar.total == 3
     bar.close()
     assert _progress([1, 2], False, "x", total=2) == [1, 2]
+
+
+def test_the_recorded_commit_is_the_running_sources_whatever_the_working_directory(tmp_path, monkeypatch):
+    """A bench run from /tmp reported 'unknown (not a git checkout)' while the code that ran was a checkout."""
+    import subprocess
+
+    import mailnet
+    from mailnet.environment import git_commit, machine_info
+
+    from pathlib import Path
+
+    source = Path(mailnet.__file__).resolve().parent
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True).returncode != 0:
+        pytest.skip("mailnet is not running from a git checkout here")
+    monkeypatch.chdir(tmp_path)
+    assert git_commit() is None  # the working directory is not a checkout...
+    assert machine_info("cpu")["git_commit"] == git_commit(source)  # ...the running source is

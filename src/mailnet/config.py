@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from mailnet.errors import ConfigError
+from mailnet.errors import ConfigError, unknown_key_hint
 
 DEFAULTS: dict[str, Any] = {
     "name": None,
@@ -268,7 +268,7 @@ def _check_keys(cfg: dict[str, Any], ref: dict[str, Any], prefix: str) -> None:
         if path in OPEN_SECTIONS:
             continue
         if k not in ref:
-            raise ConfigError(f"{path}: unknown config key (known here: {', '.join(sorted(ref))})")
+            raise ConfigError(f"{path}: unknown config key (known here: {', '.join(sorted(ref))}){unknown_key_hint(k)}")
         if isinstance(ref[k], dict) and ref[k]:
             if not isinstance(v, dict):
                 raise ConfigError(f"{path}: must be a mapping")

@@ -70,16 +70,21 @@ def machine_info(device: str | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {m: _version(m) for m in ("torch", "torchvision", "numpy", "mailnet")},
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "git_commit": git_commit(),
+        "git_commit": source_commit(),
     }
+
+
+def source_commit() -> str | None:
+    """The commit of the mailnet source that is running (its own folder's checkout, whatever the working
+    directory; None for an installed, non-git copy)."""
+    import mailnet
+
+    return git_commit(Path(mailnet.__file__).resolve().parent)
 
 
 def sitting_info(device: str, world_size: int = 1, resumed: bool = False) -> dict[str, Any]:
     """One training sitting: the machine, the command that started it, the process count, and the commit of the
-    mailnet source that ran (from the package's own folder, so it is right whatever the working directory)."""
-    import mailnet
-
+    mailnet source that ran."""
     info = machine_info(device)
-    info["git_commit"] = git_commit(Path(mailnet.__file__).resolve().parent)
     return {**info, "command": [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else [],
             "world_size": world_size, "resumed": resumed}

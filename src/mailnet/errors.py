@@ -25,3 +25,12 @@ class ModelError(MailnetError):
 class MailnetWarning(UserWarning):
     """Something the user may not have meant (e.g. images upsampled from a smaller file); the CLI shows it as one
     line, ``mailnet: warning: ...``, and ``warnings.filterwarnings`` can silence it."""
+
+
+def unknown_key_hint(key: object) -> str:
+    """YAML reads ``{train:64}`` (no space after the colon) as one key ``'train:64'`` with no value: a common slip
+    on the command line (``'data.subset={train:64}'``) that deserves its fix, not only 'unknown key'."""
+    if isinstance(key, str) and ":" in key:
+        name = key.split(":", 1)[0]
+        return f" (YAML needs a space after the colon: write {name}: {key.split(':', 1)[1]})"
+    return ""

@@ -1,13 +1,19 @@
 """Epsilon parsing and per-modality budgets.
 
 Users write budgets the way papers do (``4/255``) or as plain pixel fractions (``0.0157``); an attack list on the
-command line is in /255 units (``--eps 1,2,4,8``). Everything inside the library is a float in [0, 1] pixel units.
+command line is in /255 units (``--eps 1,2,4,8``, so there ``0.5`` is half a grey level and a pixel fraction must be
+written ``4/255``). Everything inside the library is a float in [0, 1] pixel units.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
-from mailnet.errors import ConfigError
+from mailnet.errors import ConfigError, MailnetWarning
+
+# A bare /255 budget below this is far under one grey level: most likely a pixel fraction (0.0157 for 4/255)
+# written where /255 units are read, which would attack 255 times more weakly than meant.
+TINY_255 = 0.1
 
 
 def parse_eps(text: str | float | int, unit_255: bool = False, where: str = "eps") -> float:
@@ -28,12 +34,18 @@ def parse_eps(text: str | float | int, unit_255: bool = False, where: str = "eps
                 value = float(num) / float(den)
             else:
                 value = float(s)
+                if unit_255 and 0 < value < TINY_255:
+                    warnings.warn(f"{where}: {s} is read in /255 units, i.e. {s}/255 = {value / 255:.2g} of the "
+                                  f"pixel range; for a pixel fraction write it as a fraction of 255, e.g. "
+                                  f"{value * 255:.3g}/255", MailnetWarning, stacklevel=3)
                 if unit_255 or value >= 1:
                     value /= 255.0
         except (ValueError, ZeroDivisionError):
-            raise ConfigError(f"{where}: cannot read {text!r} as an epsilon (use e.g. 4/255, 0.0157 or 4)") from None
+            hint = "4/255 or 4 (bare numbers are /255 units here)" if unit_255 else "4/255, 0.0157 or 4"
+            raise ConfigError(f"{where}: cannot read {text!r} as an epsilon (use e.g. {hint})") from None
     if not (0.0 <= value <= 1.0) or value != value:
-        raise ConfigError(f"{where}: epsilon {text!r} is outside [0, 1] pixel units")
+        whole = " (more than the whole pixel range, 255/255)" if value == value and value > 1 else ""
+        raise ConfigError(f"{where}: epsilon {text!r} is outside [0, 1] pixel units{whole}")
     return value
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from mailnet.data.augment import AugOp, parse_augment
 from mailnet.data.plan import EQUALIZE_POLICIES
 from mailnet.data.types import TASK_TYPES
-from mailnet.errors import ConfigError
+from mailnet.errors import ConfigError, unknown_key_hint
 
 MODES = ("unpaired", "paired")
 SOURCES = ("medmnist", "folder", "csv")
@@ -72,7 +72,7 @@ class DataCfg:
 def _unknown(d: dict, allowed: set[str], where: str) -> None:
     for k in d:
         if k not in allowed:
-            raise ConfigError(f"{where}.{k}: unknown key (allowed: {', '.join(sorted(allowed))})")
+            raise ConfigError(f"{where}.{k}: unknown key (allowed: {', '.join(sorted(allowed))}){unknown_key_hint(k)}")
 
 
 def _int(v: Any, where: str, *, minimum: int = 0) -> int:

@@ -432,7 +432,7 @@ def test_attack_command_on_a_tiny_run(tmp_path, data_root, capsys):
     cut_cmd = ["attack", str(run), "--attack", "reference", "--eps", "2,8", "--subset", "6", "--quiet",
                "--no-sanity", "--data-root", str(data_root), "--device", "cpu", "--out", str(tmp_path / "cut")]
     assert main(cut_cmd + ["--eps", "2,4", "--resume"]) == 2
-    assert "has another eps_255" in capsys.readouterr().err
+    assert "settings differ from the stored run's: eps_255 2,8 -> 2,4" in capsys.readouterr().err
     assert main(cut_cmd + ["--resume"]) == 0
     assert "done in an earlier run, kept" in capsys.readouterr().out
     resumed = json.loads((tmp_path / "cut" / "attack_test.json").read_text())

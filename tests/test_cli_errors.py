@@ -27,6 +27,11 @@ CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "pneumonia_breast
     (["attack", "R", "--alpha-ratio", "-3"], "--alpha-ratio must be > 0, got -3"),
     (["attack", "R", "--eps", "4", "--eps-ratio", "1,-1"], "--eps-ratio: multipliers must lie in [0, 63.75]"),
     (["attack", "R", "--eot", "0"], "--eot must be >= 1, got 0"),
+    (["attack", "R", "--eps-ratio", "0,0"], "--eps-ratio: every multiplier is 0 in '0,0'"),
+    (["attack", "R", "--eps-ratio", "1,0", "--threat", "each"], "with --threat each attacks that modality with no"),
+    (["attack", "R", "--eps", "2,2"], "--eps: budget 2/255 is given more than once"),
+    (["attack", "R", "--eps", "4,4/255"], "--eps: budget 4/255 is given more than once"),
+    (["attack", "R", "--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
     (["profile", "--model", "mail", "--onnx", "R"], "no such file"),
 ])
 def test_bad_options_fail_in_one_line_naming_the_option(tmp_path, capsys, argv, needle):

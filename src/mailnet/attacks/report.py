@@ -7,19 +7,31 @@ import io
 from pathlib import Path
 from typing import Sequence
 
+from mailnet.attacks.eps import eps_to_255
 from mailnet.utils import atomic_write, write_json, write_text
 
-CSV_FIELDS = ("attack", "role", "threat", "perturbed", "task", "eps_255", "eps", "n", "clean_acc", "robust_acc",
-              "steps", "restarts", "eot", "loss", "alpha_ratio", "random_start", "version", "source",
-              "attacked_rows", "seconds")
+# eps/eps_255: the nominal budget; eps_per_modality_255: what each modality really got (``--eps-ratio``, and 0 for
+# the modalities a ``--threat each`` row leaves clean), e.g. ``2;1``; interrupted: the run stopped early, so the
+# file holds only the budgets that finished (a reader of the CSV alone must be able to tell)
+CSV_FIELDS = ("attack", "role", "threat", "perturbed", "task", "eps_255", "eps", "eps_per_modality_255", "n",
+              "clean_acc", "robust_acc", "steps", "restarts", "eot", "loss", "alpha_ratio", "random_start", "version",
+              "source", "attacked_rows", "seconds", "interrupted")
 
 
-def records_csv(records: Sequence[dict]) -> str:
+def per_modality_255(r: dict) -> str:
+    """``2;1``: a record's per-modality budget in /255 units, ``;``-joined (empty when not recorded)."""
+    return ";".join(f"{eps_to_255(e):g}" for e in r.get("eps_per_modality") or [])
+
+
+def records_csv(records: Sequence[dict], interrupted: bool = False) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in records:
-        writer.writerow({k: r.get(k, "") for k in CSV_FIELDS})
+        row = {k: r.get(k, "") for k in CSV_FIELDS}
+        row["eps_per_modality_255"] = per_modality_255(r)
+        row["interrupted"] = interrupted
+        writer.writerow(row)
     return buf.getvalue()
 
 
@@ -36,7 +48,18 @@ def text_table(records: Sequence[dict], clean: Sequence[dict]) -> str:
         any_r = next(iter(by_eps.values()))
         cells = " ".join(f"{by_eps[e]['robust_acc']:7.4f}" if e in by_eps else f"{'-':>7s}" for e in eps_values)
         lines.append(f"{attack:11s} {pert:12s} {task:14s} {any_r['clean_acc']:7.4f} {cells}")
-    return "\n".join(lines)
+    return "\n".join(lines + budget_notes(main))
+
+
+def budget_notes(main: Sequence[dict]) -> list[str]:
+    """Lines naming the per-modality budgets where they differ from the nominal eps (``--eps-ratio``): the columns
+    show the nominal budget only."""
+    notes: dict[tuple, str] = {}
+    for r in main:
+        per = r.get("eps_per_modality") or []
+        if any(eps_to_255(e) not in (0.0, r["eps_255"]) for e in per):
+            notes.setdefault((r["perturbed"], r["eps_255"]), per_modality_255(r))
+    return [f"  eps {e:g} perturbed={p}: per-modality budget {v} (/255)" for (p, e), v in notes.items()]
 
 
 def plot_accuracy_vs_eps(records: Sequence[dict], clean: Sequence[dict], path: str | Path, title: str = "") -> None:
@@ -77,11 +100,11 @@ def plot_accuracy_vs_eps(records: Sequence[dict], clean: Sequence[dict], path: s
 
 
 def write_results(out_dir: str | Path, stem: str, payload: dict, records: Sequence[dict], clean: Sequence[dict],
-                  title: str = "") -> dict[str, Path]:
+                  title: str = "", interrupted: bool = False) -> dict[str, Path]:
     """``<stem>.json`` (payload), ``<stem>.csv`` (records) and ``<stem>.png`` under ``out_dir``."""
     out = Path(out_dir)
     paths = {"json": out / f"{stem}.json", "csv": out / f"{stem}.csv", "png": out / f"{stem}.png"}
-    write_text(paths["csv"], records_csv(records))
+    write_text(paths["csv"], records_csv(records, interrupted=interrupted))
     plot_accuracy_vs_eps(records, clean, paths["png"], title=title)
     write_json(paths["json"], payload)
     return paths

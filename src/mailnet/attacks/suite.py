@@ -367,7 +367,7 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
                         correct = record(attack, eps, label, mult, "main", robust)
                         robust = correct if carried(attack) else None
         if settings.sanity:
-            _probes(record, attacks, eps_list, settings, random_model, n_mod)
+            _probes(record, attacks, eps_list, settings, random_model, n_mod, threats, modality_names)
     except KeyboardInterrupt:
         if not allow_partial:
             raise
@@ -377,8 +377,11 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
 
 
 def _probes(record: Callable, attacks: Sequence[str], eps_list: Sequence[float], settings: SuiteSettings,
-            random_model: bool, n_mod: int) -> None:
-    """Cheap extra runs the sanity checks compare against (joint threat, one budget near 4/255)."""
+            random_model: bool, n_mod: int, threats: Sequence[str] = ("joint",),
+            modality_names: Sequence[str] | None = None) -> None:
+    """Cheap extra runs the sanity checks compare against (one budget near 4/255). The large-budget probe uses the
+    joint threat; the fewer-steps and no-EOT probes use the threat model attacked (joint if it was, else each
+    modality alone), since their checks compare records that perturbed the same modalities."""
     joint = [1.0] * n_mod
     record("pgd", LARGE_EPS, "all", joint, "probe", steps=LARGE_EPS_STEPS, restarts=1,
            alpha_ratio=LARGE_EPS_ALPHA_RATIO)
@@ -386,7 +389,9 @@ def _probes(record: Callable, attacks: Sequence[str], eps_list: Sequence[float],
         return
     mid = min(eps_list, key=lambda e: abs(math.log(max(e, 1e-6) * 255 / 4)))
     fewer = max(1, settings.steps // 5)
-    if fewer < settings.steps:
-        record("pgd", mid, "all", joint, "probe", steps=fewer, restarts=1)
-    if random_model and settings.eot > 1:
-        record("pgd", mid, "all", joint, "probe", eot=1)
+    names = list(modality_names or [f"modality{m}" for m in range(n_mod)])
+    for label, mult in threat_variants("joint" if "joint" in threats else "each", n_mod, names):
+        if fewer < settings.steps:
+            record("pgd", mid, label, mult, "probe", steps=fewer, restarts=1)
+        if random_model and settings.eot > 1:
+            record("pgd", mid, label, mult, "probe", eot=1)

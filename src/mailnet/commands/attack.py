@@ -1,16 +1,19 @@
 """``mailnet attack``: clean and robust accuracy of a trained run under white-box attacks, with sanity checks.
 
-Budgets are given in /255 units (``--eps 1,2,4,8``; ``4/255`` or ``0.0157`` are read as written). Results go to
+Budgets are given in /255 units (``--eps 1,2,4,8``, ``0.5`` is half a grey level; ``4/255`` is read as written). Results go to
 ``OUT/attack_<split>.{json,csv,png}`` (default OUT: ``RUN_DIR/attack``); the JSON records every setting, the
 attacked subset's sample indices and the sanity checks. Interrupted (Ctrl-C, or SIGTERM from ``timeout`` or a batch
 scheduler), it writes the budgets that finished, marked ``"interrupted": true``, and exits with status 130;
 ``--resume`` then continues it: the same command plus ``--resume`` keeps every finished attack unit (each is seeded
 on its own, so the numbers equal an uninterrupted run's) if the settings and the checkpoint's weights are the same.
+An earlier result in the output folder is never replaced silently: add ``--resume`` or ``--overwrite``.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+DEFAULT_EOT = 20  # EOT draws per step when --eot is not given (only random models use them)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eps-ratio", help="per-modality budget multipliers, e.g. 1,0.5 (default: 1 for all)")
     p.add_argument("--steps", type=int, default=50, help="PGD/BIM/MIM steps (default: %(default)s)")
     p.add_argument("--restarts", type=int, default=2, help="PGD random restarts (default: %(default)s)")
-    p.add_argument("--eot", type=int, default=20, help="EOT draws per step for random models (default: %(default)s)")
+    p.add_argument("--eot", type=int, help=f"EOT draws per step for random models (default: {DEFAULT_EOT})")
     p.add_argument("--threat", default="joint", help="joint, each, or joint,each (default: %(default)s)")
     p.add_argument("--loss", default="ce", choices=["ce", "dlr"], help="PGD/FGSM/BIM/MIM loss (default: ce)")
     p.add_argument("--objective", default="per-task", choices=["per-task", "summed"],
@@ -55,10 +58,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output folder (default: RUN_DIR/attack)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted attack written in the output folder (same settings, same weights)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier attack result in the output folder (default: refuse)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    eot_asked = args.eot is not None
+    args.eot = DEFAULT_EOT if args.eot is None else args.eot  # resolved before the settings are recorded
     import sys
     import time
 
@@ -92,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         if any(not 0 <= r <= 1 / max(eps_list) for r in ratio):
             raise ConfigError(f"--eps-ratio: multipliers must lie in [0, {1 / max(eps_list):g}] (so that every "
                               f"budget stays within [0, 1] pixels), got {args.eps_ratio!r}")
+        check_ratio(ratio, threats, args.eps_ratio)
+    check_distinct(eps_list)
     require_at_least(1, ("--steps", args.steps), ("--restarts", args.restarts), ("--eot", args.eot),
                      ("--aa-steps", args.aa_steps), ("--eval-draws", args.eval_draws),
                      ("--batch-size", args.batch_size))
@@ -99,8 +108,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.alpha_ratio > 0:
         raise ConfigError(f"--alpha-ratio must be > 0, got {args.alpha_ratio:g}")
 
-    device = resolve_device(args.device)
     run_dir = Path(args.run_dir)
+    out_dir = Path(args.out) if args.out else run_dir / "attack"
+    check_output(out_dir, f"attack_{args.split}", resume=args.resume, overwrite=args.overwrite)
+    device = resolve_device(args.device)
     model, data, cfg = load_run(run_dir, which=args.which, device=device, data_root=args.data_root)
     from mailnet.models.fast import FAST_CLASSES, is_fast, to_fast, to_reference
 
@@ -141,11 +152,11 @@ def run(args: argparse.Namespace) -> int:
     from mailnet.engine.checkpoint import tensors_fingerprint
 
     fingerprint = tensors_fingerprint(rundir.checkpoint_from(run_dir, args.which))
-    out_dir = Path(args.out) if args.out else run_dir / "attack"
     identity = {"run_dir": str(run_dir), "checkpoint": args.which, "split": args.split, "attacks": attacks,
                 "eps_255": [eps_to_255(e) for e in eps_list], "threats": threats,
                 "settings": {**settings.to_dict(), "subset": args.subset, "subset_seed": args.subset_seed}}
     done = resumed_records(out_dir / f"attack_{args.split}.json", identity, fingerprint) if args.resume else None
+    deterministic = not model_is_random(model, rows)
     reseed(model, args.seed)
     start = time.perf_counter()
     import signal
@@ -157,12 +168,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"attacking {run_dir} ({cfg['model']['name'] if isinstance(cfg.get('model'), dict) else ''}) on "
           f"{args.split}: {len(rows)} rows, counted per task "
           + ", ".join(f"{t}={n}" for t, n in zip(tasks, rows.counted())))
+    if deterministic and eot_asked and args.eot > 1:  # said when asked for, not for the default
+        print(f"note: the model is deterministic: --eot {args.eot} has no effect, 1 pass per step is used")
+    if ratio is not None:
+        print(budget_line(eps_list, ratio, modalities))
     try:
         result = run_suite(model, rows, attacks, eps_list, threats, settings, task_names=tasks,
                            modality_names=modalities, log=lambda s: print(s, flush=True), source=source,
                            progress=not args.quiet, allow_partial=True, done=done)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if done is not None:
+        print(f"resumed: {reused_units(done, result.records)} finished attack unit(s) reused from "
+              f"{out_dir / f'attack_{args.split}.json'}; the rest were run now")
     checks = run_sanity(result.records)
     failed = failures(checks)
     payload = {
@@ -175,17 +193,19 @@ def run(args: argparse.Namespace) -> int:
         "sanity": {"passed": not failed, "checks": [c.to_dict() for c in checks]},
         "seconds": round(time.perf_counter() - start, 2), "torch": torch.__version__,
     }
-    title = (f"{run_dir.name}: {args.split}, steps={args.steps}, restarts={args.restarts}, "
+    model_name = cfg["model"].get("name", "?") if isinstance(cfg.get("model"), dict) else "?"
+    title = (f"{model_name} ({run_label(run_dir)}): {args.split}, steps={args.steps}, restarts={args.restarts}, "
              f"eot={payload['settings']['eot_used']}")
-    paths = write_results(out_dir, f"attack_{args.split}", payload, result.records, result.clean, title=title)
+    paths = write_results(out_dir, f"attack_{args.split}", payload, result.records, result.clean, title=title,
+                          interrupted=result.interrupted)
     print(text_table(result.records, result.clean))
     for c in failed:
         print(f"WARNING: sanity check failed: {c.name}: {c.detail}", file=sys.stderr, flush=True)
     print(f"sanity checks: {len(checks) - len(failed)}/{len(checks)} passed")
     print("written: " + ", ".join(str(p) for p in paths.values()))
     if result.interrupted:
-        print("interrupted: the results above are partial (the budgets that finished; no sanity probes)",
-              file=sys.stderr)
+        print("interrupted: the results above are partial (the budgets that finished; no sanity probes); "
+              "rerun the same command with --resume to continue", file=sys.stderr)
         return 130
     return 0
 
@@ -210,11 +230,100 @@ def resumed_records(path: Path, identity: dict, fingerprint: str) -> list[dict]:
     if old.get("weights_sha256") != fingerprint:
         raise ConfigError(f"--resume: {path} was computed on other weights than {identity['run_dir']}'s "
                           f"{identity['checkpoint']} checkpoint")
-    for key, value in identity.items():
-        stored = old.get(key)
-        if key == "settings":
-            stored = {k: v for k, v in (stored or {}).items() if k in value}
-        if stored != value:
-            raise ConfigError(f"--resume: {path} has another {key} ({stored!r}, now {value!r}); rerun with the "
-                              "interrupted attack's options, or without --resume")
+    diff = identity_diff(old, identity)
+    if diff:
+        raise ConfigError(f"--resume: settings differ from the stored run's: {', '.join(diff)} ({path}); rerun with "
+                          "the interrupted attack's options, or without --resume")
     return old["records"]
+
+
+def _show(value: object) -> str:
+    """A stored setting as a user typed it: lists comma-joined, numbers without trailing zeros."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(_show(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def identity_diff(old: dict, identity: dict) -> list[str]:
+    """``key stored -> now`` for each setting that differs (settings compared key by key), so a mismatch error
+    names what changed instead of printing two whole dicts."""
+    out = []
+    for key, value in identity.items():
+        if key == "settings":
+            stored = old.get(key) if isinstance(old.get(key), dict) else {}
+            out += [f"{k} {_show(stored.get(k, '(none)'))} -> {_show(v)}" for k, v in value.items()
+                    if stored.get(k) != v]
+        elif old.get(key) != value:
+            out.append(f"{key} {_show(old.get(key, '(none)'))} -> {_show(value)}")
+    return out
+
+
+def check_ratio(ratio: list[float], threats: list[str], text: str) -> None:
+    """A multiplier of 0 leaves its modality clean: all zeros (or one modality attacked alone at 0 under
+    ``--threat each``) would report a 'robust' accuracy of an unperturbed input."""
+    from mailnet.errors import ConfigError
+
+    if all(r == 0 for r in ratio):
+        raise ConfigError(f"--eps-ratio: every multiplier is 0 in {text!r}, so no modality would be perturbed")
+    if "each" in threats and any(r == 0 for r in ratio):
+        raise ConfigError(f"--eps-ratio: a multiplier of 0 in {text!r} with --threat each attacks that modality "
+                          "with no perturbation; give it a multiplier > 0 or use --threat joint")
+
+
+def check_distinct(eps_list: list[float]) -> None:
+    """A repeated budget would be attacked twice (and its rows shown twice)."""
+    from mailnet.attacks.eps import eps_to_255
+    from mailnet.errors import ConfigError
+
+    seen: set[float] = set()
+    for e in eps_list:
+        if eps_to_255(e) in seen:
+            raise ConfigError(f"--eps: budget {eps_to_255(e):g}/255 is given more than once; list each budget once")
+        seen.add(eps_to_255(e))
+
+
+def check_output(out_dir: Path, stem: str, resume: bool, overwrite: bool) -> None:
+    """Refuse to replace an earlier result unasked: a new attack interrupted at once would otherwise leave an empty
+    result where a complete one was."""
+    from mailnet.errors import ConfigError
+
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: continue the stored attack, or replace it")
+    if resume or overwrite:
+        return
+    for ext in ("json", "csv", "png"):
+        path = out_dir / f"{stem}.{ext}"
+        if path.exists():
+            raise ConfigError(f"{path} already exists: add --resume to continue an interrupted attack, or "
+                              "--overwrite to replace it (or choose another --out)")
+
+
+def model_is_random(model, rows) -> bool:
+    """The suite's own test (two forward passes on a few rows), run up front so a note can say before the attacks
+    start that ``--eot`` does not apply; the suite reseeds everything afterwards."""
+    from mailnet.attacks.eot import attack_mode, is_random
+
+    with attack_mode(model):
+        return is_random(model, rows.take(slice(0, 8)).images)
+
+
+def budget_line(eps_list: list[float], ratio: list[float], modalities: list[str]) -> str:
+    """The budgets each modality really gets under ``--eps-ratio`` (the per-budget lines show the nominal one)."""
+    from mailnet.attacks.eps import eps_to_255
+
+    parts = [f"{eps_to_255(e):g} -> " + ", ".join(f"{m} {eps_to_255(e * r):g}" for m, r in zip(modalities, ratio))
+             for e in eps_list]
+    return "per-modality budgets (/255) with --eps-ratio: " + "; ".join(parts)
+
+
+def reused_units(done: list[dict], records: list[dict]) -> int:
+    """How many stored units a resumed run took over unchanged (carried-over chains are run again)."""
+    return len({r.get("unit") for r in records if "unit" in r and r in done})
+
+
+def run_label(run_dir: Path) -> str:
+    """``experiment/seed0`` rather than just ``seed0``: the folder names that tell runs apart in a plot title."""
+    resolved = run_dir.resolve()
+    return f"{resolved.parent.name}/{resolved.name}" if resolved.parent.name else resolved.name

@@ -66,7 +66,7 @@ def estimate_left(pending: list[Pending], records: list[dict[str, Any]], akey: s
             else:
                 unknown.add(f"{p.composition}/{p.model}")
     n_train, n_attack = sum(p.train for p in pending), sum(p.attack for p in pending)
-    if not (train_s or attack_s or unit_s):  # no finished run to measure by: a figure of 0.0 h would mislead
+    if not any(v for d in (train_s, attack_s, unit_s) for v in d.values()):  # nothing measured: 0.0 h would mislead
         return (f"left: {counted(n_train, 'run')} to train, {counted(n_attack, 'run')} to attack; no estimate of the "
                 "compute yet (nothing of this suite has finished to measure it by)")
     text = (f"left: {counted(n_train, 'run')} to train, {counted(n_attack, 'run')} to attack; about "

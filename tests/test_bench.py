@@ -165,7 +165,8 @@ def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
 
     report = (out / "report.md").read_text()
     for needle in ("## Accuracy", "pneumonia ACC", "breast AUC", "±", "## Robust accuracy", "ε=4/255",
-                   "## Cost", "mail_tiny", "Git commit", "torch ", "Command**: `mailnet bench"):
+                   "## Cost", "mail_tiny", "Git commit", "torch ", "Command**: `mailnet bench",
+                   "EOT 1 (random models; a deterministic one needs 1 pass)", "; options: sanity False"):
         assert needle in report, needle
     for chart in ("accuracy_vs_macs", "accuracy_vs_latency", "robust_accuracy_vs_eps", "training_curves"):
         png = out / "charts" / f"{chart}.png"

@@ -195,8 +195,10 @@ def header_section(outcome: BenchOutcome, machine: dict[str, Any], command: str)
         lines.append(f"- **Data subsets**: {next(iter(subsets.values()))}")
     if s.attacks:
         a = s.attacks
+        options = "; ".join(f"{k} {v}" for k, v in sorted((a.get("options") or {}).items()))
         lines.append(f"- **Attacks**: {', '.join(a['names'])}; eps {', '.join(a['eps'])}; steps {a['steps']}, "
-                     f"restarts {a['restarts']}, EOT {a['eot']}, on {a['subset'] or 'all'} test samples per task")
+                     f"restarts {a['restarts']}, EOT {a['eot']} (random models; a deterministic one needs 1 pass), "
+                     f"on {a['subset'] or 'all'} test samples per task" + (f"; options: {options}" if options else ""))
     if s.cost:
         c = s.cost
         lines.append(f"- **Cost**: sizes {c['sizes'] or 'as trained'}, {c['threads']} CPU threads, batch {c['batch']}"

@@ -129,7 +129,7 @@ def _channels(mc: ModalityCfg, native: int, src: ImageSource) -> int:
     would silently decide, turning colour images grey or the reverse)."""
     if mc.channels != "keep":
         return int(mc.channels)
-    met = sorted(getattr(src, "channel_counts", None) or {native})
+    met = sorted(src.channel_counts or {native})
     if len(met) > 1:
         raise DataError(f"{mc.where}.channels: 'keep' but {src.info().location} holds both grey (1-channel) and "
                         "colour (3-channel) images; set channels: 1 or 3 to convert them all")

@@ -42,6 +42,9 @@ class SourceInfo:
 class ImageSource(ABC):
     """One modality's images and labels, held so that ``images(pool, idx)`` is cheap to call per batch."""
 
+    # channel counts met across the source's files (sources of files set it; None: one array, one count)
+    channel_counts: set[int] | None = None
+
     @abstractmethod
     def info(self) -> SourceInfo:
         """The source's description (channels, classes, task type, pool sizes)."""
@@ -86,15 +89,8 @@ class ImageSource(ABC):
         return [f"{pool}[{int(i)}]" for i in np.asarray(idx).reshape(-1)]
 
     def id_root(self) -> Path | None:
-        """The folder file ids are relative to: an image folder's ``root``, else the folder of the CSV the source
-        reads (where its relative paths resolve); None: ids are the paths as stored."""
-        if getattr(self, "_files", None) is None:
-            return None
-        root = getattr(self, "root", None)  # ImageFolderSource
-        if root is not None:
-            return Path(root)
-        table = getattr(self, "csv_path", None) or getattr(self, "table_path", None)  # CsvSource, PairedColumnSource
-        return Path(table).parent if table is not None else None
+        """The folder file ids are relative to (sources of files override it); None: ids as stored."""
+        return None
 
 
 class FileListSource(ImageSource):

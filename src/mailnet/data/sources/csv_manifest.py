@@ -50,3 +50,6 @@ class CsvSource(FileListSource):
     @property
     def ident(self) -> str:
         return str(self.csv_path)
+
+    def id_root(self) -> Path:
+        return self.csv_path.parent  # where the CSV's relative paths are read from by default

@@ -100,6 +100,9 @@ class ImageFolderSource(FileListSource):
     def ident(self) -> str:
         return str(self.root)
 
+    def id_root(self) -> Path:
+        return self.root
+
     def file_list(self, pool: str) -> list[str]:
         """Paths relative to the root, recorded in the manifest so a split can be audited file by file."""
         return [str(p.relative_to(self.root)) for p in self._files[pool].paths]

@@ -27,9 +27,13 @@ class PairedTaskDef:
 class PairedColumnSource(ImageSource):
     """One image column of a paired CSV, seen as a modality (labels live with the tasks, not here)."""
 
-    def __init__(self, table_path: Path, column: str, files: dict[str, FileImages]) -> None:
+    def __init__(self, table_path: Path, column: str, files: dict[str, FileImages], channel_counts: set[int]) -> None:
         self.table_path, self.column, self._files = table_path, column, files
         self.channels, self.native_size = next(iter(files.values())).native()
+        self.channel_counts = channel_counts
+
+    def id_root(self) -> Path:
+        return self.table_path.parent
 
     def info(self) -> SourceInfo:
         return SourceInfo(kind="paired-csv", ident=f"{self.table_path}:{self.column}", channels=self.channels,
@@ -66,10 +70,8 @@ class PairedCsv:
         self.sources: list[PairedColumnSource] = []
         for col in modality_columns:
             paths = table.paths(col, root)
-            counts = probe_all(paths)
             files = {pool: FileImages([paths[i] for i in rows]) for pool, rows in self.pool_rows.items()}
-            self.sources.append(PairedColumnSource(self.path, col, files))
-            self.sources[-1].channel_counts = counts
+            self.sources.append(PairedColumnSource(self.path, col, files, probe_all(paths)))
         self.task_info: list[tuple[str, str, int, tuple[str, ...]]] = []
         self._labels: list[np.ndarray] = []
         for t in tasks:

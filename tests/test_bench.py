@@ -403,6 +403,10 @@ def test_only_runs_the_selected_jobs_and_reports_the_whole_suite(tmp_path, data_
     report = (out / "report.md").read_text()
     assert "1/2 runs trained (missing" in report and "pb/mail_tiny/seed0" in report.split("## Missing runs")[1]
     assert "--only 'pb/*/seed1'" in report  # the command as it ran
+    assert main(base + ["--only", "pb/*/seed0", "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "pb/mail_tiny/seed0" in listing and "pb/mail_tiny/seed1" not in listing
+    assert "left: 1 run to train" in listing  # the estimate covers the selected runs only
     assert main(base + ["--only", "retina/*"]) == 2
     assert "--only retina/*: matches none of the suite's runs (labels look like pb/mail_tiny/seed0)" in \
         capsys.readouterr().err
@@ -422,6 +426,8 @@ def test_a_bad_model_kwarg_fails_when_the_bench_starts_not_when_its_job_is_reach
     err = capsys.readouterr().err.strip()
     assert "job pb/mail_bad: model mail with kwargs" in err and expected in err and len(err.splitlines()) == 1
     assert not (out / "runs").exists()  # the good model before it was not trained first
+    assert main(["bench", str(suite), "--list", "--out", str(out), "--results-dir", str(tmp_path / "results")]) == 2
+    assert expected in capsys.readouterr().err  # --list builds the models too: the typo shows before any run
     # rebuilding a report builds no model: it still works from what the results hold
     assert main(["bench", str(suite), "--report-only", "--out", str(out), "--results-dir",
                  str(tmp_path / "results")]) == 0
@@ -594,3 +600,16 @@ def test_cost_section_names_the_machine_that_measured_the_timings():
     text = cost_section(outcome)
     assert "Timings measured on: AMD EPYC / GPU none / device cpu (1 cost record, 1-minute load average when " \
            "stored 2.50)" in text
+
+
+def test_the_attack_line_names_autoattacks_own_steps_and_version(tmp_path):
+    from mailnet.bench.report import header_section
+    from mailnet.bench.runner import BenchOutcome
+    from mailnet.environment import machine_info
+
+    attacks = {"names": ["pgd", "autoattack"], "eps": ["4/255"], "steps": 3, "restarts": 1, "eot": 1, "subset": 8,
+               "options": {"aa_steps": 7}}
+    suite = load_suite(write_suite(tmp_path, suite_dict(attacks=attacks, cost=None)))
+    text = header_section(BenchOutcome(suite, suite.jobs(), {}, []), machine_info("cpu"), "mailnet bench x")
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("- **Attacks**")]
+    assert "steps 3" in line and "aa_steps 7" in line and "aa_version rand" in line  # the default, now visible

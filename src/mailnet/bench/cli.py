@@ -7,7 +7,7 @@ from pathlib import Path
 from mailnet.bench.estimate import Pending, estimate_left
 from mailnet.bench.runner import BenchOptions, counted, predates_per_head, run_bench, stored_units
 from mailnet.bench.store import Store
-from mailnet.bench.suite import check_models, load_suite
+from mailnet.bench.suite import check_models, load_suite, selected
 from mailnet.errors import ConfigError
 
 
@@ -24,10 +24,19 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
     out = Path(args.out) if args.out else default_out(suite.name, args.quick)
     save = (suite.save_results and not args.quick) if args.save_results is None else bool(args.save_results)
     results_dir = Path(args.results_dir) if args.results_dir else None
+    only = list(args.only)
+    jobs = suite.jobs()
+    chosen = [j for j in jobs if selected(j.label, only)]
+    if not chosen:
+        raise ConfigError(f"--only {' '.join(only)}: matches none of the suite's runs "
+                          f"(labels look like {jobs[0].label})")
+    if not args.report_only:
+        check_models(chosen, str(suite.path))  # a kwargs typo shows now, also under --list, not hours later
     if args.list:
         from mailnet.bench.store import index_runs
 
-        return _list(suite, Store(out, results_dir, False, imported=index_runs([Path(d) for d in args.import_runs])))
+        imported = index_runs([Path(d) for d in args.import_runs])
+        return _list(suite, chosen, Store(out, results_dir, False, imported=imported))
     device = resolve_device(args.device).type  # fail now on a bad --device, not after the first job
     if args.threads is not None:
         if args.threads < 1:
@@ -38,14 +47,7 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
     opts = BenchOptions(out=out, device=args.device, data_root=args.data_root, results_dir=results_dir,
                         save_results=save, report_only=args.report_only, verbose=args.verbose,
                         progress=not args.no_progress, import_runs=[Path(d) for d in args.import_runs],
-                        only=list(args.only), reattack_summed=args.reattack_summed)
-    jobs = suite.jobs()
-    chosen = [j for j in jobs if opts.runs(j)]
-    if not chosen:
-        raise ConfigError(f"--only {' '.join(args.only)}: matches none of the suite's runs "
-                          f"(labels look like {jobs[0].label})")
-    if not args.report_only:
-        check_models(chosen, str(suite.path))
+                        only=only, reattack_summed=args.reattack_summed)
     print(f"bench {suite.name}{' (quick)' if args.quick else ''}: {len(jobs)} runs"
           + (f" ({len(chosen)} selected by --only)" if args.only else "") + f" -> {out}"
           + (f"; records saved to {results_dir}" if save else ""), flush=True)
@@ -64,13 +66,14 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
-def _list(suite, store: Store) -> int:
+def _list(suite, chosen: list, store: Store) -> int:
+    """One line per selected run with what is stored for it, then the estimated time left for those runs."""
     from mailnet.bench.suite import attack_key
     from mailnet.engine import rundir
 
     akey = attack_key(suite.attacks) if suite.attacks else None
     pending, records = [], []
-    for job in suite.jobs():
+    for job in chosen:
         rec, where = store.find_record(job.key)
         run = store.run_dir(job.key)
         records += [rec] if rec is not None else []

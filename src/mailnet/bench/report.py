@@ -195,7 +195,13 @@ def header_section(outcome: BenchOutcome, machine: dict[str, Any], command: str)
         lines.append(f"- **Data subsets**: {next(iter(subsets.values()))}")
     if s.attacks:
         a = s.attacks
-        options = "; ".join(f"{k} {v}" for k, v in sorted((a.get("options") or {}).items()))
+        opts = dict(a.get("options") or {})
+        if "autoattack" in a["names"]:  # its own step count and version, which `steps` above does not set
+            from mailnet.attacks.suite import SuiteSettings
+
+            opts.setdefault("aa_steps", SuiteSettings.aa_steps)
+            opts.setdefault("aa_version", SuiteSettings.aa_version)
+        options = "; ".join(f"{k} {v}" for k, v in sorted(opts.items()))
         lines.append(f"- **Attacks**: {', '.join(a['names'])}; eps {', '.join(a['eps'])}; steps {a['steps']}, "
                      f"restarts {a['restarts']}, EOT {a['eot']} (random models; a deterministic one needs 1 pass), "
                      f"on {a['subset'] or 'all'} test samples per task" + (f"; options: {options}" if options else ""))

@@ -6,7 +6,6 @@ the moment a stage finishes, so an interrupted suite loses at most the stage in 
 """
 from __future__ import annotations
 
-import fnmatch
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -17,7 +16,7 @@ from mailnet.bench import stages
 from mailnet.bench.stages import AttackSuiteMissing
 from mailnet.bench.hashing import stable_hash
 from mailnet.bench.store import Store
-from mailnet.bench.suite import Job, Suite, attack_key
+from mailnet.bench.suite import Job, Suite, attack_key, selected
 from mailnet.engine import rundir
 
 
@@ -39,7 +38,7 @@ class BenchOptions:
     reattack_summed: bool = False
 
     def runs(self, job: Job) -> bool:
-        return not self.only or any(fnmatch.fnmatchcase(job.label, p) for p in self.only)
+        return selected(job.label, self.only)
 
 
 @dataclass

@@ -28,6 +28,7 @@ and ``config``.
 from __future__ import annotations
 
 import copy
+import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -367,6 +368,11 @@ def _check_loss_weights(cfg: dict[str, Any]) -> None:
     if len(weights) != len(data["modalities"]):
         raise ConfigError(f"train.loss_weights: {len(weights)} weights for {len(data['modalities'])} modalities "
                           "(set them per composition with overrides: {train: {loss_weights: [...]}})")
+
+
+def selected(label: str, only: list[str]) -> bool:
+    """Whether ``--only`` patterns (shell-style, matched against ``composition/model/seedN``) pick this run."""
+    return not only or any(fnmatch.fnmatchcase(label, p) for p in only)
 
 
 def check_models(jobs: list[Job], where: str) -> None:

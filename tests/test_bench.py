@@ -190,6 +190,15 @@ def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
     assert "[trained]" not in second and "[attacked]" not in second and "[profiled]" not in second
     assert second.count("[reused]") == 5  # 2 runs + 2 attack results + 1 cost
     assert [p.stat().st_mtime_ns for p in finished] == stamps
+    assert "measured on" not in second  # the same machine measured the cost
+
+    # a cost record measured on another CPU is still reused (timings are expensive) but the log says so
+    for path in [*results.glob("cost-*.json"), *(out / "cost").glob("*.json")]:
+        cost = json.loads(path.read_text())
+        cost["machine"]["cpu"] = "Another CPU 9000"
+        path.write_text(json.dumps(cost))
+    assert main(argv) == 0
+    assert "measured on Another CPU 9000, not this machine's" in capsys.readouterr().out
 
     # a run directory that finished but lost its record (interrupted right after training) is reused too
     for rec in (out / "records").iterdir():

@@ -243,14 +243,19 @@ def _cost_unit(pair: tuple[str, str], size: int | None, rec: dict[str, Any], sto
     cost, where = store.find_cost(key)
     label = f"{comp}/{model} cost" + (f" @{size}px" if size else "")
     if cost is not None:
-        _log(outcome, bar, "reused", label, f"cost record {where}")
+        from mailnet.environment import cpu_model
+
+        measured_on, here = (cost.get("machine") or {}).get("cpu"), cpu_model()
+        elsewhere = f"; measured on {measured_on}, not this machine's {here}: delete it to measure here" \
+            if device == "cpu" and measured_on and measured_on != here else ""
+        _log(outcome, bar, "reused", label, f"cost record {where}{elsewhere}")
     elif opts.report_only:
         _log(outcome, bar, "missing", label, "cost not measured yet")
     else:
         t0 = time.perf_counter()
-        row = stages.cost_stage(rec["model_spec"], size, settings, device)
         from mailnet.environment import machine_info
 
+        row = stages.cost_stage(rec["model_spec"], size, settings, device)
         cost = {"key": key, "composition": comp, "model": model, "size": size, "spec": rec["model_spec"],
                 "cost": row, "machine": machine_info(device)}
         store.save_cost(cost)

@@ -135,6 +135,19 @@ def test_sample_ids_of_file_sources(tmp_path):
                        "tasks": [{"name": "y", "column": "y"}]})
     assert data.sample_ids("test") == [["ct/8.png;mr/8.png", "ct/9.png;mr/9.png"]]
 
+    # the same lists kept in another folder, their relative paths read from `image_root`: ids are still as written
+    (tmp_path / "lists").mkdir()
+    for name in ("list.csv", "paired.csv"):
+        (tmp_path / "lists" / name).write_text((tmp_path / name).read_text())
+    data = build_data({"modalities": [{"name": "g", "source": "csv", "csv": str(tmp_path / "lists" / "list.csv"),
+                                       "image_root": str(tmp_path), "label_column": "grade", "size": 8}]})
+    assert data.sample_ids("test") == [[r[0] for r in rows if r[2] == "test"]]
+    data = build_data({"mode": "paired", "manifest_csv": str(tmp_path / "lists" / "paired.csv"), "size": 8,
+                       "image_root": str(tmp_path),
+                       "modalities": [{"name": "ct", "column": "ct"}, {"name": "mr", "column": "mr"}],
+                       "tasks": [{"name": "y", "column": "y"}]})
+    assert data.sample_ids("test") == [["ct/8.png;mr/8.png", "ct/9.png;mr/9.png"]]
+
 
 def _breast_pngs(data_root: Path, folder: Path, n: int) -> list[Path]:
     images = np.load(data_root / "breastmnist" / "breastmnist.npz")["test_images"]

@@ -1,5 +1,5 @@
 """A CSV manifest as a single-modality source: one image path column plus a label column (or one 0/1 column
-per class for multi-label), an optional split column. Relative paths resolve against the CSV's folder."""
+per class for multi-label), an optional split column. Relative paths resolve against the CSV's folder (or ``image_root``)."""
 from __future__ import annotations
 
 import os
@@ -26,8 +26,8 @@ class CsvSource(FileListSource):
         self.csv_path = table.path
         if split_column is None and "split" in table.header:
             split_column = "split"
-        root = Path(image_root).expanduser() if image_root else table.path.parent
-        paths = table.paths(path_column, root)
+        self._image_root = Path(image_root).expanduser() if image_root else table.path.parent
+        paths = table.paths(path_column, self._image_root)
         labs, self.task_type, self.num_classes, self.class_names = table.labels(
             column=None if label_columns else label_column, columns=label_columns, task_type=task_type,
             num_classes=num_classes, class_names=class_names)
@@ -52,4 +52,4 @@ class CsvSource(FileListSource):
         return str(self.csv_path)
 
     def id_root(self) -> Path:
-        return self.csv_path.parent  # where the CSV's relative paths are read from by default
+        return self._image_root  # where the CSV's relative paths are read from, so ids read as the CSV wrote them

@@ -27,13 +27,14 @@ class PairedTaskDef:
 class PairedColumnSource(ImageSource):
     """One image column of a paired CSV, seen as a modality (labels live with the tasks, not here)."""
 
-    def __init__(self, table_path: Path, column: str, files: dict[str, FileImages], channel_counts: set[int]) -> None:
-        self.table_path, self.column, self._files = table_path, column, files
+    def __init__(self, table_path: Path, column: str, files: dict[str, FileImages], channel_counts: set[int],
+                 image_root: Path) -> None:
+        self.table_path, self.column, self._files, self._image_root = table_path, column, files, image_root
         self.channels, self.native_size = next(iter(files.values())).native()
         self.channel_counts = channel_counts
 
     def id_root(self) -> Path:
-        return self.table_path.parent
+        return self._image_root  # relative paths were read from here: ids then read as the CSV wrote them
 
     def info(self) -> SourceInfo:
         return SourceInfo(kind="paired-csv", ident=f"{self.table_path}:{self.column}", channels=self.channels,
@@ -71,7 +72,7 @@ class PairedCsv:
         for col in modality_columns:
             paths = table.paths(col, root)
             files = {pool: FileImages([paths[i] for i in rows]) for pool, rows in self.pool_rows.items()}
-            self.sources.append(PairedColumnSource(self.path, col, files, probe_all(paths)))
+            self.sources.append(PairedColumnSource(self.path, col, files, probe_all(paths), root))
         self.task_info: list[tuple[str, str, int, tuple[str, ...]]] = []
         self._labels: list[np.ndarray] = []
         for t in tasks:

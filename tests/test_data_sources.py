@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 import torch
 from PIL import Image
 from torchvision.transforms import InterpolationMode
@@ -230,8 +231,6 @@ def test_cli_describe_config(tmp_path, capsys):
     from mailnet.cli import main as cli_main
 
     path = make_paired(tmp_path)
-    import yaml
-
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({"data": paired_cfg(path)}))
     assert cli_main(["data", "describe", "--config", str(tmp_path / "c.yaml")]) == 0
     out = capsys.readouterr().out
@@ -309,3 +308,25 @@ def test_a_folder_beside_the_split_folders_is_named_not_silently_skipped(tmp_pat
     with pytest.warns(MailnetWarning, match=r"pets: folder\(s\) extra beside the split folders are not read"):
         src = ImageFolderSource(root)
     assert src.info().pools == {"train": 18, "val": 18, "test": 18}
+
+
+def test_describe_decode_finds_a_truncated_file_that_the_header_check_lets_through(tmp_path, capsys):
+    from mailnet.cli import main as cli_main
+
+    root = make_folder(tmp_path / "pets", splits=True, per_class=2)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"modalities": [{"name": "pets", "source": "folder", "root": str(root),
+                                                            "size": 8}]}}))
+    assert cli_main(["data", "describe", "--config", str(cfg), "--decode"]) == 0
+    assert "decoded 18 image files: all readable" in capsys.readouterr().out  # 3 splits x 3 classes x 2
+
+    bad = root / "val" / "dog" / "1.png"
+    bad.write_bytes(bad.read_bytes()[:-60])  # header intact, pixel data cut
+    assert cli_main(["data", "describe", "--config", str(cfg)]) == 0  # headers only: not found
+    capsys.readouterr()
+    assert cli_main(["data", "describe", "--config", str(cfg), "--decode"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and str(bad) in err[0] and "truncated" in err[0]
+    assert "1 of 18 image files cannot be decoded" in err[1]
+    assert cli_main(["data", "describe", "--decode"]) == 2
+    assert "--decode: decodes the files of a config's data" in capsys.readouterr().err

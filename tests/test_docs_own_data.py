@@ -61,6 +61,8 @@ def test_the_own_data_page_works_as_written(tmp_path, data_root, monkeypatch, ca
     assert main(["data", "describe", "--config", "my_xray_us.yaml"]) == 0
     described = capsys.readouterr().out
     assert "xray" in described and "us" in described and "pneumonia" in described
+    assert main(["data", "describe", "--config", "my_xray_us.yaml", "--decode"]) == 0
+    assert "image files: all readable" in capsys.readouterr().out  # the page's --decode, on both file sources
 
     assert main(["train", "--config", "my_xray_us.yaml", *TINY, "--quiet", "--device", "cpu"]) == 0
     run = project / "runs" / "my_xray_us" / "mail" / "seed0"

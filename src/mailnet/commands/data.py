@@ -16,6 +16,9 @@ def add_parser(subparsers) -> None:
     d.add_argument("--config", default=None, help="describe the composed data of a YAML config's 'data:' section")
     d.add_argument("--seed", type=int, default=0, help="pairing seed used with --config")
     d.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    d.add_argument("--decode", action="store_true",
+                   help="with --config: decode every image file's pixels (headers are always checked), so a "
+                        "truncated or corrupt file is found now rather than when training reaches it")
     d.set_defaults(func=run)
 
     g = sub.add_parser("download", help="download a MedMNIST file through the medmnist package")
@@ -37,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.config:
         return _describe_config(args, root)
+    if args.decode:
+        from mailnet.errors import ConfigError
+
+        raise ConfigError("--decode: decodes the files of a config's data; give it with --config C.yaml")
     from mailnet.data.describe import describe_root, format_table
     from mailnet.errors import DataError
 
@@ -52,6 +59,21 @@ def run(args: argparse.Namespace) -> int:
                               ("num_classes", "classes"), ("train", "train"), ("val", "val"), ("test", "test"),
                               ("class_names", "class names")]))
     return 0
+
+
+def _decode_all(data) -> None:
+    """Every file listed, and a one-line error naming how many failed, before any table is printed."""
+    import sys
+
+    from mailnet.errors import DataError
+
+    total, errors = data.undecodable_files()
+    for e in errors:
+        print(e, file=sys.stderr)
+    if errors:
+        raise DataError(f"{len(errors)} of {total} image files cannot be decoded (each listed above with its "
+                        "error); replace or remove them, or drop their rows from the CSV")
+    print(f"decoded {total} image files: all readable" if total else "no image files to decode (array datasets)")
 
 
 def _describe_config(args: argparse.Namespace, root) -> int:
@@ -74,6 +96,8 @@ def _describe_config(args: argparse.Namespace, root) -> int:
     if not isinstance(cfg, dict) or "data" not in cfg:
         raise ConfigError(f"{path}: no 'data:' section")
     data = build_data(cfg["data"], data_root=args.data_root, seed=args.seed)
+    if args.decode:
+        _decode_all(data)
     desc = data.describe()
     if args.json:
         print(json.dumps(desc, indent=2))

@@ -88,6 +88,17 @@ class MultimodalData:
             return [subjects for _ in self._tasks]
         return [per_mod[t.spec.modality if t.spec.modality is not None else i] for i, t in enumerate(self._tasks)]
 
+    def undecodable_files(self) -> tuple[int, list[str]]:
+        """Decode every image file every split reads: (files read, the one-line error of each file that fails),
+        so a corrupt file is found before a long training instead of when an epoch reaches it."""
+        total, errors = 0, {}
+        for mod in self._mods:
+            for split in mod.splits:
+                n, bad = mod.undecodable(split)
+                total += n
+                errors.update(dict.fromkeys(bad))
+        return total, list(errors)
+
     # ---- loaders ----------------------------------------------------------------------------------------------
     def plan(self, split: str, *, epoch: int = 0, shuffle: bool | None = None, partner_seed: int | None = None,
              keep_modality: int | None = None) -> Plan:

@@ -36,6 +36,12 @@ class ModalityRuntime:
         pool, idx = self.splits[split]
         return self.source.sample_ids(pool, idx)
 
+    def undecodable(self, split: str) -> tuple[int, list[str]]:
+        """How many image files ``split`` reads, and the error of each one whose pixels do not decode (arrays: 0)."""
+        pool, idx = self.splits[split]
+        files = self.source.pool_files(pool)
+        return (0, []) if files is None else (len(idx), files.undecodable(idx))
+
     def load(self, split: str, positions: np.ndarray) -> torch.Tensor:
         """Images at ``positions`` of ``split``, converted to (n, C, H, W) floats (no augmentation)."""
         pool, idx = self.splits[split]

@@ -78,6 +78,17 @@ class FileImages:
     def get(self, idx: np.ndarray) -> list[np.ndarray]:
         return [read_image(self.paths[int(i)]) for i in np.asarray(idx).reshape(-1)]
 
+    def undecodable(self, idx: np.ndarray) -> list[str]:
+        """The one-line error of every file at ``idx`` whose pixels cannot be decoded (a truncated PNG passes the
+        header check that runs when the source is built and fails only here, or when training reaches it)."""
+        errors = []
+        for i in np.asarray(idx).reshape(-1):
+            try:
+                read_image(self.paths[int(i)])
+            except DataError as e:
+                errors.append(str(e))
+        return errors
+
     def names(self) -> list[str]:
         return [p.name if len(p.parts) < 2 else f"{p.parent.name}/{p.name}" for p in self.paths]
 

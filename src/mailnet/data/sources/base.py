@@ -83,10 +83,15 @@ class ImageSource(ABC):
         """Who the samples at ``idx`` of ``pool`` are, so a prediction row can be traced back: a file's path
         relative to ``id_root`` for sources of files (their ``_files``: pool -> ``FileImages``), else
         ``pool[index]`` (MedMNIST: ``test[123]``, the official split and the index into it)."""
-        files = getattr(self, "_files", None)
-        if isinstance(files, dict) and isinstance(files.get(pool), FileImages):
-            return files[pool].ids(idx, self.id_root())
+        files = self.pool_files(pool)
+        if files is not None:
+            return files.ids(idx, self.id_root())
         return [f"{pool}[{int(i)}]" for i in np.asarray(idx).reshape(-1)]
+
+    def pool_files(self, pool: str) -> FileImages | None:
+        """The image files behind ``pool`` (sources of files keep them in ``_files``); None for array sources."""
+        files = getattr(self, "_files", None)
+        return files.get(pool) if isinstance(files, dict) and isinstance(files.get(pool), FileImages) else None
 
     def id_root(self) -> Path | None:
         """The folder file ids are relative to (sources of files override it); None: ids as stored."""

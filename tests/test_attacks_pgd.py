@@ -164,6 +164,19 @@ def test_bad_inputs_fail_with_one_line_errors():
         pgd(model, xs, ys, eps=[1 / 255] * 3)
     with pytest.raises(ConfigError, match="unknown attack loss"):
         pgd(model, xs, ys, eps=1 / 255, loss="hinge")
+    with pytest.raises(ConfigError, match=r"a budget\? pass it by name: eps=0.031"):
+        pgd(model, xs, ys, 8 / 255)  # the 4th positional argument is the masks
+
+
+def test_budgets_may_be_written_as_the_command_line_writes_them():
+    model = TwoModalTwoHead().eval()
+    xs, ys = two_modal_batch()
+    as_float = pgd(model, xs, ys, eps=8 / 255, steps=2, seed=0)
+    as_text = pgd(model, xs, ys, eps="8/255", steps=2, seed=0)
+    per_mod = pgd(model, xs, ys, eps=["8/255", 8 / 255], steps=2, seed=0)
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(as_float, as_text, per_mod))
+    with pytest.raises(ConfigError, match="cannot read 'eight'"):
+        pgd(model, xs, ys, eps="eight")
 
 
 def test_robust_mail_draws_are_replayable_and_attackable():

@@ -422,7 +422,7 @@ def test_only_runs_the_selected_jobs_and_reports_the_whole_suite(tmp_path, data_
 
 
 @pytest.mark.parametrize("kwargs, expected", [
-    ({"widths": [8, 0, 16, 16]}, "widths must be a non-empty list of positive integers"),
+    ({"widths": [8, 0, 16, 16]}, "widths must be an int or a non-empty list of integers >= 1"),
     ({"widthz": [8, 8, 16, 16]}, "unknown argument(s) widthz"),
 ])
 def test_a_bad_model_kwarg_fails_when_the_bench_starts_not_when_its_job_is_reached(tmp_path, capsys, kwargs,

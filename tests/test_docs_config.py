@@ -134,7 +134,8 @@ def model_kwargs() -> dict[str, dict[str, Any]]:
     from mailnet.models import baselines, cascaded, drifa, list_models
     from mailnet.models import mail as mail_module
 
-    mail_args = _signature_defaults(mail_module.MAIL.__init__)
+    # model_name is set by the builders for error messages and refused from users (mail_module's ``internal``)
+    mail_args = {k: v for k, v in _signature_defaults(mail_module.MAIL.__init__).items() if k != "model_name"}
     accepted = {
         "mail": {**_signature_defaults(mail_module.mail), **mail_args},
         "robust_mail": {**_signature_defaults(mail_module.robust_mail), **mail_args,

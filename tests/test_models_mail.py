@@ -108,7 +108,7 @@ def test_bad_arguments_give_one_line_model_errors(kwargs, match):
 
 def test_bad_inputs_name_the_modality_and_expected_vs_got():
     m = MAIL([1, 3], [2, 2], widths=TINY).eval()
-    with pytest.raises(ModelError, match="2 modalities got 1"):
+    with pytest.raises(ModelError, match="list of 2 tensors .*got 1"):
         m(_xs([1], 16))
     with pytest.raises(ModelError, match="modality 1: expected 3 channels, got 1"):
         m(_xs([1, 1], 16))
@@ -116,8 +116,10 @@ def test_bad_inputs_name_the_modality_and_expected_vs_got():
         m(torch.rand(2, 1, 16, 16))
     with pytest.raises(ModelError, match="modality 0: expected a"):
         m([torch.rand(1, 16, 16), torch.rand(1, 3, 16, 16)])
-    with pytest.raises(ModelError, match="modality 1: batch/size"):
+    with pytest.raises(ModelError, match="modality 1: image size .*differs"):
         m([torch.rand(2, 1, 16, 16), torch.rand(2, 3, 32, 32)])
+    with pytest.raises(ModelError, match="modality 1: batch size 3 differs"):
+        m([torch.rand(2, 1, 16, 16), torch.rand(3, 3, 16, 16)])
 
 
 def test_registry_lists_both_models():

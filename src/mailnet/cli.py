@@ -10,6 +10,7 @@ import warnings
 from mailnet import __version__
 from mailnet.commands import COMMANDS
 from mailnet.errors import MailnetError, MailnetWarning
+from mailnet.plugins import import_modules, modules_to_import
 
 DESCRIPTION = ("MAIL and Robust-MAIL for multimodal medical image classification: train, evaluate, predict, attack, "
                "profile, export and benchmark.")
@@ -19,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailnet", description=DESCRIPTION,
                                      epilog="Run 'mailnet COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="version", version=f"mailnet {__version__}")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import a module of yours first, so the models it registers can be named (repeatable; "
+                             "also $MAILNET_IMPORT, comma-separated)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"mailnet.commands.{name}").add_parser(sub)
@@ -55,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        import_modules(modules_to_import(args.imports))
         return int(args.func(args) or 0)
     except MailnetError as e:
         print(f"mailnet: error: {e}", file=sys.stderr)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -75,11 +75,17 @@ CHOICES = {
 OPEN_SECTIONS = ("data", "model.kwargs")
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Defaults <- YAML file <- overrides, validated."""
+def load_config(source: str | Path | Mapping[str, Any] | None,
+                overrides: list[str] | None = None) -> dict[str, Any]:
+    """Defaults <- YAML file (or a mapping, possibly partial, from Python) <- ``key=value`` overrides, validated.
+    A file names the run after itself; a mapping without ``name`` is named ``run``."""
     user: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
+    if isinstance(source, Mapping):
+        user = copy.deepcopy(dict(source))
+        if user.get("name") is None:
+            user["name"] = "run"
+    elif source is not None:
+        p = Path(source)
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found")
         user = read_yaml_mapping(p)
@@ -87,9 +93,18 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             user["name"] = p.stem
     for item in overrides or []:
         apply_override(user, item)
-    cfg = merge(DEFAULTS, user)
-    validate(cfg)
-    return cfg
+    return complete(user)
+
+
+def complete(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` with every default filled in and every key checked; a complete config comes back unchanged, so
+    the engine can call this on whatever it is handed."""
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"config: expected a mapping of sections (model, data, train, ...), got "
+                          f"{type(cfg).__name__}")
+    out = merge(DEFAULTS, dict(cfg))
+    validate(out)
+    return out
 
 
 def resolve_saved(cfg: Any, where: str) -> dict[str, Any]:

@@ -61,10 +61,13 @@ def parse_eps_list(text: str | Sequence[str | float], unit_255: bool = True, whe
 
 def per_modality(eps: float | Sequence[float], n_modalities: int, where: str = "eps") -> list[float]:
     """Broadcast one budget to every modality, or check a per-modality list (0 = that modality stays clean)."""
-    if isinstance(eps, (int, float)):
-        out = [float(eps)] * n_modalities
+    def one(e: str | float) -> float:  # '8/255' as the command line and suites write it
+        return parse_eps(e, where=where) if isinstance(e, str) else float(e)
+
+    if isinstance(eps, (int, float, str)):
+        out = [one(eps)] * n_modalities
     else:
-        out = [float(e) for e in eps]
+        out = [one(e) for e in eps]
         if len(out) != n_modalities:
             raise ConfigError(f"{where}: {len(out)} per-modality budgets given for {n_modalities} modalities")
     if any(e < 0 or e > 1 for e in out):

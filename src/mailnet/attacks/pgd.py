@@ -38,6 +38,8 @@ def _random_start(x: torch.Tensor, eps: float, gen: torch.Generator) -> torch.Te
 def _check(images: Tensors, labels: Tensors, masks: Tensors | None) -> None:
     if isinstance(images, torch.Tensor):
         raise ConfigError("attacks take a list of image tensors, one per modality (wrap single-input models)")
+    if isinstance(masks, (int, float, str)):  # pgd(model, xs, ys, 8/255): the budget landed in ``masks``
+        raise ConfigError(f"masks: got {masks!r}, a budget? pass it by name: eps={masks!r}")
     if masks is not None and len(masks) != len(labels):
         raise ConfigError(f"{len(masks)} masks given for {len(labels)} tasks")
     for m, x in enumerate(images):

@@ -156,7 +156,8 @@ def cost_inputs(spec: dict[str, Any], size: int | None) -> dict[str, Any]:
     """The profile settings that describe the job's model input: modality count, size, channels, classes."""
     kw = spec["kwargs"]
     chans, classes = list(kw["in_chans"]), list(kw["num_classes"])
-    return {"modalities": len(chans), "size": int(size or kw["img_size"]), "in_chans": max(chans),
+    built = kw["img_size"] if isinstance(kw["img_size"], int) else max(kw["img_size"])
+    return {"modalities": len(chans), "size": int(size or built), "in_chans": max(chans),
             "num_classes": max(classes)}
 
 

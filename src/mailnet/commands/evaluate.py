@@ -20,34 +20,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mailnet.config import resolve_saved
-    from mailnet.data import build_data, load_manifest
-    from mailnet.engine import rundir
-    from mailnet.engine.evaluation import evaluate
-    from mailnet.engine.report import metrics_table
-    from mailnet.engine.runs import load_model
-    from mailnet.engine.trainer import resolve_device
+    from mailnet.api import evaluate
     from mailnet.commands import require_at_least
+    from mailnet.engine.report import metrics_table
     from mailnet.utils import write_json
 
     require_at_least(1, ("--mc-samples", args.mc_samples), ("--batch-size", args.batch_size))
     require_at_least(0, ("--partner-draws", args.partner_draws))
-    device = resolve_device(args.device)
     target = Path(args.target)
-    ckpt = rundir.checkpoint_from(target, args.which)
-    model, meta, _ = load_model(ckpt, device=device)
-    cfg = resolve_saved(meta.get("config"), str(ckpt))
-    manifest_file = rundir.manifest_path(target) if target.is_dir() else ckpt.parent.parent / "manifest.json"
-    manifest = load_manifest(manifest_file) if manifest_file.is_file() else None
-    data = build_data(cfg["data"], data_root=args.data_root, seed=int(cfg["seed"]),
-                      manifest=manifest)
-    ecfg = cfg["eval"]
-    result = evaluate(model, data, args.split, device, batch_size=args.batch_size,
-                      mc_samples=args.mc_samples if args.mc_samples is not None else ecfg["mc_samples"],
-                      partner_draws=args.partner_draws if args.partner_draws is not None else ecfg["partner_draws"],
-                      seed=int(cfg["seed"]), loss_weights=cfg["train"]["loss_weights"])
-    result.pop("_predictions")
-    result["checkpoint"] = str(ckpt)
+    result = evaluate(target, args.split, which=args.which, device=args.device, data_root=args.data_root,
+                      batch_size=args.batch_size, mc_samples=args.mc_samples, partner_draws=args.partner_draws)
+    ckpt = result["checkpoint"]
     print(metrics_table(result, title=f"{args.split} metrics ({ckpt})"))
     out = Path(args.out) if args.out else (target / f"eval_{args.split}.json" if target.is_dir() else None)
     if out:

@@ -90,7 +90,8 @@ def trained_model_settings(run: str) -> tuple[list[str], dict]:
         raise MailnetError(f"{ckpt}: checkpoint metadata has no model description (model.name, model.kwargs)")
     kw = dict(spec["kwargs"])
     chans, classes = list(kw.get("in_chans") or [3, 3]), list(kw.get("num_classes") or [2, 2])
-    shapes = {"modalities": len(chans), "size": int(kw.pop("img_size", None) or 28), "in_chans": max(chans),
+    size = kw.pop("img_size", None) or 28
+    shapes = {"modalities": len(chans), "size": int(size if isinstance(size, int) else max(size)), "in_chans": max(chans),
               "num_classes": max(classes), "stem": kw.pop("stem", "auto"), "model_kwargs": kw}
     return [spec["name"]], shapes
 

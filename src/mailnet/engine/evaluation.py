@@ -40,6 +40,24 @@ def task_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, ta
     return per_row.sum() / mask.sum().clamp(min=1)
 
 
+def check_outputs(logits: Any, tasks: list[TaskSpec], batch: int) -> None:
+    """A model must return one (B, K_t) logits tensor per task (see ``mailnet.models.registry``); a custom model
+    that returns one bare tensor, or fewer heads than tasks, would otherwise train some tasks silently or fail deep
+    inside a loss. Shape checks only: nothing is synchronised with the device."""
+    from mailnet.errors import ModelError
+
+    if not isinstance(logits, (list, tuple)) or not all(isinstance(t, torch.Tensor) for t in logits):
+        raise ModelError(f"the model returned {type(logits).__name__}; it must return a list of logits tensors, one "
+                         f"(batch, classes) tensor per task ({len(tasks)} here: {', '.join(t.name for t in tasks)})")
+    if len(logits) != len(tasks):
+        raise ModelError(f"the model returned {len(logits)} logits tensor(s) for {len(tasks)} tasks "
+                         f"({', '.join(t.name for t in tasks)}); build it with num_classes of length {len(tasks)}")
+    for lg, task in zip(logits, tasks):
+        if tuple(lg.shape) != (batch, task.num_classes):
+            raise ModelError(f"task {task.name}: the model returned logits of shape {tuple(lg.shape)}, expected "
+                             f"({batch}, {task.num_classes}) for a batch of {batch}")
+
+
 def probabilities(logits: torch.Tensor, task: TaskSpec) -> torch.Tensor:
     return torch.sigmoid(logits) if task.task_type == "multi-label" else torch.softmax(logits, dim=1)
 
@@ -63,6 +81,7 @@ def predict(model: nn.Module, loader: Iterable[dict], tasks: list[TaskSpec], dev
     for batch in loader:
         batch = to_device(batch, device)
         logits = model(batch["images"])
+        check_outputs(logits, tasks, batch["images"][0].shape[0])
         for t, task in enumerate(tasks):
             m = batch["mask"][t]
             loss_sum[t] += float(task_loss(logits[t].float(), batch["labels"][t], m, task, reduction="sum"))

@@ -119,7 +119,7 @@ def prepare(run: Path) -> None:
     never finished an epoch is started afresh."""
     if run.exists() and any(run.iterdir()) and not never_trained(run):
         hint = "it has finished" if is_finished(run) else "resume it with `mailnet train --resume RUN_DIR`"
-        raise MailnetError(f"{run}: run directory is not empty ({hint}); choose another --run-dir or delete it")
+        raise MailnetError(f"{run}: run directory is not empty ({hint}); choose another run directory (--run-dir) or delete it")
     (run / "checkpoints").mkdir(parents=True, exist_ok=True)
 
 

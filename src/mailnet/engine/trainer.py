@@ -13,13 +13,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from mailnet.config import dump_config
+from mailnet.config import complete, dump_config
 from mailnet.data import build_data, load_manifest
 from mailnet.engine import rundir
 from mailnet.engine.checkpoint import join_state, load_checkpoint, save_checkpoint, split_state
 from mailnet.engine.distributed import (DistInfo, barrier, broadcast_object, init_distributed, ranks_failing,
                                        sync_buffers)
-from mailnet.engine.evaluation import evaluate, task_loss, to_device
+from mailnet.engine.evaluation import check_outputs, evaluate, task_loss, to_device
 from mailnet.engine.optim import build_optimizer, build_scheduler, step_scheduler
 from mailnet.engine.randomness import reseed
 from mailnet.environment import sitting_info
@@ -29,22 +29,30 @@ from mailnet.models import create_model
 from mailnet.utils import seed_everything, write_json, write_text
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or a ``torch.device``; a CUDA device that is absent fails here."""
+    if isinstance(name, str) and name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MailnetError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
-    if name not in ("cpu", "cuda"):
-        raise MailnetError(f"--device {name!r}: choose cpu, cuda or auto")
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise MailnetError(f"device {name!r}: choose cpu, cuda, cuda:N or auto") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise MailnetError(f"device {name!r}: choose cpu, cuda, cuda:N or auto")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MailnetError(f"device {name}: no CUDA device is available here (use cpu or auto)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise MailnetError(f"device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return dev
 
 
 def model_spec(cfg: dict[str, Any], data: Any) -> dict[str, Any]:
     """What ``create_model`` needs, stored in every checkpoint so it can be rebuilt without the data. The input and
     head shapes come from the data only: a value in ``model.kwargs`` would silently build a model that does not
     fit it."""
+    sizes = [m.img_size for m in data.modalities]
     from_data = {"in_chans": [m.in_chans for m in data.modalities], "num_classes": [t.num_classes for t in data.tasks],
-                 "img_size": data.modalities[0].img_size}
+                 "img_size": sizes[0] if len(set(sizes)) == 1 else sizes}  # one per modality only where they differ
     user = cfg["model"].get("kwargs") or {}
     for key in from_data:
         if key in user:
@@ -71,9 +79,11 @@ def build_model(spec: dict[str, Any], data: Any | None = None) -> nn.Module:
     return model
 
 
-def train(cfg: dict[str, Any], run_dir: str | Path, *, device: str = "auto", data_root: str | None = None,
+def train(cfg: dict[str, Any], run_dir: str | Path, *, device: str | torch.device = "auto", data_root: str | None = None,
           resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) one run; returns the final test metrics (on rank 0; other ranks return {})."""
+    """Train (or resume) one run; returns the final test metrics (on rank 0; other ranks return {}). ``cfg`` may
+    be partial: defaults are filled in and every key is checked before anything is written."""
+    cfg = complete(cfg)
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     info = init_distributed(dev)
@@ -154,6 +164,7 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
                 images = adv(net, images, batch["labels"], batch["mask"])
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
                 logits = net(images)
+            check_outputs(logits, data.tasks, images[0].shape[0])
             loss = sum(w * task_loss(lg.float(), y, m, task)
                        for w, lg, y, m, task in zip(weights, logits, batch["labels"], batch["mask"], data.tasks))
             bad = ranks_failing(not bool(torch.isfinite(loss.detach())), info, dev)

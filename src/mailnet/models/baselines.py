@@ -14,48 +14,10 @@ from torchvision.models import resnet18
 from mailnet.errors import ModelError
 from mailnet.layers.input_norm import InputNorm
 from mailnet.layers.noise import Dropout
-from mailnet.layers.stem import resolve_stem
+from mailnet.models.inputs import ModelArgs, builder_args, check_drop_rate, check_inputs
 from mailnet.models.registry import register_model
 
 RESNET18_FEATURES = 512
-
-
-def check_multimodal_args(model: str, in_chans: Sequence[int], num_classes: Sequence[int], img_size: int | None,
-                          same_count: bool = False) -> tuple[list[int], list[int]]:
-    """Validate the registry's per-modality / per-task lists once, with one-line errors naming the model."""
-    if isinstance(in_chans, int) or isinstance(num_classes, int):
-        raise ModelError(f"{model}: in_chans and num_classes must be lists (one entry per modality / task)")
-    chans, classes = [int(c) for c in in_chans], [int(k) for k in num_classes]
-    if not chans:
-        raise ModelError(f"{model}: in_chans is empty; give one channel count per modality")
-    if not classes:
-        raise ModelError(f"{model}: num_classes is empty; give one class count per task")
-    if any(c < 1 for c in chans):
-        raise ModelError(f"{model}: in_chans must be positive, got {chans}")
-    if any(k < 2 for k in classes):
-        raise ModelError(f"{model}: every task needs at least 2 classes, got num_classes={classes}")
-    if img_size is not None and int(img_size) < 8:
-        raise ModelError(f"{model}: img_size {img_size} is too small (need at least 8 px)")
-    if same_count and len(chans) != len(classes):
-        raise ModelError(f"{model}: needs one task per modality, got {len(chans)} modalities (in_chans={chans}) "
-                         f"and {len(classes)} tasks (num_classes={classes})")
-    return chans, classes
-
-
-def check_drop_rate(model: str, drop_rate: float) -> float:
-    if not 0.0 <= float(drop_rate) < 1.0:
-        raise ModelError(f"{model}: drop_rate must be in [0, 1), got {drop_rate}")
-    return float(drop_rate)
-
-
-def check_inputs(model: str, xs: Sequence[torch.Tensor], in_chans: Sequence[int]) -> None:
-    """Wrong modality counts or channel counts fail with the modality named, not deep inside a conv."""
-    if isinstance(xs, torch.Tensor) or len(xs) != len(in_chans):
-        got = "a single tensor" if isinstance(xs, torch.Tensor) else f"{len(xs)} tensors"
-        raise ModelError(f"{model}: expected a list of {len(in_chans)} tensors (one per modality), got {got}")
-    for m, (x, c) in enumerate(zip(xs, in_chans)):
-        if x.dim() != 4 or x.shape[1] != c:
-            raise ModelError(f"{model}: modality {m} needs shape (B, {c}, H, W), got {tuple(x.shape)}")
 
 
 def resnet18_trunk(in_chans: int, stem: str) -> nn.Module:
@@ -77,28 +39,29 @@ def resnet18_trunk(in_chans: int, stem: str) -> nn.Module:
 
 
 class _ResNetBranches(nn.Module):
-    """One normalised ResNet-18 trunk per modality (no weight sharing)."""
+    """One normalised ResNet-18 trunk per modality (no weight sharing); modalities may differ in image size."""
 
-    def __init__(self, name: str, in_chans: list[int], stem: str):
+    needs_equal_sizes = False
+
+    def __init__(self, name: str, args: ModelArgs):
         super().__init__()
-        self.name = name
-        self.in_chans = list(in_chans)
-        self.stem = stem
-        self.norms = nn.ModuleList(InputNorm(c) for c in in_chans)
-        self.trunks = nn.ModuleList(resnet18_trunk(c, stem) for c in in_chans)
+        self.model_name = name
+        self.in_chans, self.img_sizes, self.stem = args.in_chans, args.img_sizes, args.stem
+        self.norms = nn.ModuleList(InputNorm(c) for c in self.in_chans)
+        self.trunks = nn.ModuleList(resnet18_trunk(c, self.stem) for c in self.in_chans)
 
     def features(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        check_inputs(self.name, xs, self.in_chans)
+        check_inputs(self, xs)
         return [trunk(norm(x)) for norm, trunk, x in zip(self.norms, self.trunks, xs)]
 
 
 class ResNet18Single(_ResNetBranches):
     """Independent single-modality ResNet-18s in one module: head t reads only modality t's features."""
 
-    def __init__(self, in_chans: list[int], num_classes: list[int], stem: str, drop_rate: float, mc_dropout: bool):
-        super().__init__("resnet18_single", in_chans, stem)
+    def __init__(self, args: ModelArgs, drop_rate: float, mc_dropout: bool):
+        super().__init__("resnet18_single", args)
         self.drop = Dropout(drop_rate, mc=mc_dropout)
-        self.heads = nn.ModuleList(nn.Linear(RESNET18_FEATURES, k) for k in num_classes)
+        self.heads = nn.ModuleList(nn.Linear(RESNET18_FEATURES, k) for k in args.num_classes)
 
     def forward(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return [head(self.drop(f)) for head, f in zip(self.heads, self.features(xs))]
@@ -107,11 +70,11 @@ class ResNet18Single(_ResNetBranches):
 class ResNet18LateFusion(_ResNetBranches):
     """Late fusion: pooled features of every modality concatenated; every task head reads the whole vector."""
 
-    def __init__(self, in_chans: list[int], num_classes: list[int], stem: str, drop_rate: float, mc_dropout: bool):
-        super().__init__("resnet18_late_fusion", in_chans, stem)
+    def __init__(self, args: ModelArgs, drop_rate: float, mc_dropout: bool):
+        super().__init__("resnet18_late_fusion", args)
         self.drop = Dropout(drop_rate, mc=mc_dropout)
-        width = RESNET18_FEATURES * len(in_chans)
-        self.heads = nn.ModuleList(nn.Linear(width, k) for k in num_classes)
+        width = RESNET18_FEATURES * len(args.in_chans)
+        self.heads = nn.ModuleList(nn.Linear(width, k) for k in args.num_classes)
 
     def forward(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         fused = self.drop(torch.cat(self.features(xs), dim=1))
@@ -119,36 +82,18 @@ class ResNet18LateFusion(_ResNetBranches):
 
 
 @register_model
-def resnet18_single(in_chans: Sequence[int] = (3,), num_classes: Sequence[int] = (2,), img_size: int | None = None,
-                    stem: str = "auto", drop_rate: float = 0.0, mc_dropout: bool = False, **kwargs) -> nn.Module:
+def resnet18_single(in_chans: Sequence[int] = (3,), num_classes: Sequence[int] = (2,),
+                    img_size: int | Sequence[int] | None = None, stem: str = "auto", drop_rate: float = 0.0,
+                    mc_dropout: bool = False, **kwargs) -> nn.Module:
     """One torchvision ResNet-18 per modality, each head reading only its own branch (needs tasks == modalities)."""
-    _reject_unknown("resnet18_single", kwargs)
-    chans, classes = check_multimodal_args("resnet18_single", in_chans, num_classes, img_size, same_count=True)
-    return ResNet18Single(chans, classes, resolve_stem(stem, img_size),
-                      check_drop_rate("resnet18_single", drop_rate), bool(mc_dropout))
+    args = builder_args("resnet18_single", kwargs, in_chans, num_classes, img_size, stem, same_count=True)
+    return ResNet18Single(args, check_drop_rate("resnet18_single", drop_rate), bool(mc_dropout))
 
 
 @register_model
 def resnet18_late_fusion(in_chans: Sequence[int] = (3, 3), num_classes: Sequence[int] = (2, 2),
-                         img_size: int | None = None, stem: str = "auto", drop_rate: float = 0.0,
+                         img_size: int | Sequence[int] | None = None, stem: str = "auto", drop_rate: float = 0.0,
                          mc_dropout: bool = False, **kwargs) -> nn.Module:
     """One torchvision ResNet-18 per modality; GAP features concatenated; one Linear head per task."""
-    _reject_unknown("resnet18_late_fusion", kwargs)
-    chans, classes = check_multimodal_args("resnet18_late_fusion", in_chans, num_classes, img_size)
-    return ResNet18LateFusion(chans, classes, resolve_stem(stem, img_size),
-                          check_drop_rate("resnet18_late_fusion", drop_rate), bool(mc_dropout))
-
-
-def _reject_unknown(model: str, kwargs: dict) -> None:
-    """Refuse arguments the registered builder ``model`` does not take, listing the ones it does (read from its
-    signature, so the list cannot go stale) so that a typo shows its fix."""
-    if kwargs:
-        import inspect
-
-        from mailnet.models.registry import _REGISTRY
-
-        builder = _REGISTRY.get(model)
-        allowed = sorted(p.name for p in inspect.signature(builder).parameters.values()
-                         if p.kind is not p.VAR_KEYWORD) if builder is not None else []
-        listed = f" (allowed: {', '.join(allowed)})" if allowed else ""
-        raise ModelError(f"{model}: unknown argument(s) {', '.join(sorted(kwargs))}{listed}")
+    args = builder_args("resnet18_late_fusion", kwargs, in_chans, num_classes, img_size, stem)
+    return ResNet18LateFusion(args, check_drop_rate("resnet18_late_fusion", drop_rate), bool(mc_dropout))

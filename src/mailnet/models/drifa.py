@@ -12,10 +12,9 @@ from torchvision.models.resnet import BasicBlock
 
 from mailnet.layers.drifa_attention import MultiBranchFusionAttention, MultimodalSharedAttention
 from mailnet.layers.input_norm import InputNorm
-from mailnet.layers.stem import resolve_stem
 from mailnet.layers.noise import Dropout, is_stochastic_at_eval, seed_noise
-from mailnet.models.baselines import (RESNET18_FEATURES, _reject_unknown, check_drop_rate, check_inputs,
-                                      check_multimodal_args, resnet18_trunk)
+from mailnet.models.baselines import RESNET18_FEATURES, resnet18_trunk
+from mailnet.models.inputs import ModelArgs, builder_args, check_drop_rate, check_inputs
 from mailnet.models.registry import register_model
 
 
@@ -57,18 +56,19 @@ class DRIFA(nn.Module):
     BLOCK_WIDTHS = (64, 64, 128, 128, 256, 256, 512, 512)
     DROPOUT_AFTER = (2, 4, 6)
 
-    def __init__(self, in_chans: list[int], num_classes: list[int], stem: str, drop_rate: float, mc_dropout: bool):
+    def __init__(self, args: ModelArgs, drop_rate: float, mc_dropout: bool):
         super().__init__()
-        self.in_chans = list(in_chans)
-        m = len(in_chans)
-        self.norms = nn.ModuleList(InputNorm(c) for c in in_chans)
-        self.branches = nn.ModuleList(_DrifaBranch(c, stem) for c in in_chans)
+        self.model_name = "drifa"
+        self.in_chans, self.img_sizes = args.in_chans, args.img_sizes
+        m = len(self.in_chans)
+        self.norms = nn.ModuleList(InputNorm(c) for c in self.in_chans)
+        self.branches = nn.ModuleList(_DrifaBranch(c, args.stem) for c in self.in_chans)
         self.shared = nn.ModuleList(MultimodalSharedAttention(w, m) for w in self.BLOCK_WIDTHS)
         self.drop = Dropout(drop_rate, mc=mc_dropout)
-        self.heads = nn.ModuleList(nn.Linear(RESNET18_FEATURES * m, k) for k in num_classes)
+        self.heads = nn.ModuleList(nn.Linear(RESNET18_FEATURES * m, k) for k in args.num_classes)
 
     def forward(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        check_inputs("drifa", xs, self.in_chans)
+        check_inputs(self, xs)
         hs = [br.stem(norm(x)) for br, norm, x in zip(self.branches, self.norms, xs)]
         for j, shared in enumerate(self.shared):
             hs = shared([br.blocks[j](h) for br, h in zip(self.branches, hs)])
@@ -87,9 +87,9 @@ class DRIFA(nn.Module):
 
 
 @register_model
-def drifa(in_chans: Sequence[int] = (3, 3), num_classes: Sequence[int] = (2, 2), img_size: int | None = None,
-          stem: str = "auto", drop_rate: float = 0.25, mc_dropout: bool = True, **kwargs) -> nn.Module:
+def drifa(in_chans: Sequence[int] = (3, 3), num_classes: Sequence[int] = (2, 2),
+          img_size: int | Sequence[int] | None = None, stem: str = "auto", drop_rate: float = 0.25,
+          mc_dropout: bool = True, **kwargs) -> nn.Module:
     """DRIFA-style dual attention network; Monte-Carlo dropout 0.25 on at inference by default, as published."""
-    _reject_unknown("drifa", kwargs)
-    chans, classes = check_multimodal_args("drifa", in_chans, num_classes, img_size)
-    return DRIFA(chans, classes, resolve_stem(stem, img_size), check_drop_rate("drifa", drop_rate), bool(mc_dropout))
+    args = builder_args("drifa", kwargs, in_chans, num_classes, img_size, stem)
+    return DRIFA(args, check_drop_rate("drifa", drop_rate), bool(mc_dropout))

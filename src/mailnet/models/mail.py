@@ -10,7 +10,6 @@ eval mode. Replay a draw with ``model.seed_noise(seed)`` before the forward (see
 from __future__ import annotations
 
 import inspect
-import numbers
 from typing import Sequence
 
 import torch
@@ -21,7 +20,9 @@ from mailnet.layers.emcam import EMCAM
 from mailnet.layers.erla import ERLA
 from mailnet.layers.input_norm import InputNorm
 from mailnet.layers.noise import Dropout, is_stochastic_at_eval, seed_noise, set_noise_generator
-from mailnet.layers.stem import make_stem, resolve_stem
+from mailnet.layers.stem import make_stem
+from mailnet.models.inputs import (check_drop_rate, check_inputs, int_list, model_args, per_modality,
+                                   reject_unknown)
 from mailnet.models.registry import register_model
 
 DEFAULT_WIDTHS = (64, 128, 256, 512)
@@ -33,9 +34,10 @@ class MAILBranch(nn.Module):
     strided, block of stages 2-4). EMCAM is not here: it is shared and sits in :class:`MAIL`."""
 
     def __init__(self, in_chans: int, stem: str, widths: Sequence[int], drop_rate: float, mc_dropout: bool,
-                 input_mean: float | Sequence[float], input_std: float | Sequence[float], **emila_kw):
+                 input_mean: float | Sequence[float], input_std: float | Sequence[float], label: str = "input_",
+                 **emila_kw):
         super().__init__()
-        self.norm = InputNorm(in_chans, input_mean, input_std)
+        self.norm = InputNorm(in_chans, input_mean, input_std, label=label)
         self.stem = make_stem(stem, in_chans, widths[0])
         self.stages = nn.ModuleList()
         self.drops = nn.ModuleList()
@@ -53,9 +55,11 @@ class MAIL(nn.Module):
     """MAIL for M >= 1 modalities and T >= 1 tasks.
 
     Args:
-        in_chans: channels per modality (M entries).
-        num_classes: classes per task head (T entries); every head reads the concatenated pooled features.
-        img_size: input size, only used to choose the stem when ``stem="auto"`` (>= 96 px: imagenet).
+        in_chans: channels per modality (M entries; an int is one modality).
+        num_classes: classes per task head (T entries, each >= 2; an int is one task); every head reads the
+            concatenated pooled features.
+        img_size: the input size the model is built for (one, or one per modality): it chooses the stem when
+            ``stem="auto"`` (>= 96 px: imagenet), and other input sizes warn once (the model still runs).
         stem: ``auto`` / ``imagenet`` (7x7/2 + max-pool) / ``cifar`` (3x3/1).
         drop_rate: dropout after the first block of stages 2-4 (0.25).
         mc_dropout: keep that dropout active in eval mode (Monte-Carlo dropout).
@@ -65,31 +69,37 @@ class MAIL(nn.Module):
         attention_noise: Robust-MAIL's modulated noise in EMILA and EMCAM.
         msgdc_bn: BN in the three MSGDC branches (Robust-MAIL).
         noise_std: std of the Gaussian n behind the modulated noise (0.6).
-        input_mean, input_std: InputNorm constants (pixels in [0, 1] -> (x - mean) / std).
+        input_mean, input_std: InputNorm constants (pixels in [0, 1] -> (x - mean) / std): one value, one per
+            channel (shared by every modality), or one list per modality, e.g. ``[[0.5], [0.485, 0.456, 0.406]]``.
+        model_name: the registered name, for error messages (set by the registry's builders).
+
+    Inputs: a list of M float ``(B, C_m, H, W)`` tensors in [0, 1] (see :mod:`mailnet.models.inputs`: integer
+    images are refused, float64 is cast to the weights' dtype).
     """
 
     needs_equal_sizes = True  # the shared EMCAM multiplies one attention map into every branch
 
-    def __init__(self, in_chans: Sequence[int], num_classes: Sequence[int], img_size: int | None = None,
+    def __init__(self, in_chans: Sequence[int], num_classes: Sequence[int], img_size: int | Sequence[int] | None = None,
                  stem: str = "auto", drop_rate: float = 0.25, mc_dropout: bool = False,
                  widths: Sequence[int] = DEFAULT_WIDTHS, groups: int = 16, rpf_fraction: float = 0.0,
                  attention_noise: bool = False, msgdc_bn: bool = False, noise_std: float = 0.6,
-                 input_mean: float | Sequence[float] = 0.5, input_std: float | Sequence[float] = 0.5):
+                 input_mean: float | Sequence[float] = 0.5, input_std: float | Sequence[float] = 0.5,
+                 model_name: str = "mail"):
         super().__init__()
-        self.in_chans = _int_list(in_chans, "in_chans")
-        self.num_classes = _int_list(num_classes, "num_classes")
-        self.widths = _int_list(widths, "widths")
+        self.model_name = name = model_name
+        args = model_args(name, in_chans, num_classes, img_size, stem)
+        self.in_chans, self.num_classes, self.img_sizes = args.in_chans, args.num_classes, args.img_sizes
+        self.widths = int_list(name, "widths", widths)
         if len(self.widths) != 4:
-            raise ModelError(f"MAIL: widths needs 4 stage widths, got {len(self.widths)}")
-        if not 0.0 <= drop_rate < 1.0:
-            raise ModelError(f"MAIL: drop_rate must be in [0, 1), got {drop_rate}")
+            raise ModelError(f"{name}: widths needs 4 stage widths, got {len(self.widths)}")
+        check_drop_rate(name, drop_rate)
         if not 0.0 <= rpf_fraction <= 1.0:
-            raise ModelError(f"MAIL: rpf_fraction must be in [0, 1], got {rpf_fraction}")
+            raise ModelError(f"{name}: rpf_fraction must be in [0, 1], got {rpf_fraction}")
         if groups < 1:
-            raise ModelError(f"MAIL: groups must be >= 1, got {groups}")
+            raise ModelError(f"{name}: groups must be >= 1, got {groups}")
         if noise_std < 0:
-            raise ModelError(f"MAIL: noise_std must be >= 0, got {noise_std}")
-        self.stem_kind = resolve_stem(stem, img_size)
+            raise ModelError(f"{name}: noise_std must be >= 0, got {noise_std}")
+        self.stem_kind = args.stem
         self.img_size = img_size
         self.config = dict(drop_rate=float(drop_rate), mc_dropout=bool(mc_dropout), groups=int(groups),
                            rpf_fraction=float(rpf_fraction), attention_noise=bool(attention_noise),
@@ -97,9 +107,12 @@ class MAIL(nn.Module):
         emila_kw = dict(groups=groups, msgdc_bn=msgdc_bn, rpf_fraction=rpf_fraction,
                         attention_noise=attention_noise, noise_std=noise_std)
         m = len(self.in_chans)
+        means = per_modality(name, "input_mean", input_mean, m)
+        stds = per_modality(name, "input_std", input_std, m)
         self.branches = nn.ModuleList(
-            MAILBranch(c, self.stem_kind, self.widths, drop_rate, mc_dropout, input_mean, input_std, **emila_kw)
-            for c in self.in_chans)
+            MAILBranch(c, self.stem_kind, self.widths, drop_rate, mc_dropout, means[i], stds[i],
+                       label=f"{name}: modality {i}'s input_", **emila_kw)
+            for i, c in enumerate(self.in_chans))
         self.emcams = nn.ModuleList(
             EMCAM(w, m, groups, attention_noise=attention_noise, noise_std=noise_std) for w in self.widths)
         self.num_features = m * self.widths[-1]
@@ -130,22 +143,8 @@ class MAIL(nn.Module):
         return [head(feats) for head in self.heads]
 
     def check_inputs(self, xs: Sequence[torch.Tensor]) -> None:
-        """One clear line for the usual mistakes: wrong count, wrong channels, mismatched batch or size."""
-        if isinstance(xs, torch.Tensor) or not isinstance(xs, (list, tuple)):
-            raise ModelError(f"MAIL expects a list of {self.num_modalities} tensors (one per modality), "
-                             f"got {type(xs).__name__}")
-        if len(xs) != self.num_modalities:
-            raise ModelError(f"MAIL built for {self.num_modalities} modalities got {len(xs)} inputs")
-        for i, (x, c) in enumerate(zip(xs, self.in_chans)):
-            if not isinstance(x, torch.Tensor) or x.dim() != 4:
-                shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-                raise ModelError(f"MAIL input for modality {i}: expected a (B, {c}, H, W) tensor, got {shape}")
-            if x.shape[1] != c:
-                raise ModelError(f"MAIL input for modality {i}: expected {c} channels, got {x.shape[1]}")
-            if x.shape[0] != xs[0].shape[0] or x.shape[2:] != xs[0].shape[2:]:
-                raise ModelError(f"MAIL input for modality {i}: batch/size {x.shape[0]}x{tuple(x.shape[2:])} differs "
-                                 f"from modality 0's {xs[0].shape[0]}x{tuple(xs[0].shape[2:])}; the shared EMCAM "
-                                 f"needs equal batch and image sizes")
+        """One clear line for the usual mistakes (see :func:`mailnet.models.inputs.check_inputs`)."""
+        check_inputs(self, xs)
 
     # -- randomness ---------------------------------------------------------------------------------------------
     def set_noise_generator(self, generator: torch.Generator | None) -> None:
@@ -164,35 +163,16 @@ class MAIL(nn.Module):
         return is_stochastic_at_eval(self)
 
 
-def _int_list(values: Sequence[int], name: str) -> list[int]:
-    if isinstance(values, numbers.Integral):
-        values = [values]
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise ModelError(f"MAIL: {name} must be a list of positive integers, got {values!r}")
-    values = list(values)
-    if not values or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in values):
-        raise ModelError(f"MAIL: {name} must be a non-empty list of positive integers, got {values!r}")
-    return [int(v) for v in values]
-
-
 def _build(name: str, kwargs: dict, cls: type[MAIL] = MAIL, allowed: Sequence[str] | None = None) -> MAIL:
     """cls(**kwargs), with unknown or missing arguments reported as one-line ``ModelError``s; ``allowed``
-    narrows the accepted arguments (default: every argument of ``MAIL.__init__``). An unknown one is listed with
-    the accepted ones, the registered builder's own (``fast``) included, so a typo shows its fix."""
-    params = set(allowed if allowed is not None else inspect.signature(MAIL.__init__).parameters) - {"self"}
-    unknown = sorted(set(kwargs) - set(params))
-    if unknown:
-        from mailnet.models.registry import _REGISTRY
-
-        builder = _REGISTRY.get(name)
-        own = {p.name for p in inspect.signature(builder).parameters.values()
-               if p.kind is not p.VAR_KEYWORD} if builder is not None else set()
-        raise ModelError(f"{name}: unknown argument(s) {', '.join(unknown)} "
-                         f"(allowed: {', '.join(sorted(params | own))})")
+    narrows the accepted arguments (default: every argument of ``MAIL.__init__`` but ``model_name``)."""
+    internal = {"self", "model_name"}
+    params = allowed if allowed is not None else set(inspect.signature(MAIL.__init__).parameters) - internal
+    reject_unknown(name, kwargs, params)
     missing = [k for k in ("in_chans", "num_classes") if k not in kwargs]
     if missing:
         raise ModelError(f"{name}: missing argument(s) {', '.join(missing)}")
-    return cls(**kwargs)
+    return cls(**kwargs, model_name=name)
 
 
 def _implementation(model: MAIL, fast: bool) -> MAIL:

@@ -1,5 +1,9 @@
 """`mailnet export`: ONNX graphs that onnxruntime runs to within 1e-4 of PyTorch on real images; random models
 refused with the reason, or exported as one labelled fixed draw."""
+import hashlib
+import json
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -121,6 +125,68 @@ def test_an_export_that_fails_its_check_leaves_no_file(tmp_path, mail_checkpoint
     out = tmp_path / "m.onnx"
     with pytest.raises(MailnetError, match=r"onnxruntime outputs differ from PyTorch by .* \(> 0\)"):
         export_checkpoint(mail_checkpoint, out, check_inputs=real_images, atol=0.0)
-    assert not out.exists()
+    assert not out.exists() and not Path(str(out) + ".json").exists()
     with pytest.raises(MailnetError, match="--atol must be a number >= 0, got nan"):
         export_checkpoint(mail_checkpoint, out, atol=float("nan"))
+
+
+def test_the_export_says_how_to_feed_the_graph_and_read_it_without_mailnet(tmp_path, mail_checkpoint, real_images,
+                                                                          capsys):
+    """A deployer with only the .onnx file (and its card beside it) learns the pixel range, the preprocessing, the
+    task types, class names and decision rules, and which checkpoint the graph came from."""
+    out = tmp_path / "mail.onnx"
+    assert cli(["export", str(mail_checkpoint), "--onnx", str(out)]) == 0
+    assert f"model card (inputs: pixels in [0, 1]" in capsys.readouterr().out
+    card = json.loads(Path(str(out) + ".json").read_text())
+    props = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert json.loads(props["mailnet.card"]) == card and props["mailnet.input_range"] == "0,1"
+    assert card["checkpoint_sha256"] == hashlib.sha256(mail_checkpoint.read_bytes()).hexdigest()
+    assert [i["name"] for i in card["inputs"]] == ["pneumonia", "retina"] and card["batch"] == "dynamic"
+    assert card["inputs"][1]["shape"] == ["batch", 3, 28, 28] and card["inputs"][1]["range"] == [0.0, 1.0]
+    assert "mailnet.load_image(path, channels=3, size=28)" in card["inputs"][1]["preprocessing"]
+    binary, ordinal = card["outputs"]
+    assert binary["task_type"] == "binary" and "last class's probability > 0.5" in binary["decision"]
+    assert ordinal["name"] == "retina_logits" and "argmax" in ordinal["decision"]
+    assert "partner-bank" in card["missing_modality"]  # an unpaired model: what stands in for a missing input
+    assert "0.5" in props["mailnet.outputs"]
+
+
+def test_the_partner_bank_is_written_on_request_for_a_deployer(tmp_path, mail_checkpoint, capsys):
+    from mailnet.engine.checkpoint import load_checkpoint
+
+    tensors, meta = load_checkpoint(mail_checkpoint)
+    bank = {"partner_bank.0": torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8),
+            "partner_bank.1": torch.randint(0, 256, (3, 3, 28, 28), dtype=torch.uint8)}
+    with_bank = tmp_path / "banked.safetensors"
+    save_checkpoint(with_bank, {**tensors, **bank}, meta)
+    npz = tmp_path / "bank.npz"
+    assert cli(["export", str(with_bank), "--onnx", str(tmp_path / "m.onnx"), "--partner-bank", str(npz)]) == 0
+    saved = np.load(npz)
+    assert sorted(saved.files) == ["pneumonia", "retina"]
+    assert np.array_equal(saved["retina"], bank["partner_bank.1"].numpy()) and saved["retina"].dtype == np.uint8
+    capsys.readouterr()
+    assert cli(["export", str(mail_checkpoint), "--onnx", str(tmp_path / "n.onnx"), "--partner-bank",
+                str(tmp_path / "none.npz")]) == 2
+    assert "no partner bank in this checkpoint" in capsys.readouterr().err
+
+
+def test_profile_refuses_an_onnx_graph_of_another_model_or_checkpoint(tmp_path, mail_checkpoint, capsys):
+    common = ["--quick", "--threads", "1", "--iters", "1", "--batch-iters", "1", "--warmup", "0"]
+    out = tmp_path / "mail.onnx"
+    assert cli(["export", str(mail_checkpoint), "--onnx", str(out)]) == 0
+    other = _checkpoint(tmp_path / "other.safetensors", "mail", widths=[8, 8, 16, 16])  # same inputs, other weights
+    capsys.readouterr()
+    assert cli(["profile", "--run", str(other), "--onnx", str(out), *common]) == 2
+    assert "exported from another checkpoint" in capsys.readouterr().err
+    late = _checkpoint(tmp_path / "late.safetensors", "resnet18_late_fusion")
+    late_onnx = tmp_path / "late.onnx"
+    assert cli(["export", str(late), "--onnx", str(late_onnx)]) == 0
+    capsys.readouterr()
+    assert cli(["profile", "--run", str(mail_checkpoint), "--onnx", str(late_onnx), *common]) == 2
+    assert "exported from a 'resnet18_late_fusion' model, the profiled one is 'mail'" in capsys.readouterr().err
+    js = tmp_path / "p.json"
+    assert cli(["profile", "--run", str(mail_checkpoint), "--onnx", str(out), "--json", str(js), *common]) == 0
+    printed = capsys.readouterr().out
+    assert "measured with 1 CPU thread(s), batch 8" in printed
+    saved = json.loads(js.read_text())
+    assert saved["settings"]["size"] == 28 and saved["settings"]["batch"] == 8 and saved["machine"]["cpu"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -166,11 +167,12 @@ def test_predict_batch_csv_has_a_column_per_class_and_the_rows_ids(run, data_roo
                    str(tmp_path / f"{name}.out.csv")) == 0
     header, rows = read_csv(tmp_path / "s.out.csv")
     assert header == ["id", "task", "filled_from_partner_bank", "pred", "pred_name", "p_normal", "p_pneumonia",
-                      "p_malignant", "p_normal, benign"]
+                      "p_malignant", "p_normal, benign", "draws", "partners"]
     assert [r["id"] for r in rows] == ["imgs/b0.png", "imgs/b1.png"]  # the row's image path, not "row1"
     for r in rows:
         probs = [float(r["p_malignant"]), float(r["p_normal, benign"])]
         assert r["task"] == "breast" and r["filled_from_partner_bank"] == "pneumonia"
+        assert r["draws"] == "1" and r["partners"] == "4"  # a deterministic model; the 4 images of the bank
         assert sum(probs) == pytest.approx(1.0, abs=1e-5) and r["p_normal"] == "" and r["p_pneumonia"] == ""
         assert int(r["pred"]) == int(probs[1] > 0.5) and r["pred_name"] == BREAST[int(r["pred"])]
     _, rows = read_csv(tmp_path / "t.out.csv")
@@ -192,9 +194,12 @@ def test_predict_batch_errors_and_skips(run, data_root, tmp_path, capsys):
 
     files = _breast_pngs(data_root, tmp_path / "mixed", 2)
     (tmp_path / "mixed" / "broken.png").write_bytes(b"not a png")
-    with pytest.warns(MailnetWarning, match=r"broken\.png: unreadable image file .*; skipped"):
+    with pytest.warns(MailnetWarning) as caught:
         assert cli("predict", str(run), "--folder", str(tmp_path / "mixed"), "--modality", "breast",
                    "--out", str(tmp_path / "m.csv")) == 0
+    said = [str(w.message) for w in caught]
+    assert re.search(r"broken\.png: unreadable image file .*; skipped", said[0])
+    assert said[-1].startswith(f"{tmp_path / 'mixed'}: skipped 1 of its 3 image files")
     _, rows = read_csv(tmp_path / "m.csv")
     assert [r["id"] for r in rows] == [str(f) for f in files]
 
@@ -204,3 +209,61 @@ def test_predict_batch_errors_and_skips(run, data_root, tmp_path, capsys):
     with pytest.warns(MailnetWarning, match=r"a\.png: unreadable"):
         assert cli("predict", str(run), "--folder", str(tmp_path / "bad"), "--modality", "breast") == 2
     assert "none of its 1 image files could be read" in capsys.readouterr().err
+
+
+def test_predict_csv_skips_a_missing_or_unreadable_row(run, data_root, tmp_path, capsys):
+    """Like --folder: a bad row is skipped with a warning naming its CSV line and file, the rest is written, and the
+    end says how many rows were skipped; only a CSV none of whose rows could be read fails."""
+    _breast_pngs(data_root, tmp_path / "imgs", 2)
+    (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png")
+    csv_path = tmp_path / "s.csv"
+    csv_path.write_text("id,breast\na,imgs/b0.png\nb,imgs/gone.png\nc,imgs/broken.png\nd,imgs/b1.png\n")
+    with pytest.warns(MailnetWarning) as caught:
+        assert cli("predict", str(run), "--csv", str(csv_path), "--out", str(tmp_path / "o.csv")) == 0
+    said = [str(w.message) for w in caught]
+    assert any(m.startswith(f"{csv_path}: line 3: ") and "gone.png: image file not found" in m for m in said)
+    assert any(m.startswith(f"{csv_path}: line 4: ") and "broken.png" in m for m in said)
+    assert said[-1].startswith(f"{csv_path}: skipped 2 of its 4 rows")
+    _, rows = read_csv(tmp_path / "o.csv")
+    assert [r["id"] for r in rows] == ["a", "d"]
+
+    csv_path.write_text("breast\nimgs/gone.png\n")
+    capsys.readouterr()
+    with pytest.warns(MailnetWarning, match="line 2: .*gone.png"):
+        assert cli("predict", str(run), "--csv", str(csv_path)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"mailnet: error: {csv_path}: none of its 1 rows could be read (see the warnings above)"
+
+
+def test_predict_seed_chooses_the_draws_of_a_random_model(run, data_root, tmp_path, capsys):
+    """A model random at inference averages --draws draws seeded from --seed: the same seed repeats the
+    probabilities, another seed changes them, and the CSV says how many draws and partners were averaged."""
+    from mailnet.engine.checkpoint import load_checkpoint, save_checkpoint
+    from mailnet.engine.rundir import checkpoint_from
+    from mailnet.models import create_model
+
+    tensors, meta = load_checkpoint(checkpoint_from(str(run)))
+    robust = create_model("robust_mail", **meta["model"]["kwargs"])
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("model.")}
+    tensors.update({f"model.{k}": v for k, v in robust.state_dict().items()})
+    save_checkpoint(tmp_path / "robust.safetensors", tensors,
+                    {**meta, "model": {**meta["model"], "name": "robust_mail"}})
+    _breast_pngs(data_root, tmp_path / "imgs", 1)
+    (tmp_path / "s.csv").write_text("breast\nimgs/b0.png\n")
+
+    def probs(*extra: str) -> dict[str, str]:
+        out = tmp_path / "o.csv"
+        assert cli("predict", str(tmp_path / "robust.safetensors"), "--csv", str(tmp_path / "s.csv"),
+                   "--partners", "2", "--out", str(out), *extra) == 0
+        (row,) = read_csv(out)[1]
+        return row
+
+    first, again = probs("--draws", "3"), probs("--draws", "3", "--seed", "0")
+    other = probs("--draws", "3", "--seed", "7")
+    assert first == again and first["p_malignant"] != other["p_malignant"]
+    assert first["draws"] == "3" and first["partners"] == "2"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli("predict", "--help")
+    helptext = " ".join(capsys.readouterr().out.split())
+    assert "N, N+1, ..., N+draws-1" in helptext and "a deterministic model ignores it and --seed" in helptext

@@ -13,6 +13,7 @@ file as such in its metadata.
 """
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from mailnet.errors import MailnetError
+from mailnet.utils import write_json
 
 OPSET = 17
 
@@ -239,6 +241,56 @@ def example_inputs(meta: dict, tensors: dict[str, torch.Tensor], batch: int = 4,
     return xs
 
 
+DECISION = {"binary": "softmax over the 2 logits; positive when the last class's probability > 0.5",
+            "multi-class": "softmax over the logits; the predicted class is the argmax",
+            "ordinal": "softmax over the logits; the predicted grade is the argmax",
+            "multi-label": "sigmoid of each logit; a label is present when its probability > 0.5"}
+
+
+def card_path(onnx_path: str | Path) -> Path:
+    """Where the model card of an exported graph lives: beside it, ``model.onnx`` -> ``model.onnx.json``."""
+    return Path(str(onnx_path) + ".json")
+
+
+def deploy_card(meta: dict, checkpoint: str | Path, in_names: list[str], out_names: list[str],
+                shapes: list[tuple[int, int, int]], batch: int | None, fixed_draw: int | None) -> dict:
+    """What a deployer needs to feed the graph and read its outputs without mailnet: pixel range and
+    preprocessing per input, task type, class names and decision rule per output, and what stands in for a
+    missing modality of an unpaired model. Stored in the ONNX metadata (``mailnet.card``) and beside the file."""
+    import datetime as dt
+    import hashlib
+
+    import mailnet
+
+    paired = bool(meta.get("paired"))
+    inputs = [{"name": n, "modality": m.get("name"), "shape": ["batch", c, h, w], "dtype": "float32",
+               "range": [0.0, 1.0],
+               "preprocessing": f"decode the image, convert to {c} channel(s) (grey <-> RGB), resize to {h}x{w} "
+                                "(bilinear, aspect ratio not kept), scale pixels to [0, 1] (uint8 / 255); the "
+                                "normalisation is inside the graph. mailnet.load_image(path, channels="
+                                f"{c}, size={h}) does exactly this"}
+              for n, m, (c, h, w) in zip(in_names, meta["modalities"], shapes)]
+    outputs = [{"name": n, "task": t.get("name"), "task_type": t.get("task_type"),
+                "class_names": list(t.get("class_names") or []), "num_classes": t.get("num_classes"),
+                "decision": DECISION.get(str(t.get("task_type")), "softmax over the logits")}
+               for n, t in zip(out_names, meta["tasks"])]
+    card = {"format": "mailnet-onnx-card/1", "model": meta["model"]["name"], "mailnet_version": mailnet.__version__,
+            "exported_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "checkpoint": str(Path(checkpoint).resolve()), "epoch": meta.get("epoch"),
+            "checkpoint_sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest(),
+            "batch": "dynamic" if batch is None else batch, "paired": paired, "inputs": inputs, "outputs": outputs}
+    if not paired and len(inputs) > 1:
+        card["missing_modality"] = (
+            "unpaired model: every input needs an image, but a sample's label depends on its own modality only. "
+            "With one modality missing, `mailnet predict` feeds each of the checkpoint's partner-bank images "
+            "(training images, `mailnet export --partner-bank FILE.npz` writes them) in its place and averages "
+            "the probabilities; the missing modality's own task is not reported.")
+    if fixed_draw is not None:
+        card["warning"] = (f"ONE FIXED RANDOM DRAW (seed {fixed_draw}) of a model that is random by design; "
+                           "not the randomized defence itself")
+    return card
+
+
 def export_checkpoint(checkpoint: str | Path, out: str | Path, fixed_draw: int | None = None,
                       check_inputs: Sequence[torch.Tensor] | None = None, atol: float = 1e-4,
                       fixed_batch: int = 1) -> dict:
@@ -265,11 +317,16 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fixed_draw: int |
     name = meta["model"]["name"]
     probe = example_inputs(meta, tensors, batch=2)
     random_model = uses_unseedable_randomness(model) or is_stochastic(model, probe)
+    card = deploy_card(meta, checkpoint, in_names, out_names, shapes, None if fixed_draw is None else fixed_batch,
+                       None if fixed_draw is None else int(fixed_draw))
     md = {"mailnet.model": name, "mailnet.checkpoint": Path(checkpoint).name,
           "mailnet.modalities": ",".join(f"{n}:{c}x{h}x{w}" for n, (c, h, w) in zip(in_names, shapes)),
-          "mailnet.outputs": "logits (apply softmax/sigmoid per task type)"}
+          "mailnet.input_range": "0,1",
+          "mailnet.outputs": "; ".join(f"{o['name']}: {o['task_type']} {o['class_names']}, {o['decision']}"
+                                       for o in card["outputs"]),
+          "mailnet.card": json.dumps(card)}
     summary = {"model": name, "onnx": str(out), "inputs": in_names, "outputs": out_names, "shapes": shapes,
-               "random_model": random_model, "fixed_draw": None}
+               "random_model": random_model, "fixed_draw": None, "card": str(card_path(out))}
     if random_model and fixed_draw is None:
         raise MailnetError(
             f"{checkpoint}: model {name!r} is random at inference (it draws fresh noise, random filters or dropout "
@@ -289,12 +346,35 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fixed_draw: int |
             export_onnx(model, out, shapes, in_names, out_names, dynamic_batch=False, metadata=md, example=xs)
             err = _checked(out, model, xs, atol)
         summary.update(fixed_draw=int(fixed_draw), fixed_batch=fixed_batch, max_abs_diff=err, checked_on=len(xs[0]))
-        return summary
-    xs = list(check_inputs) if check_inputs is not None else example_inputs(meta, tensors)
-    _check_shapes(xs, shapes)
-    export_onnx(model, out, shapes, in_names, out_names, dynamic_batch=True, metadata=md)
-    summary.update(max_abs_diff=_checked(out, model, xs, atol), checked_on=int(xs[0].shape[0]))
+    else:
+        xs = list(check_inputs) if check_inputs is not None else example_inputs(meta, tensors)
+        _check_shapes(xs, shapes)
+        export_onnx(model, out, shapes, in_names, out_names, dynamic_batch=True, metadata=md)
+        summary.update(max_abs_diff=_checked(out, model, xs, atol), checked_on=int(xs[0].shape[0]))
+    write_json(card_path(out), card)  # only once the graph passed its check
     return summary
+
+
+def save_partner_bank(checkpoint: str | Path, out: str | Path) -> dict[str, tuple[int, ...]]:
+    """The checkpoint's partner-bank images (uint8, (N, C, H, W) per modality, keyed by modality name) as an .npz,
+    for a deployer who must stand in for a missing modality the way ``mailnet predict`` does."""
+    from mailnet.engine.checkpoint import load_checkpoint
+    from mailnet.utils import atomic_write
+
+    tensors, meta = load_checkpoint(checkpoint)
+    names = [m.get("name", f"modality_{i}") for i, m in enumerate(meta.get("modalities", []))]
+    bank = {names[int(k.split(".")[1])]: v.numpy() for k, v in tensors.items()
+            if k.startswith("partner_bank.") and int(k.split(".")[1]) < len(names)}
+    if not bank:
+        raise MailnetError(f"{checkpoint}: no partner bank in this checkpoint (paired models and eval.partner_bank: 0 "
+                           "have none)")
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **bank)
+
+    atomic_write(out, write)
+    return {k: tuple(v.shape) for k, v in bank.items()}
 
 
 def _checked(out: str | Path, model: nn.Module, xs: Sequence[torch.Tensor], atol: float) -> float:

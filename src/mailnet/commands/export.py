@@ -18,6 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="random models only: export the single draw seeded by SEED (labelled as such)")
     p.add_argument("--fixed-batch", type=int, default=1, help="batch size of a --fixed-draw graph (default: 1)")
     p.add_argument("--atol", type=float, default=1e-4, help="largest allowed |ONNX - PyTorch| (default: 1e-4)")
+    p.add_argument("--partner-bank", metavar="FILE.npz",
+                   help="also write the checkpoint's partner-bank images (what `mailnet predict` puts in place of a "
+                        "missing modality of an unpaired model) as uint8 arrays keyed by modality")
     p.add_argument("--benchmark", action="store_true", help="time the ONNX model with onnxruntime afterwards")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime threads for --benchmark (default: 2)")
     p.add_argument("--batch", type=int, default=64, help="throughput batch for --benchmark (default: 64)")
@@ -38,6 +41,13 @@ def run(args: argparse.Namespace) -> int:
           f"outputs {', '.join(info['outputs'])}")
     print(f"onnxruntime check: max |ONNX - PyTorch| = {info['max_abs_diff']:.2e} on {info['checked_on']} samples "
           f"(allowed {args.atol:g})")
+    print(f"model card (inputs: pixels in [0, 1] and their preprocessing; outputs: classes and decision rule): "
+          f"{info['card']}")
+    if args.partner_bank:
+        from mailnet.export import save_partner_bank
+
+        shapes = save_partner_bank(checkpoint_from(args.checkpoint), args.partner_bank)
+        print(f"partner bank: {args.partner_bank} ({', '.join(f'{k} {v}' for k, v in shapes.items())})")
     if args.benchmark:
         t = time_onnx(args.onnx, batch=args.batch, threads=args.threads)
         print(f"{t['runtime']}, {t['threads']} threads: latency batch {t['latency_batch']} {t['latency_ms']:.2f} ms "

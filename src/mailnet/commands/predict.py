@@ -4,14 +4,18 @@ One subject (``--image`` only) prints each task's predicted class and class prob
 (``--out``, else printed), one row per input and task: ``id`` (the image path; a ``--csv`` row's ``id`` column,
 else its image paths joined by ``;``), ``task``, ``filled_from_partner_bank`` (modalities not given, filled from
 the checkpoint's partner bank), ``pred`` (predicted class index; 0/1 per class for multi-label), ``pred_name``
-(its class name, when the model knows them) and one probability column per class, ``p_<class name>``
-(``p0, p1, ...`` for unnamed classes). An unreadable image in a folder is skipped with a warning.
+(its class name, when the model knows them), one probability column per class, ``p_<class name>``
+(``p0, p1, ...`` for unnamed classes), then ``draws`` (draws averaged: 1 for a deterministic model) and
+``partners`` (partner-bank images averaged for the missing modalities; 0 when every modality was given).
+An unreadable or missing image in a folder or a CSV row is skipped with a warning naming it, and the batch
+fails only when none could be read.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,9 +33,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", help="batch mode: a CSV with one column per modality name holding image paths "
                                  "(relative to the CSV's folder) and an optional 'id' column")
     p.add_argument("--out", help="output CSV (default: print); columns: id, task, "
-                                 "filled_from_partner_bank, pred, pred_name, one p_<class> per class")
+                                 "filled_from_partner_bank, pred, pred_name, one p_<class> per class, draws, partners")
     p.add_argument("--partners", type=int, default=8, help="partner images averaged for a missing modality")
-    p.add_argument("--draws", type=int, default=8, help="draws averaged for models random at inference")
+    p.add_argument("--draws", type=int, default=8,
+                   help="models random at inference (e.g. Robust-MAIL): draws averaged per input (default 8); "
+                        "a deterministic model ignores it and --seed")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random models: the draws use seeds N, N+1, ..., N+draws-1 (default 0), so a repeated "
+                        "call gives the same probabilities and another N other draws")
     p.add_argument("--device", default="cpu", help="cpu (default) | cuda | auto")
     p.set_defaults(func=run)
 
@@ -42,7 +51,8 @@ class Subject:
 
     id: str
     files: dict[int, Path]
-    skippable: bool = False  # --folder: an unreadable file is skipped with a warning instead of ending the batch
+    source: str = ""  # the --folder or --csv it came from: an unreadable file is skipped instead of ending the batch
+    where: str = ""  # its place there, for the warning (a CSV's "line 3: ")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,10 +60,11 @@ def run(args: argparse.Namespace) -> int:
     from mailnet.engine.predict import Predictor
     from mailnet.engine.rundir import checkpoint_from
     from mailnet.engine.trainer import resolve_device
-    from mailnet.errors import MailnetError
+    from mailnet.errors import MailnetError, MailnetWarning
     from mailnet.utils import write_text
 
     require_at_least(1, ("--partners", args.partners), ("--draws", args.draws))
+    require_at_least(0, ("--seed", args.seed))
     pred = Predictor.from_checkpoint(checkpoint_from(args.checkpoint), device=resolve_device(args.device))
     subjects = from_images(pred, args.image) if args.image else []
     if args.folder:
@@ -62,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         subjects += from_csv(pred, Path(args.csv))
     if not subjects:
         raise MailnetError("nothing to predict: give --image MODALITY=PATH, --folder with --modality, or --csv")
-    results = predict_all(pred, subjects, args.partners, args.draws, folder=args.folder)
+    results, skipped = predict_all(pred, subjects, args.partners, args.draws, args.seed)
     if len(results) == 1 and not (args.folder or args.csv):
         print(describe(pred, results[0][1]))
         if not args.out:  # one subject is read on screen; with --out it is also written like a batch
@@ -73,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"written: {args.out} ({len(results)} inputs)")
     else:
         print(text, end="")
+    for line in skipped:  # said last, below the output, where it is read
+        warnings.warn(line, MailnetWarning, stacklevel=2)
     return 0
 
 
@@ -102,7 +115,7 @@ def from_folder(pred: Predictor, folder: Path, modality: str | None) -> list[Sub
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise MailnetError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-    return [Subject(str(f), {m: f}, skippable=True) for f in files]
+    return [Subject(str(f), {m: f}, source=str(folder)) for f in files]
 
 
 def from_csv(pred: Predictor, path: Path) -> list[Subject]:
@@ -136,32 +149,39 @@ def from_csv(pred: Predictor, path: Path) -> list[Subject]:
                                f"({', '.join(header[j] for j in cols)})")
         given = {pred.modality_index(header[j]): path.parent / v for j, v in cells.items()}
         own = row[id_col] if id_col is not None and id_col < len(row) else ""
-        subjects.append(Subject(own or ";".join(cells.values()), given))
+        subjects.append(Subject(own or ";".join(cells.values()), given, source=str(path), where=f"line {line}: "))
     return subjects
 
 
-def predict_all(pred: Predictor, subjects: list[Subject], partners: int, draws: int,
-                folder: str | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """Each subject's prediction; an unreadable ``--folder`` file is skipped with a one-line warning naming it, and
-    the batch fails only when none of the folder's files could be read."""
-    import warnings
-
+def predict_all(pred: Predictor, subjects: list[Subject], partners: int, draws: int, seed: int = 0
+                ) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """Each subject's prediction, and per ``--folder``/``--csv`` source with skipped inputs a line saying how many:
+    an unreadable or missing image there is skipped with a one-line warning naming it (and the CSV line), so one bad
+    file does not lose the batch; a source none of whose inputs could be read fails."""
     from mailnet.errors import DataError, MailnetError, MailnetWarning
 
-    results, skipped = [], 0
+    results: list[tuple[str, dict[str, Any]]] = []
+    skipped: dict[str, int] = {}
     for s in subjects:
         try:
             images = {m: pred.load_image(p, m) for m, p in s.files.items()}
         except DataError as e:
-            if not s.skippable:
+            if not s.source:
                 raise
-            warnings.warn(f"{e}; skipped", MailnetWarning, stacklevel=2)
-            skipped += 1
+            warnings.warn(f"{s.source}: {s.where}{e}; skipped" if s.where else f"{e}; skipped", MailnetWarning,
+                          stacklevel=2)
+            skipped[s.source] = skipped.get(s.source, 0) + 1
             continue
-        results.append((s.id, pred.predict(images, k=partners, draws=draws)))
-    if skipped and skipped == sum(s.skippable for s in subjects):
-        raise MailnetError(f"{folder}: none of its {skipped} image files could be read (see the warnings above)")
-    return results
+        results.append((s.id, pred.predict(images, k=partners, draws=draws, seed=seed)))
+    summary = []
+    for src, n in skipped.items():
+        mine = [s for s in subjects if s.source == src]
+        unit = "rows" if mine[0].where else "image files"
+        if n == len(mine):
+            raise MailnetError(f"{src}: none of its {n} {unit} could be read (see the warnings above)")
+        summary.append(f"{src}: skipped {n} of its {len(mine)} {unit} (unreadable or missing images: see the "
+                       "warnings above)")
+    return results, summary
 
 
 def describe(pred: Predictor, result: dict[str, Any]) -> str:
@@ -196,10 +216,10 @@ def results_csv(pred: Predictor, results: list[tuple[str, dict[str, Any]]]) -> s
     tasks = {t.name: t for t in pred.tasks}
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["id", "task", "filled_from_partner_bank", "pred", "pred_name"] + columns)
+    w.writerow(["id", "task", "filled_from_partner_bank", "pred", "pred_name"] + columns + ["draws", "partners"])
     for sid, r in results:
         for name, probs in r["tasks"].items():
             index, label = predicted(probs, tasks[name])[0]
             w.writerow([sid, name, ";".join(r["filled_from_partner_bank"]), index, label]
-                       + probability_cells(probs, tasks[name], columns))
+                       + probability_cells(probs, tasks[name], columns) + [r["draws"], r["partners"]])
     return buf.getvalue()

@@ -22,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--in-chans", type=int, default=3, help="channels per modality (default: 3)")
     p.add_argument("--num-classes", type=int, default=2, help="classes per task (default: 2)")
     p.add_argument("--stem", default="auto", choices=["auto", "imagenet", "cifar"])
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads) (default: 2)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (torch.set_num_threads; default: torch's own, i.e. $OMP_NUM_THREADS or the "
+                        "core count); printed with the results, since timings depend on it more than on anything")
     p.add_argument("--batch", type=int, default=64, help="training/throughput batch (default: 64)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--iters", type=int, help="timed batch-1 forward passes (default: 20; --quick: 3)")
@@ -53,27 +55,36 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--onnx {args.onnx}: no such file")
     quick = args.quick
     batch = args.batch if not quick or args.batch != 64 else 8
-    if args.onnx:
-        check_onnx_inputs(args.onnx, shapes)
-    rows = compare(
-        names, baseline=args.baseline, **shapes, threads=args.threads, device=args.device, batch=batch,
-        latency_iters=args.iters if args.iters is not None else (3 if quick else 20),
-        batch_iters=args.batch_iters if args.batch_iters is not None else (1 if quick else 3),
-        warmup=args.warmup if args.warmup is not None else (1 if quick else 2),
-    )
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads: must be at least 1, got {args.threads}")
+    import torch
+
+    threads = args.threads or torch.get_num_threads()
+    onnx_label = check_onnx_graph(args.onnx, shapes, names, args.run) if args.onnx else ""
+    settings = {**shapes, "threads": threads, "device": args.device, "batch": batch,
+                "latency_iters": args.iters if args.iters is not None else (3 if quick else 20),
+                "batch_iters": args.batch_iters if args.batch_iters is not None else (1 if quick else 3),
+                "warmup": args.warmup if args.warmup is not None else (1 if quick else 2)}
+    rows = compare(names, baseline=args.baseline, **settings)
     print(format_table(rows))
+    from mailnet.environment import machine_info
+
+    machine = machine_info(args.device)
+    print(f"measured with {threads} CPU thread(s), batch {batch}, on {machine['cpu']} ({machine['cpu_count']} "
+          f"logical CPUs), load average {'/'.join(map(str, machine['load_average'] or ['?']))} (1/5/15 min)")
     onnx = None
     if args.onnx:
         from mailnet.export import time_onnx
 
-        onnx = time_onnx(args.onnx, batch=batch, threads=args.threads,
-                         iters=args.iters if args.iters is not None else (3 if quick else 20))
-        print(f"ONNX {args.onnx} ({onnx['runtime']}, {onnx['threads']} threads): latency b1 "
-              f"{onnx['latency_ms']:.2f} ms, forward b{onnx['batch']} {onnx['forward_batch_ms']:.1f} ms, "
-              f"{onnx['samples_per_s']:.1f} samples/s")
+        onnx = time_onnx(args.onnx, batch=batch, threads=threads, iters=settings["latency_iters"])
+        fixed = f"; a fixed-batch graph, timed at batch {onnx['batch']} only" if onnx["batch"] != batch else ""
+        print(f"ONNX {args.onnx}{onnx_label} ({onnx['runtime']}, {onnx['threads']} threads): latency "
+              f"b{onnx['latency_batch']} {onnx['latency_ms']:.2f} ms, forward b{onnx['batch']} "
+              f"{onnx['forward_batch_ms']:.1f} ms, {onnx['samples_per_s']:.1f} samples/s{fixed}")
     if args.json_out:
         options = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
-        write_json(args.json_out, {"command": "mailnet profile", "options": options, "results": rows, "onnx": onnx})
+        write_json(args.json_out, {"command": "mailnet profile", "options": options, "settings": settings,
+                                   "machine": machine, "results": rows, "onnx": onnx})
         print(f"saved {args.json_out}")
     return 0
 
@@ -96,9 +107,35 @@ def trained_model_settings(run: str) -> tuple[list[str], dict]:
     return [spec["name"]], shapes
 
 
+def check_onnx_graph(path: str, shapes: dict, names: list[str], run: str | None) -> str:
+    """The ONNX graph must be the profiled model: the same inputs, the same registered model (from its metadata),
+    and with ``--run`` the same checkpoint file (its hash in the export's card), else the two timings compare two
+    different models. Returns the graph's label to print (e.g. a fixed random draw)."""
+    import hashlib
+    import json
+
+    import onnx
+
+    from mailnet.engine.rundir import checkpoint_from
+    from mailnet.errors import ConfigError
+
+    check_onnx_inputs(path, shapes)
+    props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+    model = props.get("mailnet.model")
+    if model is not None and len(names) == 1 and model != names[0]:
+        raise ConfigError(f"--onnx {path}: the graph was exported from a {model!r} model, the profiled one is "
+                          f"{names[0]!r}")
+    card = json.loads(props.get("mailnet.card", "{}"))
+    if run and card.get("checkpoint_sha256"):
+        digest = hashlib.sha256(checkpoint_from(run).read_bytes()).hexdigest()
+        if digest != card["checkpoint_sha256"]:
+            raise ConfigError(f"--onnx {path}: exported from another checkpoint ({card.get('checkpoint')}) than "
+                              f"--run {run}'s; export this run's model to compare the two")
+    return f" [{props['mailnet.warning']}]" if props.get("mailnet.warning") else ""
+
+
 def check_onnx_inputs(path: str, shapes: dict) -> None:
-    """The ONNX graph must take the inputs the PyTorch side is profiled with, else the two timings compare two
-    different models."""
+    """The ONNX graph must take the inputs the PyTorch side is profiled with."""
     from mailnet.errors import ConfigError
     from mailnet.export import onnx_session
 

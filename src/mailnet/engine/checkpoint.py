@@ -34,6 +34,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     path = Path(path)
     if not path.is_file():
         raise MailnetError(f"{path}: checkpoint not found")
+    kind = not_safetensors(path)
+    if kind is not None:
+        raise MailnetError(f"{path}: {kind}, not a safetensors checkpoint; mailnet loads only safetensors "
+                           "checkpoints (it never unpickles one: a pickle can run code)")
     try:
         tensors = load_file(str(path), device=str(device))
         from safetensors import safe_open
@@ -41,6 +45,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get(META_KEY)
     except (SafetensorError, OSError, ValueError) as e:
+        if any(s in str(e) for s in ("offset", "not fully covered", "incomplete")):
+            raise MailnetError(f"{path}: the file does not match its own metadata: a tensor's data is missing or "
+                               f"misplaced (altered or truncated file; {e})") from None
         raise MailnetError(f"{path}: not a readable safetensors checkpoint ({e})") from None
     if raw is None:
         raise MailnetError(f"{path}: safetensors file has no mailnet metadata (not a mailnet checkpoint)")
@@ -51,6 +58,27 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     if not isinstance(meta, dict):
         raise MailnetError(f"{path}: the checkpoint's metadata is not a JSON object (not a mailnet checkpoint)")
     return tensors, meta
+
+
+def not_safetensors(path: Path) -> str | None:
+    """What the file is when its first bytes show it is not safetensors (which starts with an 8-byte header
+    length, then the JSON header), else ``None``; safetensors' own error for these is a puzzling 'header too
+    large'."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    size = path.stat().st_size
+    if len(head) == 9 and int.from_bytes(head[:8], "little") <= size - 8 and head[8:] == b"{":
+        return None  # shaped like safetensors: let the loader judge the rest
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive (the format torch.save writes)"
+    if head[0] == 0x80:
+        return "a Python pickle (e.g. an older torch.save)"
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
+        twin = path.with_suffix(".safetensors")
+        return "a JSON file" + (f" (the readable twin of {twin}: pass that file)" if twin.is_file() else "")
+    return "a file of another format, or a truncated one (its first 8 bytes give no header length that fits it)"
 
 
 def tensors_fingerprint(path: str | Path) -> str:
@@ -83,6 +111,9 @@ def split_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
 def join_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     """Inverse of :func:`split_state`."""
     if isinstance(obj, dict) and "__tensor__" in obj:
+        if obj["__tensor__"] not in tensors:
+            raise MailnetError(f"checkpoint: its metadata names tensor {obj['__tensor__']!r}, which the file lacks: "
+                               "the file does not match its own metadata (altered or truncated)")
         return tensors[obj["__tensor__"]]
     if isinstance(obj, dict) and "__dict__" in obj:
         return {k: join_state(v, tensors) for k, v in obj["__dict__"]}

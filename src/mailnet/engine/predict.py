@@ -3,7 +3,8 @@
 Unpaired models were trained on pairs of unrelated images, so a prediction for one modality still needs a
 partner image in every other branch. A modality the user does not give is filled from the small partner bank
 saved in the checkpoint (training images), and the probabilities are averaged over ``k`` partners; the output
-says which modalities were filled. Models random at inference are also averaged over ``draws`` seeded draws.
+says which modalities were filled. Models random at inference are also averaged over ``draws`` draws, seeded
+``seed, seed + 1, ...``: the same call gives the same probabilities, and another ``seed`` other draws.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from mailnet.data.types import ModalitySpec, TaskSpec
 from mailnet.engine.evaluation import probabilities
 from mailnet.engine.randomness import is_stochastic, reseed
 from mailnet.engine.runs import load_model
-from mailnet.errors import MailnetError
+from mailnet.errors import DataError, MailnetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -61,12 +62,13 @@ class Predictor:
         spec = self.modalities[modality]
         p = Path(path)
         if not p.is_file():
-            raise MailnetError(f"{p}: image file not found (modality {spec.name})")
+            raise DataError(f"{p}: image file not found (modality {spec.name})")  # a batch skips it
         return load_image(p, channels=spec.in_chans, size=spec.img_size)[0]
 
     @torch.no_grad()
     def predict(self, images: dict[int, torch.Tensor], k: int = 8, draws: int = 8, seed: int = 0) -> dict[str, Any]:
-        """Probabilities per task for one subject (paired) or one image per given modality (unpaired)."""
+        """Probabilities per task for one subject (paired) or one image per given modality (unpaired), with how
+        many partner images (``partners``) and draws (``draws``: 1 for a deterministic model) were averaged."""
         if k < 1 or draws < 1:
             raise MailnetError(f"predict: partners (k={k}) and draws ({draws}) must be >= 1")
         missing = [m for m in range(len(self.modalities)) if m not in images]

@@ -7,12 +7,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 import yaml
+from torch.overrides import TorchFunctionMode
 
 from mailnet.config import load_yaml, resolve_saved
 from mailnet.data import build_data, load_manifest
 from mailnet.engine import rundir
 from mailnet.engine.checkpoint import load_checkpoint
-from mailnet.errors import MailnetError
+from mailnet.errors import MailnetError, ModelError
 from mailnet.models import create_model
 
 
@@ -28,11 +29,18 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu", *, ex
         raise MailnetError(f"{checkpoint}: checkpoint metadata has no model description (model.name, model.kwargs)")
     if expect_name is not None and spec["name"] != expect_name:
         raise MailnetError(f"{checkpoint}: holds a {spec['name']!r} model, not {expect_name!r}")
-    try:
-        model = create_model(spec["name"], **{**spec["kwargs"], **overrides}).to(device)
-    except (TypeError, MailnetError) as e:  # an unknown model, or keyword arguments it does not take
-        raise MailnetError(f"{checkpoint}: cannot rebuild model {spec['name']!r} from its metadata ({e})") from None
+    kwargs = {**spec["kwargs"], **overrides}
+    described = _short(f"{spec['name']!r} with {kwargs}")
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    expected, held = count_weights(spec["name"], kwargs), sum(v.numel() for v in weights.values())
+    if expected is not None and expected != held:  # refused before the real build allocates what it describes
+        raise ModelError(f"{checkpoint}: its metadata describes model {described}, which has {expected:,} weights, "
+                         f"but the file holds {held:,}: the metadata does not match the weights (altered?)")
+    try:
+        model = create_model(spec["name"], **kwargs).to(device)
+    except Exception as e:  # an unknown model, bad arguments, or one too large to allocate
+        raise ModelError(f"{checkpoint}: cannot rebuild model {described} from its metadata "
+                         f"({type(e).__name__}: {_short(str(e))})") from None
     bad = next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad is not None:  # a diverged training: every prediction would be NaN, or look random
         raise MailnetError(f"{checkpoint}: weights contain NaN or infinite values (tensor {bad!r})")
@@ -47,6 +55,41 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu", *, ex
     model.eval()
     model.checkpoint_meta = checkpoint_meta(checkpoint, meta)
     return model, meta, tensors
+
+
+# Factories a module's __init__ makes its parameters and buffers with; tensors made from given values
+# (torch.tensor, as_tensor) are left out, so a model's checks of its arguments (finite means, stds) still run.
+_SHAPE_ONLY_FACTORIES = (torch.empty, torch.empty_strided, torch.zeros, torch.ones, torch.full, torch.rand,
+                         torch.randn, torch.randint, torch.randperm, torch.arange, torch.linspace, torch.eye)
+
+
+class _ShapesOnly(TorchFunctionMode):
+    """Like ``with torch.device("meta")`` (shapes without memory), except for tensors made from given values."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = dict(kwargs or {})
+        if func in _SHAPE_ONLY_FACTORIES and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def count_weights(name: str, kwargs: dict[str, Any]) -> int | None:
+    """Elements of the state dict ``create_model(name, **kwargs)`` would have, counted without allocating them, so
+    that a checkpoint whose metadata describes a huge model (crafted or altered) is refused before it takes
+    gigabytes; ``None`` when the model cannot be built that way (its __init__ reads values), or not at all (the
+    real build then says why)."""
+    try:
+        with _ShapesOnly():
+            model = create_model(name, **kwargs)
+    except Exception:  # the real build, which follows, reports the problem in one line
+        return None
+    return sum(t.numel() for t in model.state_dict().values())
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """One line of at most ``limit`` characters (a crafted spec or a multi-line error would flood the terminal)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def checkpoint_meta(checkpoint: Path, meta: dict[str, Any]) -> dict[str, Any]:

@@ -267,3 +267,26 @@ def test_predict_seed_chooses_the_draws_of_a_random_model(run, data_root, tmp_pa
         cli("predict", "--help")
     helptext = " ".join(capsys.readouterr().out.split())
     assert "N, N+1, ..., N+draws-1" in helptext and "a deterministic model ignores it and --seed" in helptext
+
+
+def test_a_non_square_image_is_said_to_be_stretched_once(tmp_path, monkeypatch):
+    import warnings
+
+    import mailnet
+    from mailnet.data import images
+
+    monkeypatch.setattr(images, "_stretch_warned", False)
+    wide, wider, square = tmp_path / "wide.png", tmp_path / "wider.png", tmp_path / "square.png"
+    Image.fromarray(np.zeros((20, 40), np.uint8)).save(wide)
+    Image.fromarray(np.zeros((10, 50), np.uint8)).save(wider)
+    Image.fromarray(np.zeros((30, 30), np.uint8)).save(square)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mailnet.load_image(square, channels=1, size=28)
+        assert not caught
+        x = mailnet.load_image(wide, channels=1, size=28)
+        mailnet.load_image(wider, channels=1, size=28)
+    assert x.shape == (1, 1, 28, 28)
+    (w,) = caught  # once per process, naming the first
+    assert issubclass(w.category, MailnetWarning) and "wide.png is 40x20 (width x height): resized to 28x28" in \
+        str(w.message)

@@ -1,11 +1,13 @@
 """Turning stored image arrays into model inputs: float (C, H, W) in [0, 1] at the modality's size and channels."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mailnet.errors import DataError
+from mailnet.errors import DataError, MailnetWarning
 
 _GRAY_WEIGHTS = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
@@ -71,4 +73,22 @@ def load_image(path, *, channels: int, size: int) -> torch.Tensor:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: image file not found")
-    return prepare([read_image(p)], channels=channels, size=size)
+    image = read_image(p)
+    _warn_stretched(p, image.shape[:2], size)
+    return prepare([image], channels=channels, size=size)
+
+
+_stretch_warned = False
+
+
+def _warn_stretched(path, hw: tuple[int, int], size: int) -> None:
+    """Resizing to a square stretches an image that is not one; said once per process (a folder of such images
+    would otherwise print a line each), naming the first."""
+    global _stretch_warned
+    h, w = int(hw[0]), int(hw[1])
+    if _stretch_warned or abs(h - w) <= 0.05 * max(h, w):
+        return
+    _stretch_warned = True
+    warnings.warn(f"{path} is {w}x{h} (width x height): resized to {size}x{size}, which changes its aspect ratio; "
+                  "crop or pad it to a square first if the model was trained on square images (said once)",
+                  MailnetWarning, stacklevel=3)

@@ -37,8 +37,9 @@ def main(root: str = "benchmarks/work/rob/attacks") -> None:
         clean = {c["task"]: c["clean_acc"] for c in p["clean"]}
         n = {c["task"]: c["n"] for c in p["clean"]}
         main_recs = [r for r in p["records"] if r["role"] == "main" and r["threat"] == "joint"]
-        sanity = "ok" if p["sanity"]["passed"] else "FAILED: " + "; ".join(
-            c["name"] for c in p["sanity"]["checks"] if not c["passed"])
+        checks = p["sanity"]["checks"]  # none: the run had --no-sanity (an empty list "passes" vacuously)
+        sanity = "not run" if not checks else "ok" if p["sanity"]["passed"] else "FAILED: " + "; ".join(
+            c["name"] for c in checks if not c["passed"])
         if p.get("interrupted"):  # the budgets that finished before a deadline; the probes did not run
             sanity = f"interrupted, partial ({sanity} on what finished)"
         for r in main_recs:  # one row per (model, attack), whichever files its budgets came from ...

@@ -482,6 +482,17 @@ def test_machines_summary_names_each_machine_once_with_run_count_and_load_range(
     assert machines_summary([]) == ""
 
 
+def test_commits_summary_says_the_rows_come_from_several_versions_of_the_code():
+    from mailnet.bench.report import commits_summary
+
+    machines = [{"git_commit": "a" * 40}] * 3 + [{"git_commit": "b" * 40 + "+dirty"}] + [{"git_commit": None}] + \
+        [{"git_commit": c * 40} for c in "cde"]
+    text = commits_summary(machines, shown=3)
+    assert text.startswith("6 commits of mailnet (`aaaaaaa` (3), `bbbbbbb+dirty` (1), `ccccccc` (1), 3 more;")
+    assert commits_summary([{"git_commit": "f" * 40}]).startswith("1 commit of mailnet (`fffffff` (1);")
+    assert commits_summary([]) == ""
+
+
 def test_compute_spent_sums_the_records_seconds():
     recs = [{"train_seconds": 1800.0, "attacks": {"k": {"seconds": 3600.0}}},
             {"train_seconds": 5400.0, "attacks": {"other": {"seconds": 99999.0}}},  # another suite's attack

@@ -152,8 +152,8 @@ def test_bad_arguments_give_model_errors():
         create_model("resnet18_single", in_chans=[1, 1], num_classes=[2], img_size=28)
     with pytest.raises(ModelError, match="unknown argument"):
         create_model("resnet18_late_fusion", in_chans=[1], num_classes=[2], img_size=28, widht=3)
-    with pytest.raises(ModelError, match="at least 2 classes"):
-        create_model("drifa", in_chans=[1], num_classes=[1], img_size=28)
+    with pytest.raises(ModelError, match="num_classes must be an int or a non-empty list of integers >= 1"):
+        create_model("drifa", in_chans=[1], num_classes=[0], img_size=28)
     with pytest.raises(ModelError, match="drop_rate"):
         create_model("drifa", in_chans=[1], num_classes=[2], img_size=28, drop_rate=1.5)
     with pytest.raises(ModelError, match="unknown argument"):

@@ -145,7 +145,7 @@ def _metrics(run: Path) -> dict:
 def test_same_seed_same_metrics_and_resume_after_kill(tmp_path, data_root):
     cfg = write_cfg(tmp_path, **{"train.epochs": 4})
     env = {**os.environ, "MAILNET_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
-    base = [sys.executable, "-m", "mailnet.cli", "train", "--config", str(cfg), "--quiet", "--device", "cpu"]
+    base = [sys.executable, "-m", "mailnet", "train", "--config", str(cfg), "--quiet", "--device", "cpu"]
 
     a, b = tmp_path / "a", tmp_path / "b"
     subprocess.run(base + ["--run-dir", str(a)], env=env, check=True)
@@ -177,7 +177,7 @@ def test_torchrun_two_cpu_processes(tmp_path, data_root):
     base = tmp_path / "ddp"
     env = {**os.environ, "MAILNET_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "mailnet.cli", "train", "--config", str(cfg), "--run-dir", str(base), "--seeds", "0,1", "--quiet",
+           "-m", "mailnet", "train", "--config", str(cfg), "--run-dir", str(base), "--seeds", "0,1", "--quiet",
            "--device", "cpu"]
     subprocess.run(cmd, env=env, check=True, timeout=600)
     for run in (base / "seed0", base / "seed1"):

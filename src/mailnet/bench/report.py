@@ -180,6 +180,9 @@ def header_section(outcome: BenchOutcome, machine: dict[str, Any], command: str)
     trained_on = machines_summary([r["machine"] for r in outcome.records.values() if r.get("machine")])
     if trained_on:
         lines.append("- **Runs were trained on**: " + trained_on)
+    commits = commits_summary([r["machine"] for r in outcome.records.values() if r.get("machine")])
+    if commits:
+        lines.append("- **Code the runs were trained with**: " + commits)
     if s.expected_wall_time:
         lines.append(f"- **Expected wall time**: {s.expected_wall_time}")
     jobs = outcome.jobs
@@ -235,6 +238,22 @@ def compute_spent(records: list[dict[str, Any]], akey: str | None) -> str:
         n = sum(akey in r.get("attacks", {}) for r in records)
         text += f", {attack / 3600:.1f} h of attacks over {counted(n, 'run')}"
     return text + " (sum of the seconds stored in the runs' records, whatever the machine and load)"
+
+
+def commits_summary(machines: list[dict[str, Any]], shown: int = 4) -> str:
+    """How many mailnet commits trained the runs, the most frequent first: a long suite spans sessions, and a
+    reader should see that its rows come from more than one version of the code (each record names its own)."""
+    counts: dict[str, int] = defaultdict(int)
+    for m in machines:
+        counts[(m.get("git_commit") or "unknown")[:7] + ("+dirty" if str(m.get("git_commit")).endswith("+dirty")
+                                                         else "")] += 1
+    if not counts:
+        return ""
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    listed = ", ".join(f"`{c}` ({n})" for c, n in top[:shown]) + (f", {len(top) - shown} more" if len(top) > shown
+                                                                   else "")
+    return (f"{counted(len(top), 'commit')} of mailnet ({listed}; runs per commit); each record names its own "
+            "(`machine.git_commit`)")
 
 
 def machines_summary(machines: list[dict[str, Any]], noun: str = "run") -> str:

@@ -34,8 +34,9 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu", *, ex
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     expected, held = count_weights(spec["name"], kwargs), sum(v.numel() for v in weights.values())
     if expected is not None and expected != held:  # refused before the real build allocates what it describes
-        raise ModelError(f"{checkpoint}: its metadata describes model {described}, which has {expected:,} weights, "
-                         f"but the file holds {held:,}: the metadata does not match the weights (altered?)")
+        raise ModelError(f"{checkpoint}: weights do not fit model {spec['name']!r} (its metadata describes "
+                         f"{described}, which has {expected:,} weights, but the file holds {held:,}: the metadata does "
+                         "not match the weights; altered, or another model's weights?)")
     try:
         model = create_model(spec["name"], **kwargs).to(device)
     except Exception as e:  # an unknown model, bad arguments, or one too large to allocate

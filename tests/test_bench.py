@@ -633,3 +633,22 @@ def test_the_attack_line_names_autoattacks_own_steps_and_version(tmp_path):
     text = header_section(BenchOutcome(suite, suite.jobs(), {}, []), machine_info("cpu"), "mailnet bench x")
     (line,) = [ln for ln in text.splitlines() if ln.startswith("- **Attacks**")]
     assert "steps 3" in line and "aa_steps 7" in line and "aa_version rand" in line  # the default, now visible
+
+
+def test_list_says_when_a_composition_would_read_upsampled_files_and_gives_the_suites_estimate(tmp_path, data_root,
+                                                                                               capsys):
+    """Only 28 px files here: a 64 px suite would train on upsampled images, which --list says before anything
+    runs (the paper's 128 px protocol from 28 px files would otherwise look like the real thing)."""
+    big = {**DATA, "size": 64}
+    suite = write_suite(tmp_path, suite_dict(compositions=[{"name": "pb64", "data": big}],
+                                             expected_wall_time="about a week (a guess)"))
+    assert main(["bench", str(suite), "--list", "--data-root", str(data_root), "--out", str(tmp_path / "out"),
+                 "--results-dir", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "note: pb64: modality 'pneumonia': no pneumoniamnist file of 64 px or more" in out
+    assert "its images would be upsampled from 28 px" in out and "note: pb64: modality 'breast'" in out
+    assert "the suite's own estimate for all of it: about a week (a guess)" in out
+    suite28 = write_suite(tmp_path, suite_dict(), name="s28.yaml")
+    assert main(["bench", str(suite28), "--list", "--data-root", str(data_root), "--out", str(tmp_path / "o2"),
+                 "--results-dir", str(tmp_path / "r")]) == 0
+    assert "note:" not in capsys.readouterr().out

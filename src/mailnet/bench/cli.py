@@ -32,6 +32,8 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
                           f"(labels look like {jobs[0].label})")
     if not args.report_only:
         check_models(chosen, str(suite.path))  # a kwargs typo shows now, also under --list, not hours later
+        for line in data_notes(chosen, args.data_root):
+            print(f"note: {line}", flush=True)
     if args.list:
         from mailnet.bench.store import index_runs
 
@@ -66,6 +68,18 @@ def run_bench_command(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
+def data_notes(jobs: list, data_root: str | None) -> list[str]:
+    """Per composition, the modalities its runs would read upsampled from smaller files (see upsampling_notes)."""
+    from mailnet.data.build import upsampling_notes
+
+    notes: dict[str, None] = {}
+    for job in jobs:
+        for note in upsampling_notes(job.cfg["data"], data_root):
+            notes[f"{job.composition.name}: {note}, so its runs would not be what their size promises "
+                  "(`mailnet data download FLAG --size N` gets the files)"] = None
+    return list(notes)
+
+
 def _list(suite, chosen: list, store: Store) -> int:
     """One line per selected run with what is stored for it, then the estimated time left for those runs."""
     from mailnet.bench.suite import attack_key
@@ -93,4 +107,6 @@ def _list(suite, chosen: list, store: Store) -> int:
                       else "partial run" if run.exists() else "to do")
         print(f"{job.key}  {job.label:<48} {status}")
     print(estimate_left(pending, records, akey))
+    if suite.expected_wall_time:
+        print(f"the suite's own estimate for all of it: {suite.expected_wall_time}")
     return 0

@@ -15,7 +15,7 @@ from mailnet.data.plan import seeded_split, seeded_subset
 from mailnet.data.sources.base import SPLITS, ImageSource
 from mailnet.data.sources.csv_manifest import CsvSource
 from mailnet.data.sources.image_folder import ImageFolderSource
-from mailnet.data.sources.medmnist_npz import MEDMNIST_SIZES, MedMNISTSource, choose_size
+from mailnet.data.sources.medmnist_npz import MEDMNIST_SIZES, MedMNISTSource, available_sizes, choose_size
 from mailnet.data.sources.paired_csv import PairedCsv, PairedTaskDef
 from mailnet.data.types import ModalitySpec, TaskSpec
 from mailnet.errors import DataError, MailnetWarning
@@ -71,6 +71,25 @@ class Locator:
             if candidate.exists():
                 return candidate
         raise DataError(f"{key}: {path!r} not found (tried {', '.join(str(t) for t in tried)})")
+
+
+def upsampling_notes(cfg: dict, data_root: str | os.PathLike | None = None) -> list[str]:
+    """What building ``cfg`` would read smaller than asked (MedMNIST files of a smaller size, upsampled), found
+    from the file names alone, so a long benchmark can say so before it starts: such runs are not the protocol
+    their size promises (the paper's 128 px from 28 px files, say)."""
+    dc = parse_data_config(cfg)
+    root = resolve_data_root(data_root or dc.root)
+    notes = []
+    for mc in dc.modalities:
+        if mc.source != "medmnist" or mc.options.get("source_size") is not None:
+            continue
+        flag = mc.options["flag"]
+        have = available_sizes(root, flag)
+        size = choose_size(root, flag, mc.size, None)
+        if have and size < mc.size:
+            notes.append(f"modality {mc.name!r}: no {flag} file of {mc.size} px or more under {root} (have "
+                         f"{', '.join(map(str, have))} px): its images would be upsampled from {size} px")
+    return notes
 
 
 def _open_source(mc: ModalityCfg, locate: Locator) -> ImageSource:

@@ -21,11 +21,11 @@ from mailnet.models import create_model
 KWARGS = {"widths": [8, 8, 16, 16], "stem": "cifar", "in_chans": [1, 1], "num_classes": [2, 2]}
 
 
-def _tiny(path: Path, **kwargs) -> Path:
-    """A tiny mail checkpoint whose metadata may claim other keyword arguments than the weights were built with."""
-    model = create_model("mail", **KWARGS)
+def _tiny(path: Path, name: str = "mail", **kwargs) -> Path:
+    """A tiny checkpoint whose metadata may claim other keyword arguments than the weights were built with."""
+    model = create_model(name, **KWARGS)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    save_checkpoint(path, tensors, {"model": {"name": "mail", "kwargs": {**KWARGS, **kwargs}}})
+    save_checkpoint(path, tensors, {"model": {"name": name, "kwargs": {**KWARGS, **kwargs}}})
     return path
 
 
@@ -42,11 +42,12 @@ def test_tiny_checkpoint_loads(tmp_path):
     assert meta["model"]["kwargs"]["widths"] == [8, 8, 16, 16] and not model.training
 
 
-def test_absurd_model_metadata_is_refused_before_allocating(tmp_path):
-    path = _tiny(tmp_path / "crafted.safetensors", widths=[4096, 8192, 16384, 32768])
+@pytest.mark.parametrize("name", ["mail", "robust_mail"])  # robust_mail: its random filters count on meta too
+def test_absurd_model_metadata_is_refused_before_allocating(tmp_path, name):
+    path = _tiny(tmp_path / "crafted.safetensors", name, widths=[4096, 8192, 16384, 32768])
     start = time.monotonic()
     text = _error(path, ModelError)
-    assert "the metadata does not match the weights" in text and "4096" in text and "'mail'" in text
+    assert "the metadata does not match the weights" in text and "4096" in text and f"'{name}'" in text
     assert time.monotonic() - start < 30  # counted on the meta device, not built for real
 
 

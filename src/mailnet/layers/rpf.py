@@ -3,6 +3,8 @@ afresh from N(0, (1/k)^2) at every forward pass, so an attacker never sees the e
 the input (Robust-MAIL, spec sec. 3.1)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -21,7 +23,9 @@ def random_filter_indices(out_channels: int, fraction: float) -> torch.Tensor:
     n = int(round(fraction * out_channels))
     if n == 0:
         return torch.zeros(0, dtype=torch.long)
-    return torch.floor(torch.arange(n, dtype=torch.float64) * (out_channels / n)).long()
+    # from python values (not torch.arange), so the indices stay real when a model's shapes are counted on the
+    # meta device (mailnet.engine.runs.count_weights)
+    return torch.tensor([math.floor(i * (out_channels / n)) for i in range(n)], dtype=torch.long)
 
 
 class RPFConv2d(Stochastic):
@@ -41,16 +45,18 @@ class RPFConv2d(Stochastic):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride, self.padding, self.groups = int(kernel_size), int(stride), int(padding), int(groups)
         self.fraction = float(fraction)
-        rand_idx = random_filter_indices(out_channels, fraction)
-        is_rand = torch.zeros(out_channels, dtype=torch.bool)
-        is_rand[rand_idx] = True
-        learn_idx = torch.nonzero(~is_rand).flatten()
-        # order = [learned..., random...]; `inverse` puts filter j of that concatenation back at its true position.
-        order = torch.cat([learn_idx, rand_idx])
-        self.register_buffer("inverse", torch.argsort(order), persistent=False)
-        self.n_random = int(rand_idx.numel())
+        rand_idx = random_filter_indices(out_channels, fraction).tolist()
+        random_set = set(rand_idx)
+        learn_idx = [j for j in range(out_channels) if j not in random_set]
+        # order = [learned..., random...]; `inverse` puts filter j of that concatenation back at its true position
+        # (plain python, so the buffer stays real when shapes are counted on the meta device)
+        inverse = [0] * out_channels
+        for position, j in enumerate(learn_idx + rand_idx):
+            inverse[j] = position
+        self.register_buffer("inverse", torch.tensor(inverse, dtype=torch.long), persistent=False)
+        self.n_random = len(rand_idx)
         k = self.kernel_size
-        self.weight = nn.Parameter(torch.empty(int(learn_idx.numel()), in_channels // groups, k, k))
+        self.weight = nn.Parameter(torch.empty(len(learn_idx), in_channels // groups, k, k))
         # the same init nn.Conv2d uses (kaiming-uniform with a=sqrt(5)) for the learned filters
         if self.weight.numel():
             nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)

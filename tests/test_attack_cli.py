@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from attack_helpers import TwoModalTwoHead, two_modal_batch
+from attack_helpers import TwoModalTwoHead, train_tiny_run, two_modal_batch
 from mailnet.attacks.report import records_csv, text_table
 from mailnet.attacks.sanity import run_sanity
 from mailnet.attacks.subset import rows_from_tensors
@@ -71,22 +71,8 @@ def test_each_threat_runs_the_steps_probe_for_each_modality():
 @pytest.fixture(scope="module")
 def det_run(tmp_path_factory, data_root) -> Path:
     """A tiny trained run of a deterministic model (MAIL without MC dropout) on two real MedMNIST sets."""
-    import yaml
-
-    tmp = tmp_path_factory.mktemp("detrun")
-    cfg = {"name": "tiny", "seed": 0,
-           "model": {"name": "mail", "kwargs": {"widths": [8, 8, 16, 16], "stem": "cifar"}},
-           "data": {"mode": "unpaired", "size": 28, "equalize": "repeat",
-                    "subset": {"train": 32, "val": 16, "test": 12},
-                    "modalities": [{"name": "pneumonia", "source": "medmnist", "flag": "pneumoniamnist", "channels": 1},
-                                   {"name": "breast", "source": "medmnist", "flag": "breastmnist", "channels": 1}]},
-           "train": {"epochs": 1, "batch_size": 16, "lr": 0.002},
-           "eval": {"batch_size": 32, "mc_samples": 1, "partner_draws": 1, "partner_bank": 2}}
-    (tmp / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    run = tmp / "exp" / "seed0"
-    assert main(["train", "--config", str(tmp / "tiny.yaml"), "--run-dir", str(run), "--data-root",
-                 str(data_root), "--quiet", "--device", "cpu"]) == 0
-    return run
+    return train_tiny_run(tmp_path_factory.mktemp("detrun"), data_root, "mail", n_test=12,
+                          run_dir="exp/seed0")
 
 
 def test_attack_cli_notes_budgets_overwrite_title_and_resume(det_run, data_root, tmp_path, capsys, monkeypatch):

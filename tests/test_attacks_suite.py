@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from attack_helpers import ShatteredLinear, TwoModalTwoHead, interrupt_on_call, two_modal_batch
+from attack_helpers import ShatteredLinear, TwoModalTwoHead, interrupt_on_call, train_tiny_run, two_modal_batch
 from mailnet.attacks.adv_train import adversarial_batch, make_adversary
 from mailnet.attacks.autoattack import FlatView, autoattack
 from mailnet.attacks.eps import parse_eps, parse_eps_list
@@ -369,22 +369,9 @@ def test_adversarial_batch_in_train_mode(toy):
 
 # --- the command -------------------------------------------------------------------------------------------------
 def test_attack_command_on_a_tiny_run(tmp_path, data_root, capsys):
-    import yaml
-
     from mailnet.cli import main
 
-    cfg = {"name": "tiny", "seed": 0,
-           "model": {"name": "robust_mail", "kwargs": {"widths": [8, 8, 16, 16], "stem": "cifar"}},
-           "data": {"mode": "unpaired", "size": 28, "equalize": "repeat",
-                    "subset": {"train": 32, "val": 16, "test": 24},
-                    "modalities": [{"name": "pneumonia", "source": "medmnist", "flag": "pneumoniamnist", "channels": 1},
-                                   {"name": "breast", "source": "medmnist", "flag": "breastmnist", "channels": 1}]},
-           "train": {"epochs": 1, "batch_size": 16, "lr": 0.002},
-           "eval": {"batch_size": 32, "mc_samples": 1, "partner_draws": 1, "partner_bank": 2}}
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    run = tmp_path / "run"
-    assert main(["train", "--config", str(tmp_path / "tiny.yaml"), "--run-dir", str(run), "--data-root",
-                 str(data_root), "--quiet", "--device", "cpu"]) == 0
+    run = train_tiny_run(tmp_path, data_root, "robust_mail", n_test=24)
     capsys.readouterr()
     out = tmp_path / "atk"
     assert main(["attack", str(run), "--attack", "pgd,reference,transfer", "--eps", "2,8", "--steps", "2",

@@ -114,12 +114,10 @@ def resolve_saved(cfg: Any, where: str) -> dict[str, Any]:
     ``train.noise_warmup``); their defaults reproduce what that run did, so old runs stay loadable."""
     if not isinstance(cfg, dict):
         raise ConfigError(f"{where}: the saved config is not a mapping")
-    out = merge(DEFAULTS, cfg)
     try:
-        validate(out)
+        return complete(cfg)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
-    return out
 
 
 def read_yaml_mapping(path: Path, label: str | None = None) -> dict[str, Any]:

@@ -247,6 +247,18 @@ DECISION = {"binary": "softmax over the 2 logits; positive when the last class's
             "multi-label": "sigmoid of each logit; a label is present when its probability > 0.5"}
 
 
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a whole file, read in chunks (a checkpoint can be hundreds of MB): what a model card records of
+    the checkpoint it was exported from, and what ``mailnet profile --onnx`` compares with."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def card_path(onnx_path: str | Path) -> Path:
     """Where the model card of an exported graph lives: beside it, ``model.onnx`` -> ``model.onnx.json``."""
     return Path(str(onnx_path) + ".json")
@@ -258,7 +270,6 @@ def deploy_card(meta: dict, checkpoint: str | Path, in_names: list[str], out_nam
     preprocessing per input, task type, class names and decision rule per output, and what stands in for a
     missing modality of an unpaired model. Stored in the ONNX metadata (``mailnet.card``) and beside the file."""
     import datetime as dt
-    import hashlib
 
     import mailnet
 
@@ -277,7 +288,7 @@ def deploy_card(meta: dict, checkpoint: str | Path, in_names: list[str], out_nam
     card = {"format": "mailnet-onnx-card/1", "model": meta["model"]["name"], "mailnet_version": mailnet.__version__,
             "exported_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
             "checkpoint": str(Path(checkpoint).resolve()), "epoch": meta.get("epoch"),
-            "checkpoint_sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest(),
+            "checkpoint_sha256": file_sha256(checkpoint),
             "batch": "dynamic" if batch is None else batch, "paired": paired, "inputs": inputs, "outputs": outputs}
     if not paired and len(inputs) > 1:
         card["missing_modality"] = (
@@ -286,8 +297,8 @@ def deploy_card(meta: dict, checkpoint: str | Path, in_names: list[str], out_nam
             "(training images, `mailnet export --partner-bank FILE.npz` writes them) in its place and averages "
             "the probabilities; the missing modality's own task is not reported.")
     if fixed_draw is not None:
-        card["warning"] = (f"ONE FIXED RANDOM DRAW (seed {fixed_draw}) of a model that is random by design; "
-                           "not the randomized defence itself")
+        card["warning"] = (f"ONE FIXED RANDOM DRAW (seed {fixed_draw}, batch {batch}) of a model that is random by "
+                           "design; not the randomized defence itself")
     return card
 
 
@@ -317,14 +328,6 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fixed_draw: int |
     name = meta["model"]["name"]
     probe = example_inputs(meta, tensors, batch=2)
     random_model = uses_unseedable_randomness(model) or is_stochastic(model, probe)
-    card = deploy_card(meta, checkpoint, in_names, out_names, shapes, None if fixed_draw is None else fixed_batch,
-                       None if fixed_draw is None else int(fixed_draw))
-    md = {"mailnet.model": name, "mailnet.checkpoint": Path(checkpoint).name,
-          "mailnet.modalities": ",".join(f"{n}:{c}x{h}x{w}" for n, (c, h, w) in zip(in_names, shapes)),
-          "mailnet.input_range": "0,1",
-          "mailnet.outputs": "; ".join(f"{o['name']}: {o['task_type']} {o['class_names']}, {o['decision']}"
-                                       for o in card["outputs"]),
-          "mailnet.card": json.dumps(card)}
     summary = {"model": name, "onnx": str(out), "inputs": in_names, "outputs": out_names, "shapes": shapes,
                "random_model": random_model, "fixed_draw": None, "card": str(card_path(out))}
     if random_model and fixed_draw is None:
@@ -334,14 +337,20 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fixed_draw: int |
             f"deterministic graph to export; use --fixed-draw SEED to export one fixed draw, labelled as such")
     if fixed_draw is not None and not random_model:
         raise MailnetError(f"{checkpoint}: --fixed-draw is only for random models; {name!r} is deterministic")
+    card = deploy_card(meta, checkpoint, in_names, out_names, shapes, None if fixed_draw is None else fixed_batch,
+                       None if fixed_draw is None else int(fixed_draw))
+    md = {"mailnet.model": name, "mailnet.checkpoint": Path(checkpoint).name,
+          "mailnet.modalities": ",".join(f"{n}:{c}x{h}x{w}" for n, (c, h, w) in zip(in_names, shapes)),
+          "mailnet.input_range": "0,1",
+          "mailnet.outputs": "; ".join(f"{o['name']}: {o['task_type']} {o['class_names']}, {o['decision']}"
+                                       for o in card["outputs"]),
+          "mailnet.card": json.dumps(card)}
     if random_model:
         if uses_unseedable_randomness(model):
             raise MailnetError(f"{checkpoint}: model {name!r} has randomness that cannot be seeded and replayed; "
                                f"it cannot be exported even as a fixed draw")
         xs = [x[:1].repeat(fixed_batch, 1, 1, 1) for x in (check_inputs or probe)]
-        md.update({"mailnet.fixed_draw_seed": str(int(fixed_draw)),
-                   "mailnet.warning": f"ONE FIXED RANDOM DRAW (seed {int(fixed_draw)}, batch {fixed_batch}) of a "
-                                      f"model that is random by design; not the randomized defence itself"})
+        md.update({"mailnet.fixed_draw_seed": str(int(fixed_draw)), "mailnet.warning": card["warning"]})
         with frozen_draws(model, xs, int(fixed_draw)):
             export_onnx(model, out, shapes, in_names, out_names, dynamic_batch=False, metadata=md, example=xs)
             err = _checked(out, model, xs, atol)

@@ -55,11 +55,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--onnx {args.onnx}: no such file")
     quick = args.quick
     batch = args.batch if not quick or args.batch != 64 else 8
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads: must be at least 1, got {args.threads}")
     import torch
 
-    threads = args.threads or torch.get_num_threads()
+    threads = torch.get_num_threads() if args.threads is None else args.threads  # checked by ProfileSettings
     onnx_label = check_onnx_graph(args.onnx, shapes, names, args.run) if args.onnx else ""
     settings = {**shapes, "threads": threads, "device": args.device, "batch": batch,
                 "latency_iters": args.iters if args.iters is not None else (3 if quick else 20),
@@ -111,13 +109,13 @@ def check_onnx_graph(path: str, shapes: dict, names: list[str], run: str | None)
     """The ONNX graph must be the profiled model: the same inputs, the same registered model (from its metadata),
     and with ``--run`` the same checkpoint file (its hash in the export's card), else the two timings compare two
     different models. Returns the graph's label to print (e.g. a fixed random draw)."""
-    import hashlib
     import json
 
     import onnx
 
     from mailnet.engine.rundir import checkpoint_from
     from mailnet.errors import ConfigError
+    from mailnet.export import file_sha256
 
     check_onnx_inputs(path, shapes)
     props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
@@ -127,8 +125,7 @@ def check_onnx_graph(path: str, shapes: dict, names: list[str], run: str | None)
                           f"{names[0]!r}")
     card = json.loads(props.get("mailnet.card", "{}"))
     if run and card.get("checkpoint_sha256"):
-        digest = hashlib.sha256(checkpoint_from(run).read_bytes()).hexdigest()
-        if digest != card["checkpoint_sha256"]:
+        if file_sha256(checkpoint_from(run)) != card["checkpoint_sha256"]:
             raise ConfigError(f"--onnx {path}: exported from another checkpoint ({card.get('checkpoint')}) than "
                               f"--run {run}'s; export this run's model to compare the two")
     return f" [{props['mailnet.warning']}]" if props.get("mailnet.warning") else ""

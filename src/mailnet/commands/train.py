@@ -23,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mailnet.api import default_run_dir
     from mailnet.config import load_config
     from mailnet.engine import rundir
     from mailnet.engine.report import metrics_table, seeds_summary, seeds_table
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.adv.steps={args.adv_steps}")
     cfg = load_config(args.config, overrides)
     seeds = parse_seeds(args.seeds) if args.seeds else [int(cfg["seed"])]
-    base = Path(args.run_dir) if args.run_dir else Path(cfg["output"]["dir"]) / cfg["name"] / cfg["model"]["name"]
+    base = Path(args.run_dir) if args.run_dir else default_run_dir(cfg).parent  # output.dir/NAME/MODEL
     results = []
     for seed in seeds:
         cfg_s = {**cfg, "seed": seed}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mailnet.layers.emcam import EMCAM
-from mailnet.layers.fast import FastEMCAM, FastEMILA, FastMSGDCProjection
+from mailnet.layers.fast import FastEMCAM, FastEMILA, FastMSGDCProjection, split_mix_form
 from mailnet.layers.fast.ops import dense_grad
 from mailnet.layers.emila import EMILA
 from mailnet.layers.msgdc import MSGDCProjection
@@ -50,12 +50,17 @@ def _rel(a, b):
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
 
 
+@pytest.mark.parametrize("split", [True, False])
 @pytest.mark.parametrize("chans,size", [((1, 3), 16), ((3, 3, 1), 12)])
-def test_training_outputs_and_gradients_match_in_float64(chans, size):
+def test_training_outputs_and_gradients_match_in_float64(chans, size, split):
+    """Both forms of EMILA's mix: split (no concatenation or shuffle; the default for narrow units on a CPU) and
+    concatenated + shuffled (wide units, other devices)."""
     ref, fast = _pair(chans=chans, size=size, dtype=torch.float64)
     xs = _xs(chans, size, dtype=torch.float64)
     ref.train(), fast.train()
-    _assert_same_step(_loss_and_grads(fast, xs), _loss_and_grads(ref, xs), tol=1e-9)
+    with split_mix_form(split):
+        got = _loss_and_grads(fast, xs)
+    _assert_same_step(got, _loss_and_grads(ref, xs), tol=1e-9)
 
 
 def _assert_same_step(got, want, tol):
@@ -70,17 +75,19 @@ def _assert_same_step(got, want, tol):
         assert _rel(a, b) < tol
 
 
-def test_eval_outputs_match_in_float32_with_and_without_autograd():
+@pytest.mark.parametrize("split", [True, False])
+def test_eval_outputs_match_in_float32_with_and_without_autograd(split):
     ref, fast = _pair()
     ref.eval(), fast.eval()
     xs = _xs((1, 3), 16, b=4)
     with torch.no_grad():
         want = ref(xs)
-    with torch.inference_mode():  # fused convs, folded BN (cached)
+    with split_mix_form(split), torch.inference_mode():  # folded BN (cached)
         fused = fast(xs)
-    with torch.no_grad():  # the cache serves no_grad too
+    with split_mix_form(split), torch.no_grad():  # the cache serves no_grad too
         fused2 = fast(xs)
-    got_grad_path, _, gx_f = _loss_and_grads(fast, xs)  # eval mode, trainable parameters: unfolded path
+    with split_mix_form(split):  # eval mode, trainable parameters: unfolded path
+        got_grad_path, _, gx_f = _loss_and_grads(fast, xs)
     _, _, gx_r = _loss_and_grads(ref, xs)
     for w, a, b, c in zip(want, fused, fused2, got_grad_path):
         assert torch.allclose(a, w, atol=1e-5, rtol=1e-4)
@@ -90,7 +97,8 @@ def test_eval_outputs_match_in_float32_with_and_without_autograd():
         assert _rel(a, b) < 1e-3
 
 
-def test_attacks_use_folded_bn_with_the_same_input_gradients():
+@pytest.mark.parametrize("split", [True, False])
+def test_attacks_use_folded_bn_with_the_same_input_gradients(split):
     """Under ``attack_mode`` (eval, parameters frozen, input gradients on) the fast model folds its BNs; the input
     gradient is the reference's, and once the parameters are trainable again they get gradients as before."""
     from mailnet.attacks.eot import attack_mode
@@ -100,7 +108,7 @@ def test_attacks_use_folded_bn_with_the_same_input_gradients():
     xs = [x.requires_grad_(True) for x in _xs((1, 3), 16, b=4)]
     grads = []
     for m in (fast, ref):
-        with attack_mode(m):
+        with attack_mode(m), split_mix_form(split):
             out = m(xs)
             grads.append(torch.autograd.grad(sum((z * z).sum() for z in out), xs))
             if m is fast:  # the folded weights were built and used (the cache is dropped on leaving eval mode)
@@ -218,16 +226,19 @@ def test_robust_mail_fast_replays_the_reference_draws():
         assert not torch.equal(fast(xs)[0], fast(xs)[0])  # still random at inference
 
 
-def test_robust_mail_fast_training_gradients_match_the_reference():
-    """Robust-MAIL's BN-ended MSGDC branches take the dense-gradient path in the fast model; with the same draw
-    (seeded noise) the parameter and input gradients must equal the reference's."""
+@pytest.mark.parametrize("split", [True, False])
+def test_robust_mail_fast_training_gradients_match_the_reference(split):
+    """Robust-MAIL's BN-ended MSGDC branches take the dense-gradient path in the fast model (or the split mix,
+    which cannot compose its grouped 1x1 branch with the mix); with the same draw (seeded noise) the parameter and
+    input gradients must equal the reference's."""
     ref, fast = _pair("robust_mail", dtype=torch.float64)
     xs = _xs((1, 3), 16, dtype=torch.float64)
     results = []
     for m in (fast, ref):
         m.train()
         m.seed_noise(3)
-        results.append(_loss_and_grads(m, xs))
+        with split_mix_form(split if m is fast else None):
+            results.append(_loss_and_grads(m, xs))
     _assert_same_step(*results, tol=1e-8)
 
 
@@ -419,3 +430,38 @@ def test_stacked_streams_are_used_only_where_they_were_measured_to_help():
     fast.train()
     with torch.no_grad(), stacked_streams(True):
         assert not fast.streams_stackable(small)  # training mode never
+
+
+def test_split_mix_is_used_only_where_it_was_measured_to_help():
+    """The split mix (dense 1x1 convs instead of concatenation + shuffle + 2-group conv) costs up to twice the mix's
+    multiply-adds; it is the default only for attack passes (eval mode, autograd on) through units of at most
+    SPLIT_MIX_MAX_CHANNELS channels on a CPU. A forced split of a wide unit still computes the same function."""
+    from mailnet.layers.fast.split_mix import SPLIT_MIX_MAX_CHANNELS, split_mix_wanted
+
+    torch.manual_seed(0)
+    narrow, wide = (to_fast(EMILA(16, SPLIT_MIX_MAX_CHANNELS)), to_fast(EMILA(16, 2 * SPLIT_MIX_MAX_CHANNELS)))
+    narrow.eval(), wide.eval()
+    x = torch.rand(2, 16, 6, 6)
+    assert split_mix_wanted(narrow, x) and not split_mix_wanted(wide, x)
+    with torch.no_grad():
+        assert not split_mix_wanted(narrow, x)  # plain inference: no gain measured
+    narrow.train()
+    assert not split_mix_wanted(narrow, x)  # training: no gain measured
+    narrow.eval()
+    with split_mix_form(False):
+        assert not split_mix_wanted(narrow, x)
+    with split_mix_form(True):
+        assert split_mix_wanted(wide, x)
+    if torch.cuda.is_available():
+        assert not split_mix_wanted(narrow, x.cuda())  # timed on a CPU only
+    wide.train()
+    xs = x.double().requires_grad_(True)
+    wide.double()
+    outs = []
+    for split in (True, False):
+        with split_mix_form(split):
+            torch.manual_seed(1)
+            y = wide(xs)
+            g, = torch.autograd.grad(y.square().sum(), xs)
+        outs.append((y, g))
+    assert _rel(outs[0][0], outs[1][0]) < 1e-12 and _rel(outs[0][1], outs[1][1]) < 1e-10

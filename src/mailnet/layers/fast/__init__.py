@@ -10,7 +10,8 @@ from mailnet.layers.fast.fast_emila import FastEMILA
 from mailnet.layers.fast.fast_erla import FastERLA
 from mailnet.layers.fast.fast_msgdc import FastMSGDC, FastMSGDCProjection
 from mailnet.layers.fast.fused_msgdc import fused_inference
+from mailnet.layers.fast.split_mix import split_mix_form
 from mailnet.layers.fast.stacked import stacked_streams
 
 __all__ = ["FoldCache", "fold_bn", "use_folded", "FastEMCAM", "FastEMILA", "FastERLA", "FastMSGDC",
-           "FastMSGDCProjection", "fused_inference", "stacked_streams"]
+           "FastMSGDCProjection", "fused_inference", "split_mix_form", "stacked_streams"]

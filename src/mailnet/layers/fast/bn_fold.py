@@ -71,6 +71,11 @@ class FoldCache:
         self._store.clear()
 
 
+def bn_foldable(bn: nn.Module) -> bool:
+    """A BatchNorm2d with running statistics: the only kind whose eval-mode output is a fixed affine map."""
+    return isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats and bn.running_mean is not None
+
+
 def bn_sources(bn: nn.Module) -> list[torch.Tensor | None]:
     """The tensors a BN fold depends on."""
     return [bn.weight, bn.bias, bn.running_mean, bn.running_var]

@@ -1,5 +1,6 @@
-"""Fast EMILA: channels-last end to end, the channel shuffle kept in NHWC, the attention descriptor from two
-reductions instead of four, BN folded into the 1x1 convs at inference, and the residual sum fused."""
+"""Fast EMILA: channels-last end to end, the narrow units' mix without concatenation and shuffle (split form), the
+channel shuffle otherwise kept in NHWC, the attention descriptor from two reductions instead of four, BN folded into
+the 1x1 convs at inference, and the residual sum fused."""
 from __future__ import annotations
 
 import torch
@@ -9,6 +10,7 @@ from mailnet.layers.emila import EMILA
 from mailnet.layers.fast.bn_fold import FoldCacheOwner, bn_sources, cache_of, use_folded
 from mailnet.layers.fast.fused_msgdc import fusable, fuse_emila, fusion_wanted
 from mailnet.layers.fast.ops import conv_bn, shuffle_channels_last, spatial_max_plus
+from mailnet.layers.fast.split_mix import split_mix, split_mix_wanted
 
 
 def attention_logits(att: ChannelAttention, u: torch.Tensor) -> torch.Tensor:
@@ -41,8 +43,11 @@ class FastEMILA(FoldCacheOwner, EMILA):
         if self.can_fuse() and fusion_wanted(x):
             u, p = self._fused()(x)
             return self.attend(u, p)
-        v = shuffle_channels_last(self.msgdc(x), self.shuffle.groups)
-        u = conv_bn(self, "mix", self.mix, self.mix_bn, v)
+        if split_mix_wanted(self, x):
+            u = split_mix(self, x)
+        else:
+            v = shuffle_channels_last(self.msgdc(x), self.shuffle.groups)
+            u = conv_bn(self, "mix", self.mix, self.mix_bn, v)
         p = conv_bn(self, "proj", self.proj, self.proj_bn, x)
         return self.attend(u, p)
 

@@ -18,9 +18,18 @@ class FastMSGDC(FoldCacheOwner, MSGDC):
     dense tensor (:func:`dense_grad`; Robust-MAIL trains 1.37x faster, BENCHMARKS.md); without BN it changes nothing."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.branch("pointwise", self.pointwise, self.bn_pointwise, x),
-                          self.branch("dw3", self.dw3, self.bn_dw3, x),
-                          self.branch("dw5", self.dw5, self.bn_dw5, x)], dim=1)
+        return torch.cat(self.branches(x), dim=1)
+
+    def branches(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[grouped 1x1, dw3, dw5] outputs, computed in the reference's order (a seeded RPF draw replays)."""
+        return [self.branch("pointwise", self.pointwise, self.bn_pointwise, x),
+                self.branch("dw3", self.dw3, self.bn_dw3, x),
+                self.branch("dw5", self.dw5, self.bn_dw5, x)]
+
+    def pointwise_is_linear(self) -> bool:
+        """The grouped 1x1 branch is a plain conv with no BN after it (MAIL), so a 1x1 conv applied to its output
+        can be composed with it into one 1x1 conv on x."""
+        return type(self.pointwise) is nn.Conv2d and isinstance(self.bn_pointwise, nn.Identity)
 
     def branch(self, key: str, conv: nn.Module, bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
         y = conv_bn(self, key, conv, bn, x)

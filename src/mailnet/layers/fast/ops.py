@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mailnet.layers.channel_shuffle import effective_groups
-from mailnet.layers.fast.bn_fold import folded_conv_bn, use_folded
+from mailnet.layers.fast.bn_fold import bn_foldable, folded_conv_bn, use_folded
 
 CHANNELS_LAST = torch.channels_last
 
@@ -59,8 +59,7 @@ def conv_bn(owner: nn.Module, key: str, conv: nn.Module, bn: nn.Module, x: torch
     ``Identity`` in place of the BN) runs as the reference does.
     """
     plain = type(conv) is nn.Conv2d
-    if (use_folded(owner) and plain and isinstance(bn, nn.BatchNorm2d)
-            and bn.track_running_stats and bn.running_mean is not None):
+    if use_folded(owner) and plain and bn_foldable(bn):
         w, b = folded_conv_bn(owner, key, conv, bn)
         return conv_forward(conv, x, w, b)
     y = conv_forward(conv, x, conv.weight, conv.bias) if plain else conv(x)
@@ -79,10 +78,21 @@ def conv_forward(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor, bias: t
     Why: at batch 1 MAIL's ~600 grouped 1x1 convolution calls per forward were a third of its inference time in
     the im2col fallback (profile in BENCHMARKS.md); the matmul form computes the same sums in one call per conv.
     Traced graphs (ONNX export, MAC counts) keep the convolution."""
-    if (x.device.type == "cpu" and x.shape[0] < SMALL_BATCH and weight.shape[-2:] == (1, 1)
-            and conv.padding in ((0, 0), 0) and conv.dilation == (1, 1) and not torch.jit.is_tracing()):
-        return pointwise_matmul(x, weight, bias, conv.stride, conv.groups)
+    if weight.shape[-2:] == (1, 1) and conv.padding in ((0, 0), 0) and conv.dilation == (1, 1):
+        return pointwise_conv(x, weight, bias, conv.stride, conv.groups)
     return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   stride: int | tuple[int, int] = 1, groups: int = 1) -> torch.Tensor:
+    """An unpadded 1x1 convolution: :func:`pointwise_matmul` on a small CPU batch (see :func:`conv_forward`),
+    ``F.conv2d`` otherwise. ``weight`` is (out, in/groups, 1, 1) or, for ``groups=1``, a plain (out, in) matrix."""
+    if weight.dim() == 2:
+        weight = weight[..., None, None]
+    stride = (stride, stride) if isinstance(stride, int) else tuple(stride)
+    if x.device.type == "cpu" and x.shape[0] < SMALL_BATCH and not torch.jit.is_tracing():
+        return pointwise_matmul(x, weight, bias, stride, groups)
+    return F.conv2d(x, weight, bias, stride, 0, 1, groups)
 
 
 def pointwise_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],

@@ -434,23 +434,23 @@ def test_stacked_streams_are_used_only_where_they_were_measured_to_help():
 
 def test_split_mix_is_used_only_where_it_was_measured_to_help():
     """The split mix (dense 1x1 convs instead of concatenation + shuffle + 2-group conv) costs up to twice the mix's
-    multiply-adds; it is the default only for attack passes (eval mode, autograd on) through units of at most
-    SPLIT_MIX_MAX_CHANNELS channels on a CPU. A forced split of a wide unit still computes the same function."""
+    multiply-adds; it is the default only for units of at most SPLIT_MIX_MAX_CHANNELS channels on a CPU. A forced
+    split of a wide unit still computes the same function."""
     from mailnet.layers.fast.split_mix import SPLIT_MIX_MAX_CHANNELS, split_mix_wanted
 
     torch.manual_seed(0)
     narrow, wide = (to_fast(EMILA(16, SPLIT_MIX_MAX_CHANNELS)), to_fast(EMILA(16, 2 * SPLIT_MIX_MAX_CHANNELS)))
-    narrow.eval(), wide.eval()
     x = torch.rand(2, 16, 6, 6)
-    assert split_mix_wanted(narrow, x) and not split_mix_wanted(wide, x)
-    with torch.no_grad():
-        assert not split_mix_wanted(narrow, x)  # plain inference: no gain measured
-    narrow.train()
-    assert not split_mix_wanted(narrow, x)  # training: no gain measured
-    narrow.eval()
+    for mode in ("train", "eval"):  # training step; attack step and inference
+        getattr(narrow, mode)(), getattr(wide, mode)()
+        assert split_mix_wanted(narrow, x) and not split_mix_wanted(wide, x)
+        with torch.no_grad():
+            assert split_mix_wanted(narrow, x) and not split_mix_wanted(wide, x)
     with split_mix_form(False):
         assert not split_mix_wanted(narrow, x)
     with split_mix_form(True):
+        assert split_mix_wanted(narrow, x) and not split_mix_wanted(wide, x)
+    with split_mix_form(True, max_channels=10 ** 6):
         assert split_mix_wanted(wide, x)
     if torch.cuda.is_available():
         assert not split_mix_wanted(narrow, x.cuda())  # timed on a CPU only
@@ -459,7 +459,7 @@ def test_split_mix_is_used_only_where_it_was_measured_to_help():
     wide.double()
     outs = []
     for split in (True, False):
-        with split_mix_form(split):
+        with split_mix_form(split, max_channels=10 ** 6):
             torch.manual_seed(1)
             y = wide(xs)
             g, = torch.autograd.grad(y.square().sum(), xs)

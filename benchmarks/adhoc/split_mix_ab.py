@@ -1,7 +1,8 @@
 """A/B of EMILA's split mix (``mailnet.layers.fast.split_mix``) against the concatenated + shuffled form.
 
 ``units``: one fast EMILA (forward + backward, batch 64, train mode) at each of MAIL's stage shapes, both forms
-timed in turn; ``step``: whole MAIL training steps (batch 64, 2 modalities, Adam at lr 0 so both arms keep the same
+timed in turn; in ``step`` and ``attack`` the split arm uses the split form in units of at most ``--max-channels``
+(default: the library's limit) and the other arm nowhere. ``step``: whole MAIL training steps (batch 64, 2 modalities, Adam at lr 0 so both arms keep the same
 weights) in ABBA order; ``attack``: an attack step (the model as ``attack_mode`` sets it, forward and the input
 gradient of the summed logits, batch 64) and a no-grad batch-64 inference, ABBA. Prints medians; run on a quiet
 machine, with ``OMP_NUM_THREADS`` set::
@@ -22,9 +23,11 @@ import torch.nn.functional as F
 
 from mailnet.layers.emila import EMILA
 from mailnet.layers.fast import split_mix_form
+from mailnet.layers.fast.split_mix import SPLIT_MIX_MAX_CHANNELS
 from mailnet.models import create_model
 from mailnet.models.fast import to_fast
 
+MAX = [SPLIT_MIX_MAX_CHANNELS]  # step / attack: the split arm uses the split form in units this narrow
 SHAPES = [(64, 64, 28, 1), (64, 128, 28, 2), (128, 128, 14, 1), (128, 256, 14, 2), (256, 256, 7, 1),
           (256, 512, 7, 2), (512, 512, 4, 1)]  # (in, out, input size, stride) of MAIL's EMILAs at 28 px
 
@@ -37,7 +40,7 @@ def time_units(batch: int, reps: int) -> None:
         times: dict[bool, list[float]] = {True: [], False: []}
         for _ in range(reps + 1):
             for split in (True, False):
-                with split_mix_form(split):
+                with split_mix_form(split, max_channels=10 ** 6):
                     t = time.perf_counter()
                     unit(x).square().mean().backward()
                     times[split].append(time.perf_counter() - t)
@@ -66,7 +69,7 @@ def time_steps(size: int, batch: int, rounds: int) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=0.0)
 
     def step(split: bool) -> float:
-        with split_mix_form(split):
+        with split_mix_form(split, max_channels=MAX[0]):
             t = time.perf_counter()
             opt.zero_grad()
             sum(F.cross_entropy(z, t_) for z, t_ in zip(model(x), y)).backward()
@@ -84,13 +87,13 @@ def time_attack(model_name: str, size: int, batch: int, rounds: int) -> None:
     x = [torch.rand(batch, 3, size, size, requires_grad=True) for _ in range(2)]
 
     def attack(split: bool) -> float:
-        with split_mix_form(split), attack_mode(model):
+        with split_mix_form(split, max_channels=MAX[0]), attack_mode(model):
             t = time.perf_counter()
             torch.autograd.grad(sum(z.sum() for z in model(x)), x)
             return time.perf_counter() - t
 
     def infer(split: bool) -> float:
-        with split_mix_form(split), torch.inference_mode():
+        with split_mix_form(split, max_channels=MAX[0]), torch.inference_mode():
             t = time.perf_counter()
             model([v.detach() for v in x])
             return time.perf_counter() - t
@@ -108,8 +111,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=28)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--max-channels", type=int, default=SPLIT_MIX_MAX_CHANNELS,
+                    help="step / attack: widest unit given the split form in the split arm")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    MAX[0] = args.max_channels
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     if args.what == "units":
         time_units(args.batch, args.reps)

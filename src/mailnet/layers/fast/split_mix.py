@@ -1,4 +1,4 @@
-"""EMILA's mix without the concatenation and the channel shuffle (the CPU attack step's form).
+"""EMILA's mix without the concatenation and the channel shuffle (narrow units on a CPU).
 
 ``mix(shuffle(cat[P, D3, D5]))`` is linear, so it equals ``W_P P + W_3 D3 + W_5 D5``, where ``W = [W_P | W_3 | W_5]``
 is the 2-group mix weight written as a dense matrix with its columns put back in concatenation order
@@ -8,14 +8,14 @@ gradients also arrive dense instead of as strided slices of the concatenated one
 ``P = G x`` is itself linear, so ``W_P P = (W_P G) x``: one dense 1x1 conv on x replaces two convs.
 
 The dense form does up to twice the multiply-adds of the 2-group mix, while the copies it saves scale with the
-activations alone, so it can only pay where channels are few and maps large: one EMILA (forward + backward, batch
-64, one thread) took 0.76x the shuffled form's time at 64 channels / 28 px, 0.94-1.00x at 128 channels, 1.16-1.49x
-beyond (``benchmarks/adhoc/split_mix_ab.py units``). In whole models it pays only in an attack step (eval mode,
-input gradients, batch 64, 28 px: MAIL 1.92 -> 1.71 s at two threads and 3.26 -> 2.92 s at one, Robust-MAIL
-2.50 -> 2.34 s), not in a training step (1.01-1.03x) or in no-grad inference (0.98-1.05x) (``split_mix_ab.py step``
-and ``attack``, BENCHMARKS.md). Hence it is used on a CPU, in eval mode with autograd on, for units of at most
-:data:`SPLIT_MIX_MAX_CHANNELS` output channels. Parameters, state dict and function are the reference's (equal
-within float rounding, ``tests/test_fast_equivalence.py``).
+activations alone, so it pays only where channels are few and maps large: one EMILA (forward + backward, batch 64,
+one thread) took 0.76x the shuffled form's time at 64 channels / 28 px, 0.94-1.00x at 128 channels, 1.16-1.49x
+beyond (``benchmarks/adhoc/split_mix_ab.py units``). Used in the units of at most :data:`SPLIT_MIX_MAX_CHANNELS`
+channels of a whole MAIL on a CPU (batch 64, ``split_mix_ab.py step`` and ``attack``, BENCHMARKS.md): training step
+0.90x (two threads) / 0.96x (one) at 28 px and 0.94x at 128 px, attack step 0.86-0.92x (Robust-MAIL 0.90x),
+no-grad inference 0.90-0.99x; with the split form in every unit instead, the training step gained nothing
+(1.01-1.03x). Not used on other devices (not timed there). Parameters, state dict and function are the
+reference's (equal within float rounding, ``tests/test_fast_equivalence.py``).
 """
 from __future__ import annotations
 
@@ -32,25 +32,26 @@ from mailnet.utils import overridden
 
 SPLIT_MIX_MAX_CHANNELS = 128  # largest EMILA width (mix output channels) that takes the split form
 
-_FORCE: list[bool | None] = [None]
+_FORCE: list[tuple[bool | None, int]] = [(None, SPLIT_MIX_MAX_CHANNELS)]
 
 
 def split_mix_wanted(emila: torch.nn.Module, x: torch.Tensor) -> bool:
-    """An attack's pass (eval mode, autograd on) on a CPU through a narrow unit, where it was measured to help;
-    never while traced (ONNX graphs and MAC counts keep MAIL's own operators); or forced."""
+    """A CPU pass through a narrow unit, where it was measured to help; never while traced (ONNX graphs and MAC
+    counts keep MAIL's own operators); or as forced."""
     if torch.jit.is_tracing() or not isinstance(emila.msgdc, FastMSGDC):
         return False
-    if _FORCE[0] is not None:
-        return _FORCE[0]
-    return (x.device.type == "cpu" and not emila.training and torch.is_grad_enabled()
-            and emila.mix.out_channels <= SPLIT_MIX_MAX_CHANNELS)
+    force, max_channels = _FORCE[0]
+    narrow = emila.mix.out_channels <= max_channels
+    if force is not None:
+        return force and narrow
+    return x.device.type == "cpu" and narrow
 
 
 @contextmanager
-def split_mix_form(enabled: bool | None) -> Iterator[None]:
-    """Force the split form on (True) or off (False) for every unit inside the block; None restores the automatic
-    choice. For tests of both forms and A/B timings."""
-    with overridden(_FORCE, enabled):
+def split_mix_form(enabled: bool | None, max_channels: int = SPLIT_MIX_MAX_CHANNELS) -> Iterator[None]:
+    """Inside the block, use the split form in every unit of at most ``max_channels`` output channels (True), in
+    none (False), or where the automatic rule says (None). For tests of both forms and A/B timings."""
+    with overridden(_FORCE, (enabled, int(max_channels))):
         yield
 
 

@@ -168,6 +168,8 @@ def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
                    "## Cost", "mail_tiny", "Git commit", "torch ", "Command**: `mailnet bench",
                    "EOT 1 (random models; a deterministic one needs 1 pass)", "; options: sanity False"):
         assert needle in report, needle
+    # which files served the images: the config names a flag and a size, the record the file actually read
+    assert "**Images read from**: `breastmnist.npz` (28 px): 2 runs; `pneumoniamnist.npz` (28 px): 2 runs" in report
     for chart in ("accuracy_vs_macs", "accuracy_vs_latency", "robust_accuracy_vs_eps", "training_curves"):
         png = out / "charts" / f"{chart}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", chart
@@ -491,6 +493,17 @@ def test_commits_summary_says_the_rows_come_from_several_versions_of_the_code():
     assert text.startswith("6 commits of mailnet (`aaaaaaa` (3), `bbbbbbb+dirty` (1), `ccccccc` (1), 3 more;")
     assert commits_summary([{"git_commit": "f" * 40}]).startswith("1 commit of mailnet (`fffffff` (1);")
     assert commits_summary([]) == ""
+
+
+def test_sources_summary_says_when_images_were_upsampled_and_counts_older_records():
+    from mailnet.bench.report import sources_summary
+
+    up = {"data_sources": [{"modality": "a", "file": "pneumoniamnist.npz", "native_size": 28, "img_size": 128},
+                           {"modality": "b", "file": "breastmnist_128.npz", "native_size": 128, "img_size": 128}]}
+    text = sources_summary([up, up, {"key": "old"}])
+    assert text == ("`breastmnist_128.npz` (128 px): 2 runs; `pneumoniamnist.npz` (28 px, upsampled to 128 px): "
+                    "2 runs; 1 record from before records named their files")
+    assert sources_summary([{"key": "old"}]) == ""
 
 
 def test_compute_spent_sums_the_records_seconds():

@@ -183,6 +183,9 @@ def header_section(outcome: BenchOutcome, machine: dict[str, Any], command: str)
     commits = commits_summary([r["machine"] for r in outcome.records.values() if r.get("machine")])
     if commits:
         lines.append("- **Code the runs were trained with**: " + commits)
+    read = sources_summary(list(outcome.records.values()))
+    if read:
+        lines.append("- **Images read from**: " + read)
     if s.expected_wall_time:
         lines.append(f"- **Expected wall time**: {s.expected_wall_time}")
     jobs = outcome.jobs
@@ -254,6 +257,31 @@ def commits_summary(machines: list[dict[str, Any]], shown: int = 4) -> str:
                                                                    else "")
     return (f"{counted(len(top), 'commit')} of mailnet ({listed}; runs per commit); each record names its own "
             "(`machine.git_commit`)")
+
+
+def sources_summary(records: list[dict[str, Any]]) -> str:
+    """The files the runs read, with their native size and the size the model saw, and how many runs read each:
+    a suite at 128 px fed from 28 px files is upsampled, which the suite's config alone does not show. Records
+    from before this field existed are counted as unknown."""
+    counts: dict[str, int] = defaultdict(int)
+    unknown = 0
+    for r in records:
+        sources = r.get("data_sources")
+        if not sources:
+            unknown += 1
+            continue
+        for d in sources:
+            what = d.get("file") or d.get("ident") or "?"
+            size, seen = d.get("native_size"), d.get("img_size")
+            if size is None or seen is None or size == seen:
+                note = f"{size if size is not None else '?'} px"
+            else:
+                note = f"{size} px, {'upsampled' if size < seen else 'resized'} to {seen} px"
+            counts[f"`{what}` ({note})"] += 1
+    if not counts:
+        return ""
+    text = "; ".join(f"{k}: {counted(n, 'run')}" for k, n in sorted(counts.items()))
+    return text + (f"; {counted(unknown, 'record')} from before records named their files" if unknown else "")
 
 
 def machines_summary(machines: list[dict[str, Any]], noun: str = "run") -> str:

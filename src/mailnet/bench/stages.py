@@ -60,8 +60,28 @@ def job_record(job: Job, run: Path, suite_name: str) -> dict[str, Any]:
         "key": job.key, "suite": suite_name, "composition": job.composition.name, "model": job.model.label,
         "model_name": job.model.name, "seed": job.seed, "config": job.cfg, "model_spec": spec, "test": test,
         "history": history, "train_seconds": float(sum(r.get("seconds", 0.0) for r in history)),
-        "weights_sha256": weights_fingerprint(run), "attacks": {},
+        "weights_sha256": weights_fingerprint(run), "data_sources": data_sources(run), "attacks": {},
     }
+
+
+def data_sources(run: Path) -> list[dict[str, Any]] | None:
+    """Per modality, the file or folder the run read and its native image size, from the run's data manifest:
+    the suite's config names a MedMNIST flag and a size, not which file served it (``pneumoniamnist.npz`` at 28 px
+    upsampled, or ``pneumoniamnist_128.npz``), so the record keeps that too. Names only, no machine paths."""
+    path = run / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        out = []
+        for m in manifest.get("modalities", []):
+            src = m.get("source") or {}
+            out.append({"modality": m.get("name"), "kind": src.get("kind"), "ident": src.get("ident"),
+                        "file": Path(str(src.get("location") or "")).name or None,
+                        "native_size": src.get("native_size"), "img_size": m.get("img_size")})
+        return out
+    except (ValueError, AttributeError, TypeError):
+        return None
 
 
 def weights_fingerprint(run: Path) -> str | None:

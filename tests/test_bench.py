@@ -202,6 +202,19 @@ def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
     assert main(argv) == 0
     assert "measured on Another CPU 9000, not this machine's" in capsys.readouterr().out
 
+    # a record measured on other files than this data root now holds (say 64 px breast images, since replaced)
+    # is still reused, with a note in the log and the report
+    stored = sorted((out / "records").iterdir())
+    rec = json.loads(stored[0].read_text())
+    breast = next(d for d in rec["data_sources"] if d["modality"] == "breast")
+    assert (breast["file"], breast["native_size"], breast["img_size"]) == ("breastmnist.npz", 28, 28)
+    breast.update(file="breastmnist_64.npz", native_size=64)
+    stored[0].write_text(json.dumps(rec))
+    assert main(argv) == 0
+    log = capsys.readouterr().out
+    assert log.count("[note]") == 1 and "breast: breastmnist_64.npz (64 px), now breastmnist.npz (28 px)" in log
+    assert "[trained]" not in log and "it was reused: train it again" in (out / "report.md").read_text()
+
     # a run directory that finished but lost its record (interrupted right after training) is reused too
     for rec in (out / "records").iterdir():
         rec.unlink()

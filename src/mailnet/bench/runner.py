@@ -125,8 +125,35 @@ def _train_unit(job: Job, store: Store, opts: BenchOptions, outcome: BenchOutcom
         _log(outcome, bar, how, job, f"{time.perf_counter() - t0:.1f}s, test mean ACC {mean_acc:.4f} -> {run}")
     if rec is not None:
         outcome.records[job.key] = rec
+        _note_other_files(job, rec, opts, outcome, bar)
     bar.update(1)
     return rec
+
+
+def _note_other_files(job: Job, rec: dict[str, Any], opts: BenchOptions, outcome: BenchOutcome, bar) -> None:
+    """A record is found by its config's hash, and the config names a MedMNIST flag and a size, not the file: if
+    the data root now holds another file for it (a 128 px file added after 28 px ones were upsampled), the reused
+    record was not measured on what a fresh run would read. Say so in the log and the report (nothing is retrained:
+    records are expensive, and the choice is the user's)."""
+    from mailnet.data.build import medmnist_files
+    from mailnet.errors import MailnetError
+
+    recorded = {d.get("modality"): (d.get("file"), d.get("native_size")) for d in rec.get("data_sources") or []
+                if d.get("kind") == "medmnist"}
+    if not recorded:
+        return
+    try:
+        now = medmnist_files(job.cfg["data"], opts.data_root)
+    except (MailnetError, OSError, KeyError, TypeError, ValueError):
+        return  # no readable data root here (a report built on another machine): nothing to compare
+    differ = [f"{m}: {recorded[m][0]} ({recorded[m][1]} px), now {f} ({size} px)" for m, (f, size) in now.items()
+              if m in recorded and recorded[m] != (f, size)]
+    if differ:
+        note = (f"{job.label}: its stored record read other files than this data root would give now ("
+                f"{'; '.join(differ)}); it was reused: train it again (a fresh --out, without its stored record) "
+                "to measure it on the new files")
+        outcome.notes.append(note)
+        bar.write(f"[note] {note}")
 
 
 def _attack_unit(job: Job, rec: dict[str, Any], store: Store, opts: BenchOptions, outcome: BenchOutcome, bar,

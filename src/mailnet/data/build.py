@@ -15,7 +15,8 @@ from mailnet.data.plan import seeded_split, seeded_subset
 from mailnet.data.sources.base import SPLITS, ImageSource
 from mailnet.data.sources.csv_manifest import CsvSource
 from mailnet.data.sources.image_folder import ImageFolderSource
-from mailnet.data.sources.medmnist_npz import MEDMNIST_SIZES, MedMNISTSource, available_sizes, choose_size
+from mailnet.data.sources.medmnist_npz import (MEDMNIST_SIZES, MedMNISTSource, available_sizes, choose_size,
+                                               find_npz)
 from mailnet.data.sources.paired_csv import PairedCsv, PairedTaskDef
 from mailnet.data.types import ModalitySpec, TaskSpec
 from mailnet.errors import DataError, MailnetWarning
@@ -90,6 +91,22 @@ def upsampling_notes(cfg: dict, data_root: str | os.PathLike | None = None) -> l
             notes.append(f"modality {mc.name!r}: no {flag} file of {mc.size} px or more under {root} (have "
                          f"{', '.join(map(str, have))} px): its images would be upsampled from {size} px")
     return notes
+
+
+def medmnist_files(cfg: dict, data_root: str | os.PathLike | None = None) -> dict[str, tuple[str, int]]:
+    """Per MedMNIST modality, the file building ``cfg`` would read under this data root and its size in px (only
+    modalities whose file exists): what a stored benchmark record is compared with before it is reused."""
+    dc = parse_data_config(cfg)
+    root = resolve_data_root(data_root or dc.root)
+    out = {}
+    for mc in dc.modalities:
+        if mc.source != "medmnist":
+            continue
+        size = choose_size(root, mc.options["flag"], mc.size, mc.options.get("source_size"))
+        path = find_npz(root, mc.options["flag"], size)
+        if path is not None:
+            out[mc.name] = (path.name, size)
+    return out
 
 
 def _open_source(mc: ModalityCfg, locate: Locator) -> ImageSource:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -74,15 +75,22 @@ class Locator:
         raise DataError(f"{key}: {path!r} not found (tried {', '.join(str(t) for t in tried)})")
 
 
+def _medmnist_modalities(cfg: dict, data_root: str | os.PathLike | None) -> Iterator[tuple[ModalityCfg, Path]]:
+    """(modality, data root) for each MedMNIST modality of ``cfg``, without reading any file."""
+    dc = parse_data_config(cfg)
+    root = resolve_data_root(data_root or dc.root)
+    for mc in dc.modalities:
+        if mc.source == "medmnist":
+            yield mc, root
+
+
 def upsampling_notes(cfg: dict, data_root: str | os.PathLike | None = None) -> list[str]:
     """What building ``cfg`` would read smaller than asked (MedMNIST files of a smaller size, upsampled), found
     from the file names alone, so a long benchmark can say so before it starts: such runs are not the protocol
-    their size promises (the paper's 128 px from 28 px files, say)."""
-    dc = parse_data_config(cfg)
-    root = resolve_data_root(data_root or dc.root)
+    their size promises (the paper's 128 px from 28 px files, say). An explicit ``source_size`` means it."""
     notes = []
-    for mc in dc.modalities:
-        if mc.source != "medmnist" or mc.options.get("source_size") is not None:
+    for mc, root in _medmnist_modalities(cfg, data_root):
+        if mc.options.get("source_size") is not None:
             continue
         flag = mc.options["flag"]
         have = available_sizes(root, flag)
@@ -96,12 +104,8 @@ def upsampling_notes(cfg: dict, data_root: str | os.PathLike | None = None) -> l
 def medmnist_files(cfg: dict, data_root: str | os.PathLike | None = None) -> dict[str, tuple[str, int]]:
     """Per MedMNIST modality, the file building ``cfg`` would read under this data root and its size in px (only
     modalities whose file exists): what a stored benchmark record is compared with before it is reused."""
-    dc = parse_data_config(cfg)
-    root = resolve_data_root(data_root or dc.root)
     out = {}
-    for mc in dc.modalities:
-        if mc.source != "medmnist":
-            continue
+    for mc, root in _medmnist_modalities(cfg, data_root):
         size = choose_size(root, mc.options["flag"], mc.size, mc.options.get("source_size"))
         path = find_npz(root, mc.options["flag"], size)
         if path is not None:

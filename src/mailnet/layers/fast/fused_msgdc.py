@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterator
 
 import torch
@@ -91,12 +92,16 @@ def dense_columns(weight: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def unshuffle_columns(w: torch.Tensor, groups: int) -> torch.Tensor:
-    """Columns of a matrix applied to ``channel_shuffle(v, groups)`` reordered so it applies to ``v`` itself."""
-    n = w.shape[1]
+    """Columns of a matrix applied to ``channel_shuffle(v, groups)`` reordered so it applies to ``v`` itself
+    (one gather; differentiable, as the split mix needs it at every training step)."""
+    return w.index_select(1, _unshuffle_index(w.shape[1], groups).to(w.device))
+
+
+@lru_cache(maxsize=None)
+def _unshuffle_index(n: int, groups: int) -> torch.Tensor:
+    """``idx`` with ``channel_shuffle(v)[:, idx] == v``: the inverse of the shuffle's permutation of n channels."""
     src = channel_shuffle(torch.arange(n, dtype=torch.float64).view(1, n, 1, 1), groups).flatten().long()
-    out = torch.zeros_like(w)
-    out[:, src] = w
-    return out
+    return torch.argsort(src)
 
 
 def fuse(msgdc: MSGDC, mix: torch.Tensor, mix_bias: torch.Tensor | None = None,

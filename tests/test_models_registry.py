@@ -22,6 +22,47 @@ def test_list_models_filters_like_timm():
     assert mailnet.is_model("mail") and not mailnet.is_model("mial")
 
 
+def test_architecture_writes_out_every_default_a_checkpoint_must_pin():
+    from mailnet.models.registry import architecture
+
+    given = {"in_chans": [1, 3], "num_classes": [2, 5], "img_size": 16, "widths": [8, 8, 16, 16]}
+    robust = architecture("robust_mail", given)
+    assert {k: robust[k] for k in given} == given  # what was given wins, and comes first
+    assert list(robust)[:len(given)] == list(given)
+    assert (robust["rpf_fraction"], robust["attention_noise"], robust["msgdc_bn"], robust["mc_dropout"],
+            robust["noise_std"], robust["groups"], robust["stem"]) == (0.25, True, True, True, 0.6, 16, "auto")
+    assert "fast" not in robust and "model_name" not in robust  # how it is computed is not what it is
+    assert architecture("mail", given)["rpf_fraction"] == 0.0
+    assert "rpf_fraction" not in architecture("cascaded_fusion", given)  # an argument it does not take
+    late = architecture("resnet18_late_fusion", {"in_chans": [3, 3]})
+    assert late["in_chans"] == [3, 3] and late["num_classes"] == [2, 2] and late["drop_rate"] == 0.0
+    assert architecture("no_such_model", {"x": 1}) == {"x": 1}  # create_model reports the name
+    # every filled-in set builds the same model as the bare arguments
+    torch.manual_seed(0)
+    a = mailnet.create_model("robust_mail", **given)
+    torch.manual_seed(0)
+    b = mailnet.create_model("robust_mail", **robust)
+    assert a.config == b.config and all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                                           b.state_dict().values()))
+
+
+def test_a_users_builder_records_json_defaults_and_declared_ones_only():
+    from mailnet.models import registry
+
+    def my_net(in_chans=(3,), num_classes=(2,), act=torch.nn.ReLU, depth=2, **kwargs):
+        return torch.nn.Linear(1, 1)
+
+    mailnet.register_model(my_net, name="test_arch_user_net", defaults={"width": 8})
+    try:
+        got = registry.architecture("test_arch_user_net", {"depth": 3})
+        assert got == {"depth": 3, "in_chans": [3], "num_classes": [2], "width": 8}  # act: a class, not JSON
+        mailnet.register_model(my_net, name="test_arch_user_net")  # the same builder again keeps its defaults
+        assert registry.architecture("test_arch_user_net", {})["width"] == 8
+    finally:
+        registry._REGISTRY.pop("test_arch_user_net", None)
+        registry._DEFAULTS.pop("test_arch_user_net", None)
+
+
 @pytest.fixture()
 def trained_run(tmp_path):
     """A run directory whose best checkpoint holds weights that differ from a fresh model's."""

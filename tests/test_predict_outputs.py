@@ -242,12 +242,14 @@ def test_predict_seed_chooses_the_draws_of_a_random_model(run, data_root, tmp_pa
     from mailnet.engine.rundir import checkpoint_from
     from mailnet.models import create_model
 
+    from mailnet.models.mail import ROBUST_DEFAULTS
+
     tensors, meta = load_checkpoint(checkpoint_from(str(run)))
-    robust = create_model("robust_mail", **meta["model"]["kwargs"])
+    kwargs = {**meta["model"]["kwargs"], **ROBUST_DEFAULTS}  # the MAIL run's checkpoint pins MAIL's noise-free ones
+    robust = create_model("robust_mail", **kwargs)
     tensors = {k: v for k, v in tensors.items() if not k.startswith("model.")}
     tensors.update({f"model.{k}": v for k, v in robust.state_dict().items()})
-    save_checkpoint(tmp_path / "robust.safetensors", tensors,
-                    {**meta, "model": {**meta["model"], "name": "robust_mail"}})
+    save_checkpoint(tmp_path / "robust.safetensors", tensors, {**meta, "model": {"name": "robust_mail", "kwargs": kwargs}})
     _breast_pngs(data_root, tmp_path / "imgs", 1)
     (tmp_path / "s.csv").write_text("breast\nimgs/b0.png\n")
 

@@ -297,6 +297,18 @@ def test_noise_warmup_ramps_robust_mail_noise_and_validates_at_full_noise(tmp_pa
     assert scales == [1.0, 0.0, 0.25, 1.0, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0]
     assert len(evaluated_at) == 4 and all(s == {1.0} for s in evaluated_at)  # 3 validations + test: full noise
 
+    # the checkpoint names Robust-MAIL's defaults too: a later release changing one (the random-filter fraction
+    # leaves the weights' shapes alone) still rebuilds the model that was trained
+    from mailnet.engine.checkpoint import load_checkpoint
+    from mailnet.engine.runs import load_model
+    from mailnet.models import mail as mail_module
+
+    kwargs = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.safetensors")[1]["model"]["kwargs"]
+    assert (kwargs["rpf_fraction"], kwargs["attention_noise"], kwargs["mc_dropout"]) == (0.25, True, True)
+    assert "fast" not in kwargs and kwargs["widths"] == TINY["model"]["kwargs"]["widths"]
+    monkeypatch.setattr(mail_module, "ROBUST_DEFAULTS", {**mail_module.ROBUST_DEFAULTS, "rpf_fraction": 0.5})
+    assert load_model(tmp_path / "run")[0].config["rpf_fraction"] == 0.25
+
     # a model without attention noise is refused before anything is written
     bad = load_config(write_cfg(tmp_path, **{"train.noise_warmup": 1}))
     with pytest.raises(MailnetError, match="train.noise_warmup: mail has no attention noise"):

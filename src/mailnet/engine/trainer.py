@@ -26,6 +26,7 @@ from mailnet.environment import sitting_info
 from mailnet.errors import ConfigError, MailnetError
 from mailnet.layers.noise import set_noise_scale
 from mailnet.models import create_model
+from mailnet.models.registry import architecture
 from mailnet.utils import seed_everything, write_json, write_text
 
 
@@ -47,9 +48,9 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 
 def model_spec(cfg: dict[str, Any], data: Any) -> dict[str, Any]:
-    """What ``create_model`` needs, stored in every checkpoint so it can be rebuilt without the data. The input and
-    head shapes come from the data only: a value in ``model.kwargs`` would silently build a model that does not
-    fit it."""
+    """What ``create_model`` needs, stored in every checkpoint so it can be rebuilt without the data, with every
+    default argument written out (:func:`mailnet.models.registry.architecture`). The input and head shapes come
+    from the data only: a value in ``model.kwargs`` would silently build a model that does not fit it."""
     sizes = [m.img_size for m in data.modalities]
     from_data = {"in_chans": [m.in_chans for m in data.modalities], "num_classes": [t.num_classes for t in data.tasks],
                  "img_size": sizes[0] if len(set(sizes)) == 1 else sizes}  # one per modality only where they differ
@@ -57,7 +58,7 @@ def model_spec(cfg: dict[str, Any], data: Any) -> dict[str, Any]:
     for key in from_data:
         if key in user:
             raise ConfigError(f"model.kwargs.{key}: set from the data ({from_data[key]}); remove it from the config")
-    return {"name": cfg["model"]["name"], "kwargs": {**from_data, **user}}
+    return {"name": cfg["model"]["name"], "kwargs": architecture(cfg["model"]["name"], {**from_data, **user})}
 
 
 def build_model(spec: dict[str, Any], data: Any | None = None) -> nn.Module:

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 
 from mailnet.layers.emcam import EMCAM
-from mailnet.models.mail import MAIL, _build, _implementation
+from mailnet.models.mail import MAIL, _build, _implementation, mail_defaults
 from mailnet.models.registry import register_model
 
 ALLOWED = ("in_chans", "num_classes", "img_size", "stem", "drop_rate", "mc_dropout", "widths", "groups",
@@ -49,7 +49,7 @@ class CascadedFusion(MAIL):
         return cascade(emcam, hs)
 
 
-@register_model
+@register_model(defaults=mail_defaults(ALLOWED))
 def cascaded_fusion(fast: bool = True, **kwargs) -> CascadedFusion:
     """MAIL with cascaded (chained) instead of parallel attention; deterministic, no Robust-MAIL noise.
     Built on MAIL's fast blocks like ``mail`` itself (``fast=False``: the reference blocks), so the comparison

@@ -163,6 +163,14 @@ class MAIL(nn.Module):
         return is_stochastic_at_eval(self)
 
 
+def mail_defaults(names: Sequence[str] | None = None) -> dict:
+    """The default values of ``MAIL.__init__``'s arguments (or of ``names`` among them), for the registry to record
+    in checkpoints: the MAIL builders take them through ``**kwargs``."""
+    params = inspect.signature(MAIL.__init__).parameters
+    return {k: p.default for k, p in params.items()
+            if p.default is not p.empty and k != "model_name" and (names is None or k in names)}
+
+
 def _build(name: str, kwargs: dict, cls: type[MAIL] = MAIL, allowed: Sequence[str] | None = None) -> MAIL:
     """cls(**kwargs), with unknown or missing arguments reported as one-line ``ModelError``s; ``allowed``
     narrows the accepted arguments (default: every argument of ``MAIL.__init__`` but ``model_name``)."""
@@ -184,7 +192,7 @@ def _implementation(model: MAIL, fast: bool) -> MAIL:
     return to_fast(model)
 
 
-@register_model
+@register_model(defaults=mail_defaults())
 def mail(fast: bool = True, **kwargs) -> MAIL:
     """MAIL (spec sec. 2): deterministic in eval mode; standard dropout 0.25 in training.
     ``fast=False`` gives the straightforward reference implementation (identical state dict and function)."""
@@ -194,7 +202,7 @@ def mail(fast: bool = True, **kwargs) -> MAIL:
 ROBUST_DEFAULTS = dict(rpf_fraction=0.25, attention_noise=True, msgdc_bn=True, mc_dropout=True)
 
 
-@register_model
+@register_model(defaults={**mail_defaults(), **ROBUST_DEFAULTS})
 def robust_mail(fast: bool = True, **kwargs) -> MAIL:
     """Robust-MAIL (spec sec. 3): MAIL with random projection filters (``rpf_fraction=0.25``) and BN in every
     EMILA's MSGDC, modulated attention noise in EMILA and EMCAM (``attention_noise=True``) and Monte-Carlo dropout

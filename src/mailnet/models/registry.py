@@ -15,32 +15,37 @@ Register your own builder like the built-in ones: ``@register_model``, ``@regist
 ``register_model(fn, name="x", overwrite=True)`` (replace an existing name, e.g. when re-running a notebook cell).
 
 A trained model comes back with ``create_model(name, checkpoint_path=RUN_DIR_OR_CHECKPOINT)``: its architecture
-from the checkpoint's metadata.
+from the checkpoint's metadata, which names every argument (:func:`architecture`), defaults included.
 """
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import torch.nn as nn
 
 from mailnet.errors import ModelError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_DEFAULTS: dict[str, dict[str, Any]] = {}  # defaults of arguments a builder takes through **kwargs
+NOT_ARCHITECTURE = frozenset({"fast"})  # how a model is computed, not what: never pinned by a checkpoint
 
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 
 
-def register_model(fn: Builder | None = None, *, name: str | None = None,
-                   overwrite: bool = False) -> Builder | Callable[[Builder], Builder]:
+def register_model(fn: Builder | None = None, *, name: str | None = None, overwrite: bool = False,
+                   defaults: dict[str, Any] | None = None) -> Builder | Callable[[Builder], Builder]:
     """Register a model builder under ``name`` (default: the function's name); returns the builder unchanged.
 
     ``@register_model``, ``@register_model(name="x")`` and ``register_model(fn, name="x")`` all work. A name
-    already taken is refused unless ``overwrite=True``, so that two models cannot silently shadow each other."""
+    already taken is refused unless ``overwrite=True``, so that two models cannot silently shadow each other.
+    ``defaults``: the default values of arguments the builder takes through ``**kwargs`` (its signature shows the
+    others), so that checkpoints record them too (:func:`architecture`)."""
     if fn is None:
-        return lambda f: register_model(f, name=name, overwrite=overwrite)
+        return lambda f: register_model(f, name=name, overwrite=overwrite, defaults=defaults)
     if not callable(fn):
         raise ModelError(f"register_model: expected a function that builds a model, got {fn!r}")
     key = getattr(fn, "__name__", None) if name is None else name
@@ -52,8 +57,47 @@ def register_model(fn: Builder | None = None, *, name: str | None = None,
     if key in _REGISTRY and _REGISTRY[key] is not fn and not overwrite:
         raise ModelError(f"model {key!r} is already registered (by {_describe(_REGISTRY[key])}); "
                          "pass overwrite=True to replace it")
+    same = _REGISTRY.get(key) is fn  # registered again (a module re-imported): keep its defaults unless given
     _REGISTRY[key] = fn
+    if defaults is not None or not same:
+        _DEFAULTS[key] = dict(defaults or {})
     return fn
+
+
+def architecture(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` completed with the builder's default values, as a checkpoint stores them: a default changed in a
+    later release (say Robust-MAIL's ``rpf_fraction``, which leaves the weights' shapes alone) then cannot silently
+    rebuild another model from an old checkpoint. Only JSON values are recorded (a default that is a class or a
+    function is left to the builder), and never implementation switches such as ``fast``. An unknown ``name``
+    returns ``kwargs`` unchanged, for :func:`create_model` to report."""
+    _import_all()
+    fn = _REGISTRY.get(name)
+    if fn is None:
+        return dict(kwargs)
+    found: dict[str, Any] = {}
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to read
+        params = []
+    for p in params:
+        if p.default is not p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            found[p.name] = p.default
+    found.update(_DEFAULTS.get(name, {}))
+    plain = {k: _json_value(v) for k, v in found.items() if k not in NOT_ARCHITECTURE}
+    return {**kwargs, **{k: v for k, v in plain.items() if v is not _SKIP and k not in kwargs}}
+
+
+_SKIP = object()
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` as JSON holds it (tuples become lists), or ``_SKIP`` when JSON cannot."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_json_value(v) for v in value]
+        return _SKIP if any(v is _SKIP for v in items) else items
+    return _SKIP
 
 
 def _describe(fn: Callable) -> str:

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from attack_helpers import ShatteredLinear, TwoModalTwoHead, interrupt_on_call, train_tiny_run, two_modal_batch
+from mailnet.attacks.adapters import SingleInput
 from mailnet.attacks.adv_train import adversarial_batch, make_adversary
 from mailnet.attacks.autoattack import FlatView, autoattack
 from mailnet.attacks.eps import parse_eps, parse_eps_list
@@ -72,6 +73,20 @@ def test_autoattack_rand_respects_budgets_masks_and_frozen_modalities(toy):
         assert (model(adv)[1].argmax(1) == ys[1]).float().mean() < 1.0
     with pytest.raises(ConfigError, match="0.5"):
         autoattack(model, xs, ys, None, 0.6, task=0)
+    with pytest.raises(ConfigError, match="2 heads .*pass task=0..1"):  # no summed AutoAttack to fall back on
+        autoattack(model, xs, ys, None, 4 / 255)
+    with pytest.raises(ConfigError, match="task=2 is not a head"):
+        autoattack(model, xs, ys, None, 4 / 255, task=2)
+
+
+def test_autoattack_needs_no_task_on_a_one_head_model():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
+    model = SingleInput(net).eval()  # a torchvision-style classifier: one input, one head
+    x, y = torch.rand(8, 3, 4, 4), torch.randint(0, 3, (8,))
+    adv = autoattack(model, [x], [y], None, 16 / 255, version="rand", steps=5, eot=1)
+    assert len(adv) == 1 and 0 < (adv[0] - x).abs().max() <= 16 / 255 + 1e-6
+
 
 
 # --- suite and sanity --------------------------------------------------------------------------------------------

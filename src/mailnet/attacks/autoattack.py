@@ -123,15 +123,29 @@ def _rand_for_random_model(model: nn.Module, view: FlatView, flat: torch.Tensor,
     return best_flat
 
 
+def _which_head(task: int | None, heads: int) -> int:
+    """``task`` checked against the number of heads (label tensors); ``None`` is head 0 of a one-head model."""
+    if task is None:
+        if heads != 1:
+            raise ConfigError(f"autoattack: {heads} heads (one label tensor each); pass task=0..{heads - 1}: "
+                              "AutoAttack attacks one head at a time")
+        return 0
+    if isinstance(task, bool) or not isinstance(task, int) or not 0 <= task < heads:
+        raise ConfigError(f"autoattack: task={task!r} is not a head of this model (0..{heads - 1})")
+    return task
+
+
 def autoattack(model: nn.Module, images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
                masks: Sequence[torch.Tensor] | None = None, eps: float | Sequence[float] = 8 / 255, *,
-               task: int, version: str = "rand", steps: int = 100, eot: int = 20,
+               task: int | None = None, version: str = "rand", steps: int = 100, eot: int = 20,
                seed: int = 0, random_model: bool = False) -> list[torch.Tensor]:
     """AutoAttack on head ``task`` for the rows counted for that task; returns full-size adversarial images (rows
-    not counted for the task are returned clean). ``version='rand'`` is APGD-CE + APGD-DLR with ``eot`` draws per
+    not counted for the task are returned clean). ``task`` may be left out for a model with one head; with several
+    it is required, because AutoAttack scores one head at a time (there is no summed version of it). ``version='rand'`` is APGD-CE + APGD-DLR with ``eot`` draws per
     step (for random defences); ``'standard'`` is APGD-CE, APGD-T, FAB-T and Square (deterministic models).
     ``random_model``: the model is random at inference, so no single forward pass decides whether a row is
     fooled; every row then gets an attacked image (see :func:`_rand_for_random_model`)."""
+    task = _which_head(task, len(labels))
     if version not in VERSIONS:
         raise ConfigError(f"unknown AutoAttack version {version!r}; choose one of {', '.join(VERSIONS)}")
     if is_multilabel(labels[task]):

@@ -97,6 +97,11 @@ def test_attack_cli_notes_budgets_overwrite_title_and_resume(det_run, data_root,
     rows = _csv_rows((out / "attack_test.csv").read_text())
     assert {r["eps_per_modality_255"] for r in rows} == {"2;1", "8;4"} and {r["interrupted"] for r in rows} == {"False"}
     assert titles and titles[-1].startswith("mail (exp/seed0): test")
+    # one attack at one budget without probes: nothing to check, which is said rather than "0/0 passed"
+    one = [a if a != "2,8" else "8" for a in cmd[:-1]] + [str(tmp_path / "one")]
+    assert main(one) == 0
+    assert "sanity checks: none ran (--no-sanity skips the probes, and this table has no pair of results to " \
+           "compare" in capsys.readouterr().out
     # a second run into the same folder is refused, naming the file and both ways on
     before = (out / "attack_test.json").read_text()
     assert main(cmd) == 2

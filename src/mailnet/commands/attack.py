@@ -201,7 +201,11 @@ def run(args: argparse.Namespace) -> int:
     print(text_table(result.records, result.clean))
     for c in failed:
         print(f"WARNING: sanity check failed: {c.name}: {c.detail}", file=sys.stderr, flush=True)
-    print(f"sanity checks: {len(checks) - len(failed)}/{len(checks)} passed")
+    if checks:
+        print(f"sanity checks: {len(checks) - len(failed)}/{len(checks)} passed")
+    else:  # "0/0 passed" would read as a clean bill
+        print("sanity checks: none ran (" + ("--no-sanity skips the probes, and " if args.no_sanity else "")
+              + "this table has no pair of results to compare: add budgets or attacks)")
     print("written: " + ", ".join(str(p) for p in paths.values()))
     if result.interrupted:
         print("interrupted: the results above are partial (the budgets that finished; no sanity probes); "

@@ -141,8 +141,8 @@ def autoattack(model: nn.Module, images: Sequence[torch.Tensor], labels: Sequenc
                seed: int = 0, random_model: bool = False) -> list[torch.Tensor]:
     """AutoAttack on head ``task`` for the rows counted for that task; returns full-size adversarial images (rows
     not counted for the task are returned clean). ``task`` may be left out for a model with one head; with several
-    it is required, because AutoAttack scores one head at a time (there is no summed version of it). ``version='rand'`` is APGD-CE + APGD-DLR with ``eot`` draws per
-    step (for random defences); ``'standard'`` is APGD-CE, APGD-T, FAB-T and Square (deterministic models).
+    it is required, because AutoAttack scores one head at a time (there is no summed version of it).
+    ``version='rand'`` is APGD-CE + APGD-DLR with ``eot`` draws per step (for random defences); ``'standard'`` is APGD-CE, APGD-T, FAB-T and Square (deterministic models).
     ``random_model``: the model is random at inference, so no single forward pass decides whether a row is
     fooled; every row then gets an attacked image (see :func:`_rand_for_random_model`)."""
     task = _which_head(task, len(labels))

@@ -215,6 +215,17 @@ def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
     assert log.count("[note]") == 1 and "breast: breastmnist_64.npz (64 px), now breastmnist.npz (28 px)" in log
     assert "[trained]" not in log and "it was reused: train it again" in (out / "report.md").read_text()
 
+    # so is a record whose model was built with another default than the builder has now (the checkpoint wrote out
+    # every argument; the config hash covers only those set): the note names the argument and both values
+    spec = rec["model_spec"]
+    assert spec["kwargs"]["widths"] == [8, 8, 16, 16] and spec["kwargs"]["drop_rate"] == 0.25
+    spec["kwargs"]["drop_rate"] = 0.5
+    stored[0].write_text(json.dumps(rec))
+    assert main(argv) == 0
+    log = capsys.readouterr().out
+    assert "[trained]" not in log and log.count("[note]") == 2
+    assert "other model defaults (drop_rate: 0.5 in the record, 0.25 now)" in log
+
     # a run directory that finished but lost its record (interrupted right after training) is reused too
     for rec in (out / "records").iterdir():
         rec.unlink()

@@ -126,6 +126,7 @@ def _train_unit(job: Job, store: Store, opts: BenchOptions, outcome: BenchOutcom
     if rec is not None:
         outcome.records[job.key] = rec
         _note_other_files(job, rec, opts, outcome, bar)
+        _note_other_architecture(job, rec, outcome, bar)
     bar.update(1)
     return rec
 
@@ -152,6 +153,28 @@ def _note_other_files(job: Job, rec: dict[str, Any], opts: BenchOptions, outcome
         note = (f"{job.label}: its stored record read other files than this data root would give now ("
                 f"{'; '.join(differ)}); it was reused: train it again (a fresh --out, without its stored record) "
                 "to measure it on the new files")
+        outcome.notes.append(note)
+        bar.write(f"[note] {note}")
+
+
+def _note_other_architecture(job: Job, rec: dict[str, Any], outcome: BenchOutcome, bar) -> None:
+    """A record is found by its config's hash, and the config names only the model arguments the user set: if a
+    default of the model's builder changed since the record's run (say Robust-MAIL's ``rpf_fraction``), a fresh run
+    would train another model. The run's checkpoint wrote out every argument (``model_spec``), so compare (records
+    from before that have only the arguments that were set, and cannot be checked)."""
+    from mailnet.models.registry import architecture
+
+    spec = rec.get("model_spec") or {}
+    stored = spec.get("kwargs")
+    if not isinstance(stored, dict) or spec.get("name") != job.cfg["model"]["name"]:
+        return
+    from_data = {k: stored[k] for k in ("in_chans", "num_classes", "img_size") if k in stored}
+    now = architecture(job.cfg["model"]["name"], {**from_data, **(job.cfg["model"].get("kwargs") or {})})
+    differ = [f"{k}: {stored[k]!r} in the record, {now[k]!r} now" for k in sorted(now) if k in stored
+              and stored[k] != now[k]]
+    if differ:
+        note = (f"{job.label}: its stored record was trained with other model defaults ({'; '.join(differ)}); it "
+                "was reused: train it again (a fresh --out, without its stored record) to measure the current model")
         outcome.notes.append(note)
         bar.write(f"[note] {note}")
 

@@ -2,6 +2,8 @@
 clean and robust accuracy per epsilon, "pneumonia / breast", with the settings and seconds each attack took.
 
     python benchmarks/robustness_table.py [benchmarks/work/rob/attacks]
+    python benchmarks/robustness_table.py OLDER_DIR NEWER_DIR     # one table; a folder in NEWER_DIR replaces the
+                                                                  # one of the same name in OLDER_DIR (a resumed run)
 """
 from __future__ import annotations
 
@@ -28,10 +30,13 @@ def describe(rec: dict, random_model: bool) -> str:
     return f"PGD-{rec['steps']} x{rec['restarts']}{eot}{how}"
 
 
-def main(root: str = "benchmarks/work/rob/attacks") -> None:
+def main(*roots: str) -> None:
+    found: dict[str, Path] = {}
+    for root in roots or ("benchmarks/work/rob/attacks",):
+        found.update({path.parent.name: path for path in Path(root).glob("*/attack_test.json")})
     merged: dict[tuple[str, str], list] = {}
     eps_all: set[float] = set()
-    for path in sorted(Path(root).glob("*/attack_test.json")):
+    for _, path in sorted(found.items()):
         p = json.loads(path.read_text())
         label = path.parent.name.split("__")[0]
         clean = {c["task"]: c["clean_acc"] for c in p["clean"]}

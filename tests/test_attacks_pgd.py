@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn as nn
 
 from attack_helpers import CountingModel, ShatteredLinear, TwoModalTwoHead, load_medmnist, train_tiny, two_modal_batch
 from mailnet.attacks.adapters import SingleInput
-from mailnet.attacks.eot import expected_correctness
+from mailnet.attacks.eot import expected_correctness, is_random
 from mailnet.attacks.pgd import bim, fgsm, mim, pgd
 from mailnet.attacks.reference import REFERENCE, reference_attack
 from mailnet.errors import ConfigError
@@ -195,3 +196,24 @@ def test_robust_mail_draws_are_replayable_and_attackable():
     adv = pgd(model, xs, ys, eps=4 / 255, steps=2, eot=2)
     assert all((p - x).abs().max() <= 4 / 255 + 1e-6 for p, x in zip(adv, xs))
     assert not model.training
+
+
+def test_is_random_tells_randomness_from_float_noise():
+    """Summation-order noise (as some GPU kernels give) must not make a deterministic model 'random' (no
+    best-iterate or carry-over bookkeeping, EOT on: a higher robust accuracy); a random defence still is."""
+
+    class Jitter(nn.Module):
+        def __init__(self, scale: float):
+            super().__init__()
+            self.scale = scale
+            self.lin = nn.Linear(12, 3)
+
+        def forward(self, xs):
+            z = self.lin(xs[0].flatten(1))
+            return [z * (1 + self.scale * torch.randn(()))]
+
+    xs = [torch.rand(8, 3, 2, 2)]
+    torch.manual_seed(0)
+    assert not is_random(Jitter(1e-7), xs)
+    assert is_random(Jitter(1e-2), xs)
+    assert is_random(ShatteredLinear(eps=4 / 255), [torch.rand(8, 1, 4, 4)])

@@ -305,6 +305,38 @@ def _rec(**kw):
     return base
 
 
+class _SameSize(nn.Module):
+    """Two modalities of one height and width (1 and 3 channels), two heads."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(3, 4, 3, padding=1)])
+        self.heads = nn.ModuleList([nn.Linear(8, 2), nn.Linear(8, 3)])
+
+    def forward(self, xs):
+        f = torch.cat([c(x).relu().mean(dim=(2, 3)) for c, x in zip(self.convs, xs)], dim=1)
+        return [h(f) for h in self.heads]
+
+
+def test_flat_view_keeps_the_image_layout_when_modalities_share_height_and_width():
+    """Square (AutoAttack standard) perturbs square windows: on the flat (N, D, 1, 1) layout its window would be the
+    whole input. Same-sized modalities are stacked along the channels instead, row bits as constant channels."""
+    torch.manual_seed(0)
+    model = _SameSize().eval()
+    xs = [torch.rand(10, 1, 8, 8), torch.rand(10, 3, 8, 8)]
+    view = FlatView(model, xs, [2 / 255, 8 / 255], task=1)
+    packed = view.encode()
+    assert view.image and packed.shape == (10, 1 + 3 + view.n_bits, 8, 8)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(view.decode(packed), xs))
+    moved = view.decode((packed + 2 / 255)[[4, 9]])  # a library step of eps_ref is eps_m in modality m's pixels
+    assert torch.allclose(moved[0], (xs[0][[4, 9]] + 2 / 255).clamp(max=1), atol=1e-6)
+    assert torch.allclose(moved[1], (xs[1][[4, 9]] + 8 / 255).clamp(max=1), atol=1e-5)
+    with torch.no_grad():
+        ys = [z.argmax(1) for z in model(xs)]
+    adv = autoattack(model, xs, ys, eps=[2 / 255, 8 / 255], task=1, version="standard", steps=3)
+    for a, x, e in zip(adv, xs, (2 / 255, 8 / 255)):
+        assert a.shape == x.shape and (a - x).abs().max() <= e + 1e-6 and a.min() >= 0 and a.max() <= 1
+
 def test_sanity_checks_flag_broken_tables():
     good = [_rec(), _rec(eps=8 / 255, eps_255=8.0, robust_acc=0.3), _rec(role="probe", steps=10, robust_acc=0.55),
             _rec(role="probe", eot=1, robust_acc=0.6), _rec(attack="autoattack", robust_acc=0.48),
@@ -328,6 +360,41 @@ def test_sanity_checks_flag_broken_tables():
     # within noise is not a failure: 2 rows out of 200
     assert failures(run_sanity(good[:2] + [_rec(role="probe", steps=10, robust_acc=0.49)])) == []
 
+
+
+def test_sanity_checks_skip_comparisons_that_cannot_fail_or_compare_unlike_runs():
+    # a carried-over chain is monotone in eps by construction: no check (it would only pad the count passed)
+    chain = [_rec(carried=True), _rec(eps=8 / 255, eps_255=8.0, robust_acc=0.3, carried=True)]
+    assert not [c for c in run_sanity(chain) if c.name == "accuracy does not grow with eps"]
+    free = [_rec(), _rec(eps=8 / 255, eps_255=8.0, robust_acc=0.3)]
+    assert [c.passed for c in run_sanity(free) if c.name == "accuracy does not grow with eps"] == [True]
+    # fewer steps with fewer restarts (or rows not carried over) is not the comparison "more steps" is about
+    unlike = [_rec(robust_acc=0.2), _rec(role="probe", steps=10, restarts=1, robust_acc=0.6)]
+    assert not [c for c in run_sanity(unlike) if c.name == "more PGD steps never help the model"]
+    like = [_rec(robust_acc=0.2), _rec(role="probe", steps=10, robust_acc=0.6)]
+    assert [c.passed for c in run_sanity(like) if c.name == "more PGD steps never help the model"] == [True]
+
+
+def test_probes_match_the_main_pgd_and_ignore_the_eps_ratio(toy):
+    """The fewer-steps probe differs from the main PGD in its steps only (same restarts, and on a deterministic
+    model the same rows the chain had left robust before that budget); the large-budget probe perturbs every
+    modality by 64/255 whatever eps_ratio (a ratio of 8 would have asked for a budget above 1 and crashed after
+    every main attack had run)."""
+    model, xs, ys = toy
+    rows = rows_from_tensors(xs, ys, [torch.ones(16, dtype=torch.bool)] * 2)
+    settings = SuiteSettings(steps=5, restarts=2, batch_size=16, eps_ratio=[1.0, 8.0])
+    res = run_suite(model, rows, ["pgd"], [1 / 255, 4 / 255], "joint", settings)
+    main = {(r["eps_255"], r["task"]): r for r in res.records if r["role"] == "main"}
+    probes = [r for r in res.records if r["role"] == "probe"]
+    large = [r for r in probes if r["eps_255"] == 64.0]
+    assert large and all(r["eps_per_modality"] == pytest.approx([64 / 255, 64 / 255]) for r in large)
+    fewer = [r for r in probes if r["steps"] == 1]
+    assert {r["eps_255"] for r in fewer} == {4.0}
+    for r in fewer:
+        m = main[(4.0, r["task"])]
+        assert (r["restarts"], r["carried"], r["attacked_rows"]) == (m["restarts"], m["carried"], m["attacked_rows"])
+        assert r["robust_acc"] <= main[(1.0, r["task"])]["robust_acc"]  # started from the rows 1/255 left robust
+    assert all(r["carried"] for r in res.records if r["attack"] == "pgd" and r["eps_255"] != 64.0)
 
 # --- subsets and reports -----------------------------------------------------------------------------------------
 def _batches():

@@ -1,15 +1,19 @@
 """AutoAttack (Croce & Hein 2020) through torchattacks, for multimodal multi-head models.
 
 torchattacks expects ``model(one_tensor) -> one_logits`` and labels ``(N,)``. ``FlatView`` presents that: the
-perturbed modalities are flattened into one ``(N, D, 1, 1)`` tensor and split again inside, for one task head at
-a time. Three details make the translation exact:
+perturbed modalities are stacked along the channels into one ``(N, C, H, W)`` image when they share their height
+and width, else flattened into one ``(N, D, 1, 1)`` tensor, and split again inside, for one task head at a time.
+The image layout matters for AutoAttack ``standard``'s Square attack, which perturbs square windows: on a 1 x 1
+"image" its window is the whole input and it degenerates into a random sign search. Three details make the
+translation exact:
 
 * per-modality budgets: the library has one eps, so modality m's pixels are stored scaled by
   r_m = eps_ref / eps_m (eps_ref the smallest budget) and divided back inside; a library step of eps_ref is a
   step of eps_m in that modality's pixels (clamped to [0, 1] inside and when decoding);
 * rows: the library calls the model on subsets of rows, but modalities left clean (``each`` threat) are per row,
-  so each row also carries its index in binary, one coordinate per bit in {0, 1}; a perturbation below 0.5 cannot
-  flip a rounded bit and the bits get no gradient (so eps_ref must stay below 0.5);
+  so each row also carries its index in binary, one coordinate (in the image layout: one constant channel) per bit
+  in {0, 1}; a perturbation below 0.5 cannot flip a rounded bit and the bits get no gradient (so eps_ref must stay
+  below 0.5);
 * heads with fewer than 4 logits (binary tasks): DLR needs 3 logits and the targeted DLR 4, so the view pads the
   logits with columns 10^4 below the smallest logit. Argmax and cross-entropy are unchanged; DLR on a padded
   binary head reduces to the plain logit margin (scaled), whose sign of gradient is the same.
@@ -48,27 +52,35 @@ class FlatView(nn.Module):
         if self.eps_ref >= 0.5:
             raise ConfigError(f"AutoAttack wrapper: budget {self.eps_ref:.3f} >= 0.5 is not supported")
         self.ratio = {m: self.eps_ref / self.eps[m] for m in self.perturbed}
-        self.sizes = [self.clean[m][0].numel() for m in self.perturbed]
         self.n_bits = max(1, math.ceil(math.log2(self.clean[0].shape[0] + 1)))
+        spatial = {tuple(self.clean[m].shape[2:]) for m in self.perturbed}
+        self.image = len(spatial) == 1 and all(self.clean[m].dim() == 4 for m in self.perturbed)
+        # per perturbed modality, how many of the library tensor's channels (image) or coordinates (flat) it holds
+        self.sizes = [self.clean[m].shape[1] if self.image else self.clean[m][0].numel() for m in self.perturbed]
 
     def encode(self, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """The clean rows (all by default) as the library's ``(N, D + bits, 1, 1)`` tensor in [0, 1]."""
+        """The clean rows (all by default) as the library's tensor in [0, 1]: ``(N, C + bits, H, W)`` in the image
+        layout, else ``(N, D + bits, 1, 1)``."""
         n = self.clean[0].shape[0]
         rows = torch.arange(n, device=self.clean[0].device) if rows is None else rows
-        parts = [self.clean[m][rows].flatten(1) * self.ratio[m] for m in self.perturbed]
+        parts = [self.clean[m][rows] * self.ratio[m] for m in self.perturbed]
         bits = ((rows.view(-1, 1) >> torch.arange(self.n_bits, device=rows.device)) & 1).to(parts[0].dtype)
-        return torch.cat(parts + [bits], dim=1)[:, :, None, None]
+        if self.image:
+            return torch.cat(parts + [bits[:, :, None, None].expand(-1, -1, *parts[0].shape[2:])], dim=1)
+        return torch.cat([p.flatten(1) for p in parts] + [bits], dim=1)[:, :, None, None]
 
     def decode(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Library tensor -> full list of modality tensors for the rows it holds."""
-        flat = flat.flatten(1)
+        if not self.image:
+            flat = flat.flatten(1)
         weights = 2 ** torch.arange(self.n_bits, device=flat.device)
-        rows = (flat[:, -self.n_bits:].round().long() * weights).sum(dim=1)
+        bits = flat[:, -self.n_bits:, 0, 0] if self.image else flat[:, -self.n_bits:]
+        rows = (bits.round().long() * weights).sum(dim=1)
         images = [x[rows] for x in self.clean]
         offset = 0
         for m, size in zip(self.perturbed, self.sizes):
             piece = flat[:, offset:offset + size] / self.ratio[m]
-            images[m] = piece.clamp(0.0, 1.0).view(-1, *self.clean[m].shape[1:])
+            images[m] = piece.clamp(0.0, 1.0).reshape(-1, *self.clean[m].shape[1:])
             offset += size
         return images
 

@@ -26,6 +26,9 @@ class Check:
 
 
 def tolerance(p1: float, p2: float, n: int) -> float:
+    """Two standard errors of a difference of two accuracies on ``n`` independent rows. Rows scored by one forward
+    pass of a model whose random draw is shared by a batch (Robust-MAIL's random filters) are not independent; the
+    allowance then holds only when each row is scored over several draws (``--eval-draws``)."""
     n = max(1, int(n))
     se = math.sqrt(max(p1 * (1 - p1), 0.0) / n + max(p2 * (1 - p2), 0.0) / n)
     return max(2.0 * se, 1.5 / n)
@@ -61,11 +64,12 @@ def check_large_eps(records: Sequence[dict], threshold: float = NEAR_ZERO) -> li
 
 
 def check_more_steps(records: Sequence[dict]) -> list[Check]:
-    """More PGD steps never raise robust accuracy (same attack, budget, variant, task and EOT)."""
+    """More PGD steps never raise robust accuracy (same attack, budget, variant, task, EOT, restarts and rows
+    attacked: a run with more restarts, or one carried over from smaller budgets, would win for other reasons)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         if r["attack"] == "pgd":
-            groups[_key(r, "eps_255", "perturbed", "task", "eot", "loss")].append(r)
+            groups[_key(r, "eps_255", "perturbed", "task", "eot", "loss", "restarts", "carried")].append(r)
     out = []
     for lo, hi in _ascending_pairs(groups, "steps"):
         if hi["steps"] == lo["steps"]:
@@ -115,10 +119,12 @@ def check_eot_le_noeot(records: Sequence[dict]) -> list[Check]:
 
 
 def check_monotone_eps(records: Sequence[dict]) -> list[Check]:
-    """A larger budget never helps the model (same attack, variant, task, settings)."""
+    """A larger budget never helps the model (same attack, variant, task, settings). Not checked on a carried-over
+    chain (deterministic models), where it holds by construction: a row broken at one budget counts as broken at
+    every larger one, so such a check could not fail and would only inflate the count of checks passed."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        if r["role"] == "main":
+        if r["role"] == "main" and not r.get("carried"):
             groups[_key(r, "attack", "perturbed", "task", "steps", "eot")].append(r)
     out = []
     for lo, hi in _ascending_pairs(groups, "eps"):

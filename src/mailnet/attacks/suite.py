@@ -329,7 +329,10 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
             earlier.setdefault(r["unit"], []).append(r)
 
     def record(attack: str, eps: float, label: str, mult: list[float], role: str,
-               robust: list[torch.Tensor] | None = None, **overrides) -> list[torch.Tensor] | None:
+               robust: list[torch.Tensor] | None = None, scaled: bool = True,
+               **overrides) -> list[torch.Tensor] | None:
+        """One unit. ``scaled=False``: the budget as given in every modality of ``mult``, not times
+        ``settings.eps_ratio`` (the large-budget probe tests the attack, not the threat model)."""
         unit = unit_id(attack, role, label, eps, overrides)
         link = carried(attack) and role == "main"  # a carried-over chain's link needs the previous budget's rows
         if unit in earlier and len(earlier[unit]) == n_tasks and not link:
@@ -337,10 +340,10 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
             log(f"{attack:10s} {role:5s} eps={eps_to_255(eps):g}/255 perturbed={label}: done in an earlier run, kept")
             return None
         reseed(model, unit_seed(settings.seed, unit))
-        per_mod = [eps * r * k for r, k in zip(ratio, mult)]
-        draws = overrides.pop("eot", eot)
+        per_mod = [eps * (r if scaled else 1.0) * k for r, k in zip(ratio, mult)]
         if robust is None and carried(attack):
             robust = clean_rows
+        draws = overrides.pop("eot", eot)
         bar = f"{attack} {role} eps={eps_to_255(eps):g}/255 {label}" if progress else None
         correct, info, secs = attack_correctness(attack, model, rows, per_mod, settings, draws, robust,
                                                  source=source, progress=bar, random_model=random_model,
@@ -351,23 +354,26 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
                 "attack": attack, "role": role, "threat": "joint" if label == "all" else "each",
                 "perturbed": label, "eps": eps, "eps_255": eps_to_255(eps), "eps_per_modality": per_mod,
                 "task": task_names[t], "n": counted[t], "clean_acc": clean[t], "robust_acc": acc[t],
-                **info, "seconds": round(secs, 3), "unit": unit})
+                **info, "carried": robust is not None, "seconds": round(secs, 3), "unit": unit})
         log(f"{attack:10s} {role:5s} eps={eps_to_255(eps):g}/255 perturbed={label}: "
             + ", ".join(f"{task_names[t]} {acc[t]:.4f}" for t in range(n_tasks)) + f"  ({secs:.1f}s)")
         if on_unit is not None:
             on_unit(list(result.records))
         return correct
 
+    entering: dict[tuple[str, float], list[torch.Tensor] | None] = {}  # PGD chain: rows robust before a budget
     try:
         for th in threats:
             for label, mult in threat_variants(th, n_mod, modality_names):
                 for attack in attacks:
                     robust = None  # record() starts a carried-over chain from the clean-correct rows
                     for eps in sorted(eps_list) if carried(attack) else eps_list:
+                        if attack == "pgd" and carried(attack):
+                            entering[(label, eps)] = clean_rows if robust is None else robust
                         correct = record(attack, eps, label, mult, "main", robust)
                         robust = correct if carried(attack) else None
         if settings.sanity:
-            _probes(record, attacks, eps_list, settings, random_model, n_mod, threats, modality_names)
+            _probes(record, attacks, eps_list, settings, random_model, n_mod, threats, modality_names, entering)
     except KeyboardInterrupt:
         if not allow_partial:
             raise
@@ -378,13 +384,17 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
 
 def _probes(record: Callable, attacks: Sequence[str], eps_list: Sequence[float], settings: SuiteSettings,
             random_model: bool, n_mod: int, threats: Sequence[str] = ("joint",),
-            modality_names: Sequence[str] | None = None) -> None:
-    """Cheap extra runs the sanity checks compare against (one budget near 4/255). The large-budget probe uses the
-    joint threat; the fewer-steps and no-EOT probes use the threat model attacked (joint if it was, else each
-    modality alone), since their checks compare records that perturbed the same modalities."""
+            modality_names: Sequence[str] | None = None,
+            entering: dict[tuple[str, float], list[torch.Tensor] | None] | None = None) -> None:
+    """Cheap extra runs the sanity checks compare against (one budget near 4/255). The large-budget probe perturbs
+    every modality by 64/255, whatever ``eps_ratio`` (it tests the attack; a ratio would also push a budget past
+    1). The fewer-steps and no-EOT probes use the threat model attacked (joint if it was, else each modality
+    alone) and the main PGD's restarts, and the fewer-steps one starts from the rows the main PGD chain had left
+    robust before that budget: their checks compare records that differ in steps (resp. EOT) only."""
     joint = [1.0] * n_mod
+    entering = entering or {}
     record("pgd", LARGE_EPS, "all", joint, "probe", steps=LARGE_EPS_STEPS, restarts=1,
-           alpha_ratio=LARGE_EPS_ALPHA_RATIO)
+           alpha_ratio=LARGE_EPS_ALPHA_RATIO, scaled=False)
     if "pgd" not in attacks or not eps_list:
         return
     mid = min(eps_list, key=lambda e: abs(math.log(max(e, 1e-6) * 255 / 4)))
@@ -392,6 +402,6 @@ def _probes(record: Callable, attacks: Sequence[str], eps_list: Sequence[float],
     names = list(modality_names or [f"modality{m}" for m in range(n_mod)])
     for label, mult in threat_variants("joint" if "joint" in threats else "each", n_mod, names):
         if fewer < settings.steps:
-            record("pgd", mid, label, mult, "probe", steps=fewer, restarts=1)
+            record("pgd", mid, label, mult, "probe", entering.get((label, mid)), steps=fewer)
         if random_model and settings.eot > 1:
             record("pgd", mid, label, mult, "probe", eot=1)

@@ -36,7 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--aa-version", default="rand", choices=["rand", "standard"],
                    help="AutoAttack version: rand = APGD-CE + APGD-DLR with EOT (default); standard is slow on CPU")
     p.add_argument("--aa-steps", type=int, default=100, help="APGD iterations (default: %(default)s)")
-    p.add_argument("--eval-draws", type=int, default=1, help="forward passes averaged when scoring (default: 1)")
+    p.add_argument("--eval-draws", type=int, default=1,
+                   help="forward passes averaged when scoring (default: 1); for a random model use 8 or more: "
+                   "Robust-MAIL's random filters are drawn once per forward pass for a whole batch, so one pass's "
+                   "errors are correlated across rows, more than the sanity checks' allowance for noise (which "
+                   "treats rows as independent) assumes")
     p.add_argument("--subset", type=int, default=200, help="rows per task attacked, 0 = all (default: %(default)s)")
     p.add_argument("--subset-seed", type=int, default=0, help="seed of the subset and of eval partners (default: 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of random starts and the model's noise (default: 0)")

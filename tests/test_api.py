@@ -49,6 +49,18 @@ def test_train_from_a_partial_dict_then_evaluate_and_resume(tmp_path, data_root)
     assert again.test["tasks"]["breast"]["acc"] == result.test["tasks"]["breast"]["acc"]
 
 
+def test_evaluate_reproduces_a_random_models_test_metrics_with_the_runs_batch_size(tmp_path, data_root):
+    """Robust-MAIL draws its random filters once per batch: evaluating at another batch size than the run's
+    (``mailnet evaluate`` used a fixed 256) gives another draw, so the run's test metrics were not reproduced."""
+    cfg = {**PARTIAL, "model": {"name": "robust_mail", "kwargs": {"widths": [8, 8, 16, 16]}},
+           "eval": {**PARTIAL["eval"], "batch_size": 4, "mc_samples": 2}}
+    result = api.train(cfg, tmp_path / "run", device="cpu", data_root=str(data_root), progress=False)
+    again = api.evaluate(result.run_dir, "test", device="cpu", data_root=str(data_root))
+    for task in ("pneumonia", "breast"):
+        assert again["tasks"][task]["auc"] == result.test["tasks"][task]["auc"]
+    other = api.evaluate(result.run_dir, "test", device="cpu", data_root=str(data_root), batch_size=16)
+    assert any(other["tasks"][t]["auc"] != result.test["tasks"][t]["auc"] for t in ("pneumonia", "breast"))
+
 def test_the_default_run_dir_is_the_commands_and_overrides_apply(tmp_path, data_root, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = api.train({**PARTIAL, "name": "mine"}, overrides=["seed=3", "train.max_steps_per_epoch=1"],

@@ -217,3 +217,19 @@ def test_is_random_tells_randomness_from_float_noise():
     assert not is_random(Jitter(1e-7), xs)
     assert is_random(Jitter(1e-2), xs)
     assert is_random(ShatteredLinear(eps=4 / 255), [torch.rand(8, 1, 4, 4)])
+
+
+def test_nan_budgets_and_nan_pixels_are_refused():
+    """NaN passed `e < 0 or e > 1` and left every image unperturbed (robust accuracy = clean accuracy), and NaN
+    pixels passed the [0, 1] check."""
+    model = TwoModalTwoHead().eval()
+    xs, ys = two_modal_batch(n=4)
+    for eps in (float("nan"), [4 / 255, float("nan")], 4):
+        with pytest.raises(ConfigError, match=r"eps: budgets must lie in \[0, 1\]"):
+            pgd(model, xs, ys, eps=eps, steps=2)
+    with pytest.raises(ConfigError, match="budgets must lie"):
+        fgsm(model, xs, ys, eps=float("nan"))
+    bad = [xs[0].clone(), xs[1]]
+    bad[0][0, 0, 0, 0] = float("nan")
+    with pytest.raises(ConfigError, match=r"modality 0: attack inputs must be pixels in \[0, 1\], got NaN pixels"):
+        pgd(model, bad, ys, eps=4 / 255, steps=2)

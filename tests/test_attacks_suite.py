@@ -149,8 +149,9 @@ class NoisyTwoModalTwoHead(TwoModalTwoHead):
 @pytest.mark.parametrize("random_model", [True, False])
 def test_a_resumed_suite_gives_the_numbers_of_an_uninterrupted_one(toy, random_model):
     """Every unit (attack x budget x probe) is seeded on its own, so the units an earlier, interrupted run
-    finished are kept and the rest come out as in one uninterrupted run; links of a carried-over chain
-    (deterministic models) are run again, since they need the rows the previous budget left robust."""
+    finished are kept and the rest come out as in one uninterrupted run; a link of a carried-over chain
+    (deterministic models) is kept with the rows it left robust, which the next budget starts from (links stored
+    without them, by an earlier mailnet, are run again)."""
     model, xs, ys = toy
     if random_model:
         noisy = NoisyTwoModalTwoHead().eval()
@@ -175,9 +176,15 @@ def test_a_resumed_suite_gives_the_numbers_of_an_uninterrupted_one(toy, random_m
     resumed = run_suite(*args, done=progress[-1], log=logs.append)
 
     assert _numbers(resumed.records) == _numbers(full.records)
-    kept = [line for line in logs if "kept" in line]
-    assert len(kept) == (3 if random_model else 1)  # deterministic: the pgd chain ran again, reference was kept
+    assert len([line for line in logs if "kept" in line]) == 3
     assert all(r["unit"].startswith(("pgd|", "reference|")) for r in full.records)
+    assert all(("rows_correct" in r) == (not random_model and r["attack"] == "pgd" and r["role"] == "main")
+               for r in full.records)
+    older = [{k: v for k, v in r.items() if k != "rows_correct"} for r in progress[-1]]
+    logs.clear()
+    again = run_suite(*args, done=older, log=logs.append)
+    assert _numbers(again.records) == _numbers(full.records)
+    assert len([line for line in logs if "kept" in line]) == (3 if random_model else 1)  # the pgd chain ran again
 
 
 def test_carry_over_attacks_only_robust_rows_and_equals_worst_case(toy):

@@ -33,6 +33,11 @@ CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "pneumonia_breast
     (["attack", "R", "--eps", "4,4/255"], "--eps: budget 4/255 is given more than once"),
     (["attack", "R", "--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
     (["profile", "--model", "mail", "--onnx", "R"], "no such file"),
+    (["profile", "--model", "mail", "--iters", "0"], "--iters must be >= 1, got 0"),
+    (["profile", "--model", "mail", "--num-classes", "1"], "--num-classes must be >= 2, got 1"),
+    (["data", "describe", "--config", CONFIG, "data.channels=keep"], "--config describes the config's own data; "
+                                                                      "drop FLAG arguments (data.channels=keep)"),
+    (["data", "describe", "--config", CONFIG, "--size", "64"], "drop --size (64)"),
 ])
 def test_bad_options_fail_in_one_line_naming_the_option(tmp_path, capsys, argv, needle):
     argv = [str(tmp_path / "missing") if a == "R" else a for a in argv]
@@ -110,3 +115,10 @@ def test_config_mistakes_name_their_place_in_one_line_and_leave_no_run_behind(tm
         assert err.startswith("mailnet: error:") and len(err.splitlines()) == 1, err
         assert needle in err, err
         assert not run.exists()
+
+
+def test_describe_says_which_files_there_are_when_none_matches(data_root, capsys):
+    """It said 'no MedMNIST .npz files found' while the folder held 28 px files, just not 64 px ones."""
+    assert main(["data", "describe", "--data-root", str(data_root), "--size", "64"]) == 2
+    err = capsys.readouterr().err
+    assert f"no MedMNIST file under {data_root} matches --size 64; found: " in err and "pneumoniamnist (28 px)" in err

@@ -454,6 +454,22 @@ def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path):
                             "while parsing a flow mapping that started on line 2)")
 
 
+
+def test_a_key_given_twice_is_an_error_not_the_last_one_wins(tmp_path):
+    cfg = tmp_path / "dup.yaml"
+    cfg.write_text("seed: 0\ntrain: {lr: 1e-3, epochs: 3, lr: 5e-2}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert str(e.value) == f"{cfg}: line 2, column 30: not valid YAML (duplicate key 'lr'; while reading a mapping)"
+    cfg.write_text("train:\n  lr: 1.0e-3\nseed: 0\ntrain:\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match="line 4, column 1: not valid YAML .duplicate key 'train'"):
+        load_config(cfg)
+    # a merge key (<<: *anchor) may still be overridden: that is what it is for
+    cfg.write_text("x: &base {epochs: 1, lr: 1.0e-3}\ntrain:\n  <<: *base\n  lr: 5.0e-2\n")
+    from mailnet.config import read_yaml_mapping
+
+    assert read_yaml_mapping(cfg)["train"] == {"epochs": 1, "lr": 5.0e-2}
+
 def test_the_epoch_progress_bar_counts_the_steps_that_will_run():
     """With train.max_steps_per_epoch the bar used to show the loader's length (stopping at '3/8')."""
     from mailnet.engine.trainer import _progress

@@ -171,6 +171,32 @@ def test_same_seed_same_metrics_and_resume_after_kill(tmp_path, data_root):
     assert [r["val_loss"] for r in ha] == [r["val_loss"] for r in hb]
 
 
+def test_seeds_reuse_finished_runs_and_check_every_folder_before_training(tmp_path, data_root, capsys):
+    """An interrupted --seeds job used to be impossible to continue (a finished seed's folder stopped it), and a
+    folder in the way of a later seed stopped the job only after the earlier seeds had trained."""
+    cfg = write_cfg(tmp_path, **{"train.epochs": 1, "train.max_steps_per_epoch": 2})
+    base = tmp_path / "seeds"
+    common = ["train", "--config", str(cfg), "--run-dir", str(base), "--data-root", str(data_root), "--quiet",
+              "--device", "cpu"]
+    assert cli(*common, "--seeds", "1") == 0
+    stamp = (base / "seed1" / "FINISHED").stat().st_mtime_ns
+    capsys.readouterr()
+    assert cli(*common, "--seeds", "0,1") == 0
+    out = capsys.readouterr().out
+    assert "seed 1 (" in out and "finished earlier, reused" in out and (base / "seed0" / "FINISHED").is_file()
+    assert (base / "seed1" / "FINISHED").stat().st_mtime_ns == stamp
+    summary = json.loads((base / "seeds_summary.json").read_text())
+    assert summary["seeds"] == [0, 1]
+
+    (base / "seed3").mkdir()
+    (base / "seed3" / "metrics.json").write_text("[]")  # an unfinished run, past its first epoch
+    assert cli(*common, "--seeds", "2,3") == 2
+    err = capsys.readouterr().err
+    assert "seed3: an unfinished run of seed 3; resume it with `mailnet train --resume" in err
+    assert not (base / "seed2").exists()  # checked before seed 2 trained
+    assert cli(*common, "--seeds", "0,1", "train.lr=0.5") == 2
+    assert "seed0: finished, but with another config than this command's" in capsys.readouterr().err
+
 def test_torchrun_two_cpu_processes(tmp_path, data_root):
     """Two processes train each seed together (the second rank follows rank 0 from seed to seed, not hanging it)."""
     cfg = write_cfg(tmp_path, **{"train.epochs": 1, "train.max_steps_per_epoch": 3})

@@ -58,10 +58,12 @@ def resume(run_dir: str | Path, *, device: str | torch.device = "auto", data_roo
 
 
 def evaluate(target: str | Path, split: str = "test", *, which: str = "best", device: str | torch.device = "auto",
-             data_root: str | None = None, batch_size: int = 256, mc_samples: int | None = None,
+             data_root: str | None = None, batch_size: int | None = None, mc_samples: int | None = None,
              partner_draws: int | None = None) -> dict[str, Any]:
     """Per-task metrics of a run directory's ``which`` checkpoint (or of a checkpoint file) on ``split`` of the
-    data it was trained on; random models are averaged over ``mc_samples`` draws (default: the run's)."""
+    data it was trained on; random models are averaged over ``mc_samples`` draws. ``None`` takes the run's own
+    ``eval`` setting, the batch size included: a random model's random filters are drawn once per batch, so
+    another batch size gives another (equally valid) draw and the run's test metrics would not be reproduced."""
     from mailnet.config import resolve_saved
     from mailnet.data import build_data, load_manifest
     from mailnet.engine import rundir
@@ -81,7 +83,8 @@ def evaluate(target: str | Path, split: str = "test", *, which: str = "best", de
     manifest = load_manifest(manifest_file) if manifest_file.is_file() else None
     data = build_data(cfg["data"], data_root=data_root, seed=int(cfg["seed"]), manifest=manifest)
     ecfg = cfg["eval"]
-    result = evaluate_model(model, data, split, dev, batch_size=batch_size,
+    result = evaluate_model(model, data, split, dev,
+                            batch_size=batch_size if batch_size is not None else ecfg["batch_size"],
                             mc_samples=mc_samples if mc_samples is not None else ecfg["mc_samples"],
                             partner_draws=partner_draws if partner_draws is not None else ecfg["partner_draws"],
                             seed=int(cfg["seed"]), loss_weights=cfg["train"]["loss_weights"])

@@ -53,7 +53,21 @@ DEFAULTS: dict[str, Any] = {
 
 class YamlLoader(yaml.SafeLoader):
     """PyYAML's safe loader, except that ``1e-3`` is a number: YAML 1.1 wants a dot (``1.0e-3``) and reads the
-    way everyone writes a learning rate as text, which then fails validation."""
+    way everyone writes a learning rate as text, which then fails validation; and that a key given twice in one
+    mapping is an error, not "the last one wins" (a forgotten earlier ``lr:`` would silently change the run)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *anchor``: merged keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 YamlLoader.add_implicit_resolver(

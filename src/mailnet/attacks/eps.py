@@ -70,8 +70,9 @@ def per_modality(eps: float | Sequence[float], n_modalities: int, where: str = "
         out = [one(e) for e in eps]
         if len(out) != n_modalities:
             raise ConfigError(f"{where}: {len(out)} per-modality budgets given for {n_modalities} modalities")
-    if any(e < 0 or e > 1 for e in out):
-        raise ConfigError(f"{where}: budgets must lie in [0, 1], got {out}")
+    if any(not 0 <= e <= 1 for e in out):  # also NaN: it would leave every image unperturbed
+        raise ConfigError(f"{where}: budgets must lie in [0, 1] (a number in pixel units, e.g. 4/255, or the "
+                          f"string '4' for 4/255), got {out}")
     return out
 
 

@@ -43,8 +43,10 @@ def _check(images: Tensors, labels: Tensors, masks: Tensors | None) -> None:
     if masks is not None and len(masks) != len(labels):
         raise ConfigError(f"{len(masks)} masks given for {len(labels)} tasks")
     for m, x in enumerate(images):
-        if x.numel() and (x.min() < 0 or x.max() > 1):
-            raise ConfigError(f"modality {m}: attack inputs must be pixels in [0, 1] (normalise inside the model)")
+        if x.numel() and not (0 <= x.min() and x.max() <= 1):  # NaN fails both comparisons
+            bad = "NaN pixels" if torch.isnan(x).any() else "pixels outside [0, 1]"
+            raise ConfigError(f"modality {m}: attack inputs must be pixels in [0, 1], got {bad} (normalise inside "
+                              "the model)")
 
 
 def _counted(corr: torch.Tensor, masks: Tensors | None, task: int | None) -> torch.Tensor:

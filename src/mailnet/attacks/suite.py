@@ -30,6 +30,9 @@ GRADIENT_ATTACKS = ("pgd", "transfer", "fgsm", "bim", "mim")  # the ones setting
 OBJECTIVES = ("per-task", "summed")
 THREATS = ("joint", "each")
 LARGE_EPS = 64 / 255  # sanity probe: any model should be near 0 here
+# Each link of a carried-over chain stores its rows' correctness under this key, so that a resumed run continues
+# the chain from a stored link instead of attacking every budget again (JSON only; the CSV leaves it out).
+ROWS_KEY = "rows_correct"
 # The large-budget probe takes 20 steps of 4/255 (alpha = 1.25 * eps / steps). Measured on a trained MAIL: 10 steps
 # of 16/255 (the main attacks' 2.5 * eps / steps) overshoot and left breast accuracy at 0.67, while 20 steps of
 # 2-8/255 reached 0.04; a probe that is too weak would flag a sound model as gradient-masked.
@@ -282,8 +285,9 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
     ``allow_partial``: a KeyboardInterrupt after the clean pass returns what finished (``interrupted`` set, no
     probes) instead of losing it: hours of attack on a CPU, or a GPU slot's deadline, are not thrown away.
     ``done``: records of an earlier, unfinished run of this very suite on the same model and rows (same settings,
-    same weights: the caller's to check); their units are taken as they are instead of run again, except links of a
-    carried-over chain, which need the rows the previous budget left robust. ``on_unit``: called with all records
+    same weights: the caller's to check); their units are taken as they are instead of run again, a carried-over
+    chain's links with the rows each left robust (stored under ``rows_correct``; links stored without them, by an
+    earlier mailnet, are run again). ``on_unit``: called with all records
     so far after every unit, so a caller can store progress that survives the process.
 
     ``eps_list`` in pixel units; ``settings.eps_ratio`` scales it per modality. Random models (detected by two
@@ -335,10 +339,14 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
         ``settings.eps_ratio`` (the large-budget probe tests the attack, not the threat model)."""
         unit = unit_id(attack, role, label, eps, overrides)
         link = carried(attack) and role == "main"  # a carried-over chain's link needs the previous budget's rows
-        if unit in earlier and len(earlier[unit]) == n_tasks and not link:
-            result.records += [dict(r) for r in earlier[unit]]
+        kept = earlier.get(unit, [])
+        if len(kept) == n_tasks and (not link or all(ROWS_KEY in r for r in kept)):
+            result.records += [dict(r) for r in kept]
             log(f"{attack:10s} {role:5s} eps={eps_to_255(eps):g}/255 perturbed={label}: done in an earlier run, kept")
-            return None
+            if not link:
+                return None
+            by_task = {r["task"]: r[ROWS_KEY] for r in kept}  # the rows it left robust: the chain goes on from them
+            return [torch.tensor(by_task[name], dtype=torch.float32) for name in task_names]
         reseed(model, unit_seed(settings.seed, unit))
         per_mod = [eps * (r if scaled else 1.0) * k for r, k in zip(ratio, mult)]
         if robust is None and carried(attack):
@@ -354,7 +362,8 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
                 "attack": attack, "role": role, "threat": "joint" if label == "all" else "each",
                 "perturbed": label, "eps": eps, "eps_255": eps_to_255(eps), "eps_per_modality": per_mod,
                 "task": task_names[t], "n": counted[t], "clean_acc": clean[t], "robust_acc": acc[t],
-                **info, "carried": robust is not None, "seconds": round(secs, 3), "unit": unit})
+                **info, "carried": robust is not None, "seconds": round(secs, 3), "unit": unit,
+                **({ROWS_KEY: [round(float(v), 6) for v in correct[t]]} if link else {})})
         log(f"{attack:10s} {role:5s} eps={eps_to_255(eps):g}/255 perturbed={label}: "
             + ", ".join(f"{task_names[t]} {acc[t]:.4f}" for t in range(n_tasks)) + f"  ({secs:.1f}s)")
         if on_unit is not None:

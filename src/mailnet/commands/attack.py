@@ -327,7 +327,7 @@ def budget_line(eps_list: list[float], ratio: list[float], modalities: list[str]
 
 
 def reused_units(done: list[dict], records: list[dict]) -> int:
-    """How many stored units a resumed run took over unchanged (carried-over chains are run again)."""
+    """How many stored units a resumed run took over unchanged."""
     return len({r.get("unit") for r in records if "unit" in r and r in done})
 
 

@@ -39,6 +39,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.flag} ({args.size} px): {path}")
         return 0
     if args.config:
+        ignored = [name for name, given in (("FLAG arguments", args.flags), ("--size", args.size)) if given]
+        if ignored:  # the config's data section decides what is read; silently dropping them would mislead
+            from mailnet.errors import ConfigError
+
+            raise ConfigError(f"--config describes the config's own data; drop {', '.join(ignored)} ("
+                              f"{' '.join(map(str, args.flags or args.size))}), or edit the config's data section")
         return _describe_config(args, root)
     if args.decode:
         from mailnet.errors import ConfigError
@@ -49,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
     rows = describe_root(root, args.flags or None, args.size)
     if not rows:
+        if args.size or args.flags:  # files may be there, just not of that size or flag: say what is
+            present = describe_root(root, None, None)
+            if present:
+                have = sorted({f"{r['dataset']} ({r['size']} px)" for r in present})
+                asked = " ".join([*(args.flags or []), *(f"--size {z}" for z in args.size or [])])
+                raise DataError(f"no MedMNIST file under {root} matches {asked}; found: {', '.join(have)}")
         raise DataError(f"no MedMNIST .npz files found under {root} (expected e.g. {root}/pneumoniamnist/pneumoniamnist.npz); "
                         "set --data-root or $MAILNET_DATA, or run `mailnet data download FLAG`")
     if args.json:

@@ -12,7 +12,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--which", default="best", choices=["best", "last"], help="checkpoint of a run directory")
     p.add_argument("--mc-samples", type=int, help="draws for models random at inference (default: the run's)")
     p.add_argument("--partner-draws", type=int, help="partner re-draws for partner sensitivity (unpaired)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int,
+                   help="default: the run's eval.batch_size (a random model draws its random filters per batch)")
     p.add_argument("--device", default="auto")
     p.add_argument("--data-root")
     p.add_argument("--out", help="JSON file for the metrics (default: RUN_DIR/eval_SPLIT.json for a run)")

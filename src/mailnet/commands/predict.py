@@ -34,7 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                  "(relative to the CSV's folder) and an optional 'id' column")
     p.add_argument("--out", help="output CSV (default: print); columns: id, task, "
                                  "filled_from_partner_bank, pred, pred_name, one p_<class> per class, draws, partners")
-    p.add_argument("--partners", type=int, default=8, help="partner images averaged for a missing modality")
+    p.add_argument("--partners", type=int, default=8,
+                   help="partner images averaged for a missing modality (default 8; at most the checkpoint's "
+                   "partner bank, eval.partner_bank, which the output reports)")
     p.add_argument("--draws", type=int, default=8,
                    help="models random at inference (e.g. Robust-MAIL): draws averaged per input (default 8); "
                         "a deterministic model ignores it and --seed")

@@ -38,10 +38,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mailnet.commands import require_at_least
     from mailnet.errors import ConfigError
     from mailnet.profiling import compare, format_table
     from mailnet.utils import write_json
 
+    require_at_least(1, ("--iters", args.iters), ("--batch-iters", args.batch_iters), ("--threads", args.threads),
+                     ("--modalities", args.modalities), ("--size", args.size), ("--batch", args.batch),
+                     ("--in-chans", args.in_chans))
+    require_at_least(0, ("--warmup", args.warmup))
+    require_at_least(2, ("--num-classes", args.num_classes))  # the timed training step uses cross-entropy
     names = ([args.model] if args.model else []) + [n.strip() for n in (args.compare or "").split(",") if n.strip()]
     shapes = {"modalities": args.modalities, "size": args.size, "in_chans": args.in_chans,
               "num_classes": args.num_classes, "stem": args.stem}

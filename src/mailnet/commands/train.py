@@ -10,8 +10,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML config, e.g. configs/pneumonia_breast.yaml")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=3")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    p.add_argument("--run-dir", help="run directory (default: runs/NAME/MODEL/seedS)")
-    p.add_argument("--seeds", help="comma-separated seeds: one run each, then mean +- std (e.g. 0,1,2)")
+    p.add_argument("--run-dir", help="run directory (default: runs/NAME/MODEL/seedS); with --seeds, the folder "
+                   "that holds one seedS/ per seed")
+    p.add_argument("--seeds", help="comma-separated seeds: one run each, then mean +- std (e.g. 0,1,2); a seed "
+                   "already finished in its folder with the same config is reused, so an interrupted job continues")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
     p.add_argument("--data-root", help="folder with the datasets (default: the config's data.root, $MAILNET_DATA, "
                                        "../shared/data, ~/.medmnist)")
@@ -63,10 +65,17 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides)
     seeds = parse_seeds(args.seeds) if args.seeds else [int(cfg["seed"])]
     base = Path(args.run_dir) if args.run_dir else default_run_dir(cfg).parent  # output.dir/NAME/MODEL
+    plan = [({**cfg, "seed": seed}, base / f"seed{seed}" if (args.seeds or not args.run_dir) else base)
+            for seed in seeds]
+    reused = finished_seeds(plan) if args.seeds else {}
     results = []
-    for seed in seeds:
-        cfg_s = {**cfg, "seed": seed}
-        run_dir = base / f"seed{seed}" if (args.seeds or not args.run_dir) else base
+    for cfg_s, run_dir in plan:
+        seed = cfg_s["seed"]
+        if seed in reused:
+            result = reused[seed]
+            print(metrics_table(result, title=f"test metrics, seed {seed} ({run_dir}; finished earlier, reused)"))
+            results.append(result)
+            continue
         result = train(cfg_s, run_dir, device=args.device, data_root=args.data_root, progress=progress)
         if not result:  # a non-zero rank under torchrun: on to the next seed with rank 0, nothing to print
             continue
@@ -77,6 +86,32 @@ def run(args: argparse.Namespace) -> int:
         write_json(base / "seeds_summary.json", {"seeds": seeds, "summary": summary})
         print(seeds_table(summary, seeds))
     return 0
+
+
+def finished_seeds(plan: list[tuple[dict, Path]]) -> dict[int, dict]:
+    """Before any training: a seed whose folder holds a finished run of this very config is reused (so an
+    interrupted ``--seeds`` job continues where it stopped), and any other folder in the way stops the job now,
+    not after the earlier seeds have trained for hours. Returns the reused seeds' test metrics."""
+    import json
+
+    from mailnet.bench.hashing import result_relevant
+    from mailnet.config import complete
+    from mailnet.engine import rundir
+    from mailnet.engine.runs import load_config_of
+    from mailnet.errors import MailnetError
+
+    reused = {}
+    for cfg_s, run in plan:
+        if not run.exists() or not any(run.iterdir()) or rundir.never_trained(run):
+            continue
+        if not rundir.is_finished(run):
+            raise MailnetError(f"{run}: an unfinished run of seed {cfg_s['seed']}; resume it with `mailnet train "
+                               f"--resume {run}`, then run this command again (finished seeds are reused)")
+        if result_relevant(load_config_of(run)) != result_relevant(complete(cfg_s)):
+            raise MailnetError(f"{run}: finished, but with another config than this command's; choose another "
+                               "--run-dir or delete it")
+        reused[int(cfg_s["seed"])] = json.loads(rundir.test_metrics_path(run).read_text())
+    return reused
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -73,6 +73,26 @@ def test_mail_exports_and_matches_onnxruntime_on_real_images(tmp_path, mail_chec
         export_checkpoint(mail_checkpoint, tmp_path / "m.onnx", fixed_draw=1)
 
 
+def test_an_existing_export_is_not_replaced_without_overwrite(tmp_path, mail_checkpoint, capsys):
+    """A second export to the same path (graph, card or partner bank) is refused before any work, and leaves the
+    first one byte for byte; ``--overwrite`` replaces it."""
+    out, bank = tmp_path / "mail.onnx", tmp_path / "bank.npz"
+    assert cli(["export", str(mail_checkpoint), "--onnx", str(out)]) == 0
+    first = out.read_bytes(), Path(str(out) + ".json").read_bytes()
+    capsys.readouterr()
+    assert cli(["export", str(mail_checkpoint), "--onnx", str(out), "--partner-bank", str(bank)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "mail.onnx" in err and "--overwrite" in err
+    assert (out.read_bytes(), Path(str(out) + ".json").read_bytes()) == first and not bank.exists()
+    Path(str(out) + ".json").unlink()  # the card alone left over from an earlier export is protected too
+    out.unlink()
+    Path(str(out) + ".json").write_text("{}")
+    assert cli(["export", str(mail_checkpoint), "--onnx", str(out)]) == 2
+    assert "mail.onnx.json" in capsys.readouterr().err and not out.exists()
+    assert cli(["export", str(mail_checkpoint), "--onnx", str(out), "--overwrite"]) == 0
+    assert out.exists() and json.loads(Path(str(out) + ".json").read_text())["model"] == "mail"
+
+
 def test_profile_times_the_trained_model_and_refuses_an_onnx_graph_of_another(tmp_path, mail_checkpoint, capsys):
     """`mailnet profile --run` profiles the architecture the checkpoint holds (its widths, its per-modality channels,
     its head sizes), not the registry's default; an ONNX graph with other inputs is refused, not timed beside it."""

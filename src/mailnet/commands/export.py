@@ -3,10 +3,13 @@ output per task, dynamic batch), checked against PyTorch with onnxruntime; ``--b
 
 Models random at inference (Robust-MAIL, DRIFA with MC dropout) have no single deterministic graph and are refused;
 ``--fixed-draw SEED`` exports one fixed draw of such a model (fixed batch size), labelled so in the file's metadata.
+An existing output (the graph, its model card ``.onnx.json``, the partner bank) is never replaced silently: add
+``--overwrite``.
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--partner-bank", metavar="FILE.npz",
                    help="also write the checkpoint's partner-bank images (what `mailnet predict` puts in place of a "
                         "missing modality of an unpaired model) as uint8 arrays keyed by modality")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --onnx file (and its .json model card, and the --partner-bank file)")
     p.add_argument("--benchmark", action="store_true", help="time the ONNX model with onnxruntime afterwards")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime threads for --benchmark (default: 2)")
     p.add_argument("--batch", type=int, default=64, help="throughput batch for --benchmark (default: 64)")
@@ -30,10 +35,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mailnet.errors import ConfigError
     from mailnet.engine.rundir import checkpoint_from
-    from mailnet.export import export_checkpoint, time_onnx
+    from mailnet.export import card_path, export_checkpoint, time_onnx
 
     if args.fixed_batch < 1 or args.batch < 1 or args.threads < 1:
         raise ConfigError("export: --fixed-batch, --batch and --threads must be at least 1")
+    outputs = [Path(args.onnx), card_path(args.onnx)] + ([Path(args.partner_bank)] if args.partner_bank else [])
+    existing = [str(p) for p in outputs if p.exists()]
+    if existing and not args.overwrite:  # checked before any work, so a refused export writes nothing
+        raise ConfigError(f"export: {', '.join(existing)} already exist(s): add --overwrite to replace, or choose "
+                          "another --onnx / --partner-bank path")
     info = export_checkpoint(checkpoint_from(args.checkpoint), args.onnx, fixed_draw=args.fixed_draw, atol=args.atol,
                              fixed_batch=args.fixed_batch)
     label = f" (ONE FIXED DRAW, seed {info['fixed_draw']}, batch {info['fixed_batch']})" if info["fixed_draw"] is not None else ""

@@ -60,6 +60,21 @@ def test_flat_view_round_trips_two_modalities(toy):
     assert view(flat[[5]]).shape == (1, 4) and FlatView(model, xs, [1 / 255, 1 / 255], 0)(flat[:2]).shape == (2, 4)
 
 
+def test_flat_view_lets_a_scaled_pixel_pushed_past_one_come_back():
+    """With per-modality budgets, modality m is stored at r_m = eps_ref / eps_m < 1 in the library's [0, 1] tensor,
+    so a library step can put it past r_m, i.e. a pixel above 1. It must read as 1 and still get the gradient (a
+    plain clamp gives it none, so the attack could never move it back down)."""
+    model = TwoModalTwoHead()
+    xs = [torch.full((2, 1, 8, 8), 0.5), torch.ones(2, 3, 6, 6)]
+    view = FlatView(model, xs, [2 / 255, 8 / 255], task=0)
+    flat = (view.encode() + torch.cat([torch.zeros(2, 64), torch.full((2, 108), 2 / 255),
+                                       torch.zeros(2, view.n_bits)], 1)[:, :, None, None]).requires_grad_()
+    images = view.decode(flat)
+    assert torch.equal(images[1], torch.ones_like(images[1]))  # 1 + 8/255 reads as 1
+    images[1].sum().backward()
+    assert torch.allclose(flat.grad[:, 64:172].flatten(), torch.full((216,), 4.0))  # d pixel / d stored = 1 / r
+
+
 def test_autoattack_rand_respects_budgets_masks_and_frozen_modalities(toy):
     model, xs, ys = toy
     masks = [torch.arange(16) < 10, torch.ones(16, dtype=torch.bool)]

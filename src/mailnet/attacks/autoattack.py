@@ -9,7 +9,8 @@ translation exact:
 
 * per-modality budgets: the library has one eps, so modality m's pixels are stored scaled by
   r_m = eps_ref / eps_m (eps_ref the smallest budget) and divided back inside; a library step of eps_ref is a
-  step of eps_m in that modality's pixels (clamped to [0, 1] inside and when decoding);
+  step of eps_m in that modality's pixels (clamped to [0, 1] when decoding, with the gradient passed through the
+  clamp so that a pixel pushed past 1 by a scaled step can come back);
 * rows: the library calls the model on subsets of rows, but modalities left clean (``each`` threat) are per row,
   so each row also carries its index in binary, one coordinate (in the image layout: one constant channel) per bit
   in {0, 1}; a perturbation below 0.5 cannot flip a rounded bit and the bits get no gradient (so eps_ref must stay
@@ -80,7 +81,11 @@ class FlatView(nn.Module):
         offset = 0
         for m, size in zip(self.perturbed, self.sizes):
             piece = flat[:, offset:offset + size] / self.ratio[m]
-            images[m] = piece.clamp(0.0, 1.0).reshape(-1, *self.clean[m].shape[1:])
+            # The library keeps its tensor in [0, 1], but a modality stored at ratio r < 1 may go past r (a pixel
+            # above 1). A plain clamp would give such a pixel no gradient, so it could never be moved back: the
+            # value is clamped, the gradient passed as if the pixel sat on the bound (as it does for r = 1).
+            piece = piece + (piece.clamp(0.0, 1.0) - piece).detach()
+            images[m] = piece.reshape(-1, *self.clean[m].shape[1:])
             offset += size
         return images
 

@@ -48,6 +48,9 @@ VARIANTS = {
     "no_rpf_no_dropout": ("robust_mail", {"rpf_fraction": 0.0, "mc_dropout": False}),
     "no_rpf": ("robust_mail", {"rpf_fraction": 0.0}),
     "no_randomness": ("robust_mail", {"attention_noise": False, "rpf_fraction": 0.0, "mc_dropout": False}),
+    # every source of randomness on, but a weaker attention noise than the spec's std 0.6
+    "noise_std_0.3": ("robust_mail", {"noise_std": 0.3}),
+    "noise_std_0.15": ("robust_mail", {"noise_std": 0.15}),
 }
 
 

@@ -4,6 +4,9 @@
 #
 #   bash benchmarks/gpu.sh         # GPU_OUT=benchmarks/work/gpu (gpu.log, speed_gpu.json, gpu_results.tar.gz)
 #   tar xzf benchmarks/work/gpu/gpu_results.tar.gz -C DIR && python benchmarks/robustness_table.py DIR/attacks
+#   DEVICE=cpu SKIP=speed ONLY=mail TRAIN_S=40 TOTAL=500 SUBSET=4 AA_SUBSET=4 STEPS=2 RESTARTS=1 AA_STEPS=2 \
+#     TRAIN_EXTRA='data.subset.train=64 data.subset.val=32 data.subset.test=32' bash benchmarks/gpu.sh   # CPU dry run
+#     (3.5 min on one thread; TRAIN_EXTRA is split at spaces, so write overrides without them)
 #
 # 1. smoke: a two-step CUDA training of Robust-MAIL, an EOT attack and AutoAttack on 8 rows (fails fast);
 # 2. speed (issue 6): benchmarks/speed.py --device cuda, reference MAIL / fast MAIL / resnet18_late_fusion, training
@@ -42,6 +45,12 @@ TRAIN_EXTRA=${TRAIN_EXTRA:-}
 SKIP=${SKIP:-}
 ONLY=${ONLY:-}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+# A second call on a warm machine (say ONLY=robust_mail SKIP=smoke,speed TRAIN_S=300 after a first full session)
+# starts afresh: the earlier work folder and results archive are moved aside, not trained over (mailnet train
+# refuses a used run directory) and not overwritten.
+STAMP=$(date -u +%Y%m%dT%H%M%S)
+[ -e "$W" ] && mv "$W" "$W.$STAMP"
+[ -e "$OUT/gpu_results.tar.gz" ] && mv "$OUT/gpu_results.tar.gz" "$OUT/gpu_results.$STAMP.tar.gz"
 mkdir -p "$OUT" "$W/logs" "$W/bin"
 printf '#!/bin/sh\nexec python -c "import sys; from mailnet.cli import main; sys.exit(main())" "$@"\n' > "$W/bin/mailnet"
 chmod +x "$W/bin/mailnet"; export PATH="$W/bin:$PATH"

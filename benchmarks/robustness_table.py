@@ -34,6 +34,8 @@ def main(*roots: str) -> None:
     found: dict[str, Path] = {}
     for root in roots or ("benchmarks/work/rob/attacks",):
         found.update({path.parent.name: path for path in Path(root).glob("*/attack_test.json")})
+    if not found:
+        sys.exit(f"no attack results (*/attack_test.json) in {', '.join(roots or ('benchmarks/work/rob/attacks',))}")
     merged: dict[tuple[str, str], list] = {}
     eps_all: set[float] = set()
     for _, path in sorted(found.items()):

@@ -31,11 +31,12 @@ def describe(rec: dict, random_model: bool) -> str:
 
 
 def main(*roots: str) -> None:
+    roots = roots or ("benchmarks/work/rob/attacks",)
     found: dict[str, Path] = {}
-    for root in roots or ("benchmarks/work/rob/attacks",):
+    for root in roots:
         found.update({path.parent.name: path for path in Path(root).glob("*/attack_test.json")})
     if not found:
-        sys.exit(f"no attack results (*/attack_test.json) in {', '.join(roots or ('benchmarks/work/rob/attacks',))}")
+        sys.exit(f"no attack results (*/attack_test.json) in {', '.join(roots)}")
     merged: dict[tuple[str, str], list] = {}
     eps_all: set[float] = set()
     for _, path in sorted(found.items()):

@@ -22,7 +22,6 @@ from mailnet.engine.runs import load_run
 
 run = Path(sys.argv[1])
 n_rows, eps_255, steps, eot, draws = (int(a) for a in (sys.argv[2:] + ["64", "4", "20", "10", "32"][len(sys.argv) - 2:]))
-torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 model, data, _ = load_run(run, which="best", device=torch.device("cpu"),
                           data_root=os.environ.get("MAILNET_DATA", "../shared/data"))
 rows = select_subset(stack_batches(data.loader("test", 64, partner_seed=0)), n_rows, seed=0)

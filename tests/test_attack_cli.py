@@ -96,6 +96,8 @@ def test_attack_cli_notes_budgets_overwrite_title_and_resume(det_run, data_root,
     assert "per-modality budget 8;4" in text  # under the table
     rows = _csv_rows((out / "attack_test.csv").read_text())
     assert {r["eps_per_modality_255"] for r in rows} == {"2;1", "8;4"} and {r["interrupted"] for r in rows} == {"False"}
+    # how each figure was obtained is in the CSV too: the reference attack runs every budget afresh, summed loss
+    assert {(r["objective"], r["iterate"], r["carried"]) for r in rows} == {("summed", "last", "False")}
     assert titles and titles[-1].startswith("mail (exp/seed0): test")
     # one attack at one budget without probes: nothing to check, which is said rather than "0/0 passed"
     one = [a if a != "2,8" else "8" for a in cmd[:-1]] + [str(tmp_path / "one")]

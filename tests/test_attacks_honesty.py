@@ -68,6 +68,24 @@ def test_deterministic_models_keep_the_iterate_that_fooled_them():
     assert [(r["robust_acc"], r["iterate"]) for r in res.records] == [(0.0, "best")]
 
 
+class Band(nn.Module):
+    """One head (label 0) fooled inside 0.6 < p < 0.8, most confidently at p = 0.7: steps of 0.06 from p = 0.55
+    reach 0.61 (fooled by a hair) and then 0.67 (fooled with a wide margin)."""
+
+    def forward(self, xs):
+        p = xs[0].flatten(1).mean(dim=1)
+        return [torch.stack([torch.zeros_like(p), 100 * (0.1 - (p - 0.7).abs())], 1)]
+
+
+def test_a_fooled_row_keeps_its_most_confidently_wrong_iterate():
+    """Both iterates fool the model; the one that barely crosses the boundary could be un-fooled by float rounding
+    when the suite scores it again in another batch, so the higher-loss one is kept."""
+    x, y = [torch.full((3, 1, 2, 2), 0.55)], [torch.zeros(3, dtype=torch.long)]
+    best = pgd(Band(), x, y, keep_best=True, eps=0.2, steps=2, alpha=0.06, random_start=False)
+    p = best[0].flatten(1).mean(dim=1)
+    assert torch.allclose(p, torch.full_like(p, 0.67), atol=1e-5)  # not the first fooling iterate, p = 0.61
+
+
 def test_autoattack_rand_on_a_random_model_attacks_every_row():
     """The library returns the clean image for every row its own single draw did not see fooled; scored on a
     fresh draw that is the clean accuracy, not AutoAttack's. Here every counted row must come back perturbed."""

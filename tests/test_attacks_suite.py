@@ -103,6 +103,22 @@ def test_autoattack_needs_no_task_on_a_one_head_model():
     assert len(adv) == 1 and 0 < (adv[0] - x).abs().max() <= 16 / 255 + 1e-6
 
 
+def test_autoattack_leaves_the_model_in_eval_mode_when_the_library_returns(monkeypatch):
+    """torchattacks puts back the mode its model had when called; the wrapper's view must not say 'train'."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
+    model = SingleInput(net).eval()
+    modes = []
+    decode = FlatView.decode
+
+    def spy(view, flat):
+        modes.append(view.model.training)
+        return decode(view, flat)
+
+    monkeypatch.setattr(FlatView, "decode", spy)
+    autoattack(model, [torch.rand(8, 3, 4, 4)], [torch.randint(0, 3, (8,))], None, 16 / 255, version="rand", steps=3,
+               eot=1)
+    assert modes and not any(modes)  # the decode after the library's return runs with the model in eval mode
+
 
 # --- suite and sanity --------------------------------------------------------------------------------------------
 def test_suite_joint_and_each_with_masks(toy):

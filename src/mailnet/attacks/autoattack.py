@@ -178,7 +178,9 @@ def autoattack(model: nn.Module, images: Sequence[torch.Tensor], labels: Sequenc
     if rows.numel() == 0:
         return out
     with attack_mode(model):
-        view = FlatView(model, [x[rows] for x in images], eps_m, task)
+        # eval(): torchattacks restores the mode the view had when called, and a fresh module is in train mode,
+        # which would put the model into train mode for anything that ran after the library returned
+        view = FlatView(model, [x[rows] for x in images], eps_m, task).eval()
         if random_model and version == "rand":
             flat_adv = _rand_for_random_model(model, view, view.encode(), [y[rows] for y in labels], task, steps,
                                               eot, seed)

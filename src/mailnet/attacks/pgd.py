@@ -66,28 +66,35 @@ def _one_run(model: nn.Module, clean: list[torch.Tensor], labels: Tensors, masks
     perturbed = [e > 0 for e in eps]
     adv = [_random_start(x, e, gen) if (p and random_start) else x.clone() for x, e, p in zip(clean, eps, perturbed)]
     velocity = [torch.zeros_like(x) if p else None for x, p in zip(clean, perturbed)]
-    seen: list[torch.Tensor] = []  # keep_best: the counted-correct score of the iterate just evaluated
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []  # keep_best: (score, loss) of the iterate just evaluated
 
     def obj(logits: list[torch.Tensor]) -> torch.Tensor:
+        value = objective(logits, labels, masks, loss=loss, task=task)
         if keep_best:
-            seen.append(_counted(correctness(logits, labels), masks, task))
-        return objective(logits, labels, masks, loss=loss, task=task)
+            seen.append((_counted(correctness(logits, labels), masks, task), value.detach()))
+        return value
 
-    # keep_best (deterministic models only, where one forward pass is the verdict): each row keeps the first
-    # iterate that scored lowest, so a row fooled at some step and un-fooled by a later overshoot stays fooled.
+    # keep_best (deterministic models only, where one forward pass is the verdict): each row keeps the iterate
+    # that scored lowest, so a row fooled at some step and un-fooled by a later overshoot stays fooled; among
+    # equally scored iterates the one with the higher loss, so a fooled row keeps its most confidently wrong
+    # point rather than one that barely crossed the boundary (the suite scores it again in another batch, where
+    # float rounding alone could flip a row fooled by a hair).
     best = [a.clone() for a in adv] if keep_best else None
-    best_score = torch.full((clean[0].shape[0],), float("inf"), device=clean[0].device) if keep_best else None
+    rows = clean[0].shape[0]
+    best_score = torch.full((rows,), float("inf"), device=clean[0].device) if keep_best else None
+    best_loss = torch.full((rows,), float("-inf"), device=clean[0].device) if keep_best else None
 
-    def keep(score: torch.Tensor) -> None:
-        better = score < best_score
+    def keep(score: torch.Tensor, value: torch.Tensor) -> None:
+        better = (score < best_score) | ((score == best_score) & (value > best_loss))
         for m in range(len(adv)):
             best[m][better] = adv[m][better].detach()
         best_score[better] = score[better]
+        best_loss[better] = value[better]
 
     for _ in range(steps):
         grads, _ = eot_gradients(model, adv, perturbed, obj, draws=eot)
         if keep_best:
-            keep(seen.pop())
+            keep(*seen.pop())
         for m, g in enumerate(grads):
             if g is None:
                 continue
@@ -98,7 +105,9 @@ def _one_run(model: nn.Module, clean: list[torch.Tensor], labels: Tensors, masks
             adv[m] = project(adv[m] + alphas[m] * g.sign(), clean[m], eps[m])
     if keep_best:
         with torch.no_grad():
-            keep(_counted(correctness(model(list(adv)), labels), masks, task))
+            logits = model(list(adv))
+            keep(_counted(correctness(logits, labels), masks, task),
+                 objective(logits, labels, masks, loss=loss, task=task))
         return best
     return [a.detach() for a in adv]
 

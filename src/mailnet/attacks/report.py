@@ -12,10 +12,12 @@ from mailnet.utils import atomic_write, write_json, write_text
 
 # eps/eps_255: the nominal budget; eps_per_modality_255: what each modality really got (``--eps-ratio``, and 0 for
 # the modalities a ``--threat each`` row leaves clean), e.g. ``2;1``; interrupted: the run stopped early, so the
-# file holds only the budgets that finished (a reader of the CSV alone must be able to tell)
+# file holds only the budgets that finished (a reader of the CSV alone must be able to tell); objective (per-task
+# or summed), iterate (best or last) and carried (worst case over the smaller budgets, or this budget afresh) say
+# how a figure was obtained, so two rows of the CSV alone can be compared
 CSV_FIELDS = ("attack", "role", "threat", "perturbed", "task", "eps_255", "eps", "eps_per_modality_255", "n",
-              "clean_acc", "robust_acc", "steps", "restarts", "eot", "loss", "alpha_ratio", "random_start", "version",
-              "source", "attacked_rows", "seconds", "interrupted")
+              "clean_acc", "robust_acc", "steps", "restarts", "eot", "loss", "alpha_ratio", "random_start", "momentum",
+              "version", "source", "objective", "iterate", "carried", "attacked_rows", "seconds", "interrupted")
 
 
 def per_modality_255(r: dict) -> str:

@@ -130,8 +130,10 @@ def interrupt_on_call(fn, n: int):
     return wrapper
 
 
-def train_tiny_run(folder: Path, data_root: Path, model: str, n_test: int, run_dir: str = "run") -> Path:
-    """A tiny run of ``model`` trained through the command line on two real MedMNIST sets (1 epoch, 32 pairs)."""
+def train_tiny_run(folder: Path, data_root: Path, model: str, n_test: int, run_dir: str = "run",
+                   second: tuple[str, str] = ("breast", "breastmnist")) -> Path:
+    """A tiny run of ``model`` trained through the command line on two real MedMNIST sets (1 epoch, 32 pairs);
+    ``second``: the second modality's (name, MedMNIST flag)."""
     import yaml
 
     from mailnet.cli import main
@@ -141,7 +143,7 @@ def train_tiny_run(folder: Path, data_root: Path, model: str, n_test: int, run_d
            "data": {"mode": "unpaired", "size": 28, "equalize": "repeat",
                     "subset": {"train": 32, "val": 16, "test": n_test},
                     "modalities": [{"name": "pneumonia", "source": "medmnist", "flag": "pneumoniamnist", "channels": 1},
-                                   {"name": "breast", "source": "medmnist", "flag": "breastmnist", "channels": 1}]},
+                                   {"name": second[0], "source": "medmnist", "flag": second[1], "channels": 1}]},
            "train": {"epochs": 1, "batch_size": 16, "lr": 0.002},
            "eval": {"batch_size": 32, "mc_samples": 1, "partner_draws": 1, "partner_bank": 2}}
     (folder / "tiny.yaml").write_text(yaml.safe_dump(cfg))

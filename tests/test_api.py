@@ -80,6 +80,51 @@ def test_a_bad_dict_fails_in_one_line_before_anything_is_written(tmp_path, chang
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("config, overrides, expected", [
+    (42, None, "config: expected a YAML file path (str or Path) or a mapping of sections (model, data, train, "
+               "...), got int"),
+    (PARTIAL, 3, "overrides: expected a list of KEY=VALUE strings, got int"),
+    (PARTIAL, [3], "override 3: expected a KEY=VALUE string, e.g. 'train.epochs=3'"),
+    (PARTIAL, "train.epochs=0", "train.epochs: must be an integer >= 1, got 0"),  # one override, not 14 characters
+])
+def test_wrong_argument_types_are_named_up_front(tmp_path, config, overrides, expected):
+    """``train(42)`` raised a TypeError from deep inside; a string of overrides was read character by character."""
+    with pytest.raises(ConfigError) as e:
+        api.train(config, tmp_path / "run", overrides=overrides, device="cpu", progress=False)
+    assert str(e.value) == expected
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_single_override_string_is_applied(tmp_path, monkeypatch):
+    import mailnet.engine.trainer as trainer
+
+    seen = {}
+    monkeypatch.setattr(trainer, "train", lambda cfg, out, **kw: seen.update(cfg=cfg, out=out) or {"tasks": {}})
+    result = api.train(PARTIAL, tmp_path / "run", overrides="train.epochs=2", device="cpu", progress=False)
+    assert seen["cfg"]["train"]["epochs"] == 2 and result.run_dir == tmp_path / "run"
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"channels": 1, "size": 0}, "load_image: size must be a positive integer (pixels per side), got 0"),
+    ({"channels": 1, "size": -5}, "load_image: size must be a positive integer (pixels per side), got -5"),
+    ({"channels": 1, "size": 2.5}, "load_image: size must be a positive integer (pixels per side), got 2.5"),
+    ({"channels": 0, "size": 28}, "load_image: channels must be a positive integer, got 0"),
+    ({"channels": "3", "size": 28}, "load_image: channels must be a positive integer, got '3'"),
+])
+def test_load_image_names_a_bad_argument(tmp_path, kwargs, expected):
+    """``size=0`` raised a raw torch RuntimeError from the resizing."""
+    from PIL import Image
+
+    import mailnet
+
+    path = tmp_path / "x.png"
+    Image.fromarray(torch.zeros(12, 12, dtype=torch.uint8).numpy()).save(path)
+    with pytest.raises(ConfigError) as e:
+        mailnet.load_image(path, **kwargs)
+    assert str(e.value) == expected
+    assert mailnet.load_image(path, channels=3, size=8).shape == (1, 3, 8, 8)
+
+
 @pytest.mark.parametrize("device, expected", [("tpu", "choose cpu, cuda, cuda:N or auto"),
                                               ("cuda:x", "choose cpu, cuda, cuda:N or auto")])
 def test_devices_are_named_without_command_line_flags(tmp_path, device, expected):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,20 @@ def test_attack_cli_notes_budgets_overwrite_title_and_resume(det_run, data_root,
     assert main(cmd + ["--resume"]) == 0
     assert "resumed: 1 finished attack unit(s) reused" in capsys.readouterr().out
     assert json.loads((out / "attack_test.json").read_text())["interrupted"] is False
+
+
+def test_attack_refuses_a_checkpoint_copied_in_from_another_run(det_run, data_root, tmp_path, capsys):
+    """Weights trained on pneumonia + retina (5 classes) in a pneumonia + breast run folder: scored, they would
+    read a 5-class head against 2-class labels and print a number; the run must be refused instead."""
+    (tmp_path / "other").mkdir()
+    other = train_tiny_run(tmp_path / "other", data_root, "mail", n_test=8, second=("retina", "retinamnist"))
+    mixed = tmp_path / "mixed"
+    shutil.copytree(det_run, mixed)
+    shutil.rmtree(mixed / "checkpoints")
+    shutil.copytree(other / "checkpoints", mixed / "checkpoints")
+    capsys.readouterr()
+    assert main(["attack", str(mixed), "--attack", "reference", "--eps", "2", "--subset", "4", "--quiet",
+                 "--no-sanity", "--data-root", str(data_root), "--device", "cpu", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "trained for modalities" in err and "retina" in err and "breast" in err
+    assert not (tmp_path / "a").exists()

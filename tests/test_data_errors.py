@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from pathlib import Path
 
@@ -288,6 +289,48 @@ def test_cli_prints_one_line(tmp_path, capsys):
     assert cli_main(["data", "describe", "breastmnist", "--size", "99", "--data-root", str(tmp_path)]) == 2
     assert "breastmnist: MedMNIST files come in 28, 64, 128, 224 px, not 99" in capsys.readouterr().err
     assert isinstance(DataError("x"), MailnetError)
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"train_images": np.zeros((2, 28, 28), np.uint8)}, "train_images has 2 rows but train_labels has 6"),
+    ({"test_labels": np.zeros((4, 1), np.uint8)}, "test_images has 6 rows but test_labels has 4"),
+    ({"train_images": np.zeros(6, np.uint8)}, "train_images: images must have shape (N, H, W) or (N, H, W, C) "
+                                              "with C in 1/3/4, got (6,)"),
+    ({"val_images": np.zeros((6, 28, 28, 2), np.uint8)}, "val_images: images must have shape"),
+    ({"val_labels": np.zeros((6, 2), np.uint8)}, "val_labels: labels must have shape (N,) or (N, 1), got (6, 2)"),
+])
+def test_describe_checks_the_header_shapes_it_reports(tmp_path, capsys, monkeypatch, change, needle):
+    """``data describe`` reads only the .npy headers; it reported the labels' row count (or an image axis as the
+    channel count) for a file whose arrays disagree, with exit 0, and that file failed only when trained on."""
+    path = write_npz(tmp_path, {**good_arrays(), **change})
+    with monkeypatch.context() as m:
+        m.setattr(np, "load", lambda *a, **k: pytest.fail("describe must not decompress the arrays"))
+        assert cli_main(["data", "describe", "--data-root", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no table of wrong numbers before the error
+    err = captured.err.strip()
+    assert err.startswith(f"mailnet: error: {path}: ") and needle in err and len(err.splitlines()) == 1, err
+    with pytest.raises(DataError, match=re.escape(needle)):  # loading the file says the same
+        build_breast(tmp_path)
+
+
+def test_an_unknown_modality_key_is_named_before_the_source_is_asked_for():
+    """``flg:`` for ``flag:`` used to read 'data.modalities[0].source: expected one of ..., got None'."""
+    from mailnet.data.config import parse_data_config
+
+    for mod, needle in (({"name": "p", "flg": "pneumoniamnist"}, "data.modalities[0].flg: unknown key (allowed: "),
+                        ({"flag": "pneumoniamnist", "size": 0, "colour": 1}, "data.modalities[0].colour: unknown key"),
+                        ({"source": "folder", "root": "x", "flag": "y"}, "data.modalities[0].flag: unknown key")):
+        with pytest.raises(ConfigError) as e:
+            parse_data_config({"modalities": [mod]})
+        msg = one_line(e, needle)
+        assert ("flag" in msg.split("allowed: ")[1]) == (mod.get("source") != "folder"), msg
+    with pytest.raises(ConfigError) as e:  # paired modalities: the same order (the key before a bad size)
+        parse_data_config({"mode": "paired", "manifest_csv": "m.csv", "tasks": [{"column": "y"}],
+                           "modalities": [{"column": "ct", "size": -1, "colum": "x"}]})
+    one_line(e, "data.modalities[0].colum: unknown key (allowed: augment, channels, column, name, size)")
+    with pytest.raises(ConfigError, match=r"data\.modalities\[0\]\.source: expected one of"):
+        parse_data_config({"modalities": [{"name": "p"}]})  # every key known: the missing source is the problem
 
 
 def test_a_wrong_mailnet_data_variable_is_named_not_skipped(tmp_path, monkeypatch, capsys):

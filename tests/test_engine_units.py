@@ -120,6 +120,23 @@ def test_checkpoint_rejects_corrupt_and_foreign_files(tmp_path):
         load_checkpoint(tmp_path / "missing.safetensors")
 
 
+def test_a_checkpoint_from_a_newer_format_is_refused_in_one_line(tmp_path):
+    """``"format": 99`` loaded silently: a newer mailnet may store its state in a way this one misreads."""
+    from mailnet.engine.checkpoint import FORMAT_VERSION
+
+    tensors = {"w": torch.ones(2)}
+    save_checkpoint(tmp_path / "now.safetensors", tensors, {"epoch": 1})
+    assert load_checkpoint(tmp_path / "now.safetensors")[1]["format"] == FORMAT_VERSION
+    for fmt, needle in ((FORMAT_VERSION + 98, f"checkpoint format {FORMAT_VERSION + 98} is newer than this mailnet "
+                                              f"supports (format {FORMAT_VERSION}); upgrade mailnet to load it"),
+                        ("2", "the checkpoint's metadata has format '2', expected a positive integer")):
+        path = tmp_path / "other.safetensors"
+        save_checkpoint(path, tensors, {"format": fmt, "epoch": 1})
+        with pytest.raises(MailnetError) as e:
+            load_checkpoint(path)
+        assert str(e.value) == f"{path}: {needle}"
+
+
 def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("data: {mode: unpaired}\ntrain: {epochs: 2}\n")
@@ -135,6 +152,21 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         load_config(cfg, ["train.epochs=0"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_config(cfg, ["train.epochs"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("=3", "override '=3': the key before '=' is empty; expected KEY=VALUE, e.g. train.epochs=3"),
+    (" =3", "override ' =3': the key before '=' is empty; expected KEY=VALUE, e.g. train.epochs=3"),
+    ("train..epochs=3", "override 'train..epochs=3': the key 'train..epochs' has an empty part between its dots"),
+    ("train.=3", "override 'train.=3': the key 'train.' has an empty part between its dots"),
+])
+def test_an_override_with_an_empty_key_is_quoted(tmp_path, override, message):
+    """``=3`` used to read ``: unknown config key``, naming nothing."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {mode: unpaired}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg, [override])
+    assert str(e.value) == message
 
 
 def test_config_reads_exponents_without_a_dot_as_numbers(tmp_path):

@@ -210,3 +210,132 @@ def test_profile_refuses_an_onnx_graph_of_another_model_or_checkpoint(tmp_path, 
     assert "measured with 1 CPU thread(s), batch 8" in printed
     saved = json.loads(js.read_text())
     assert saved["settings"]["size"] == 28 and saved["settings"]["batch"] == 8 and saved["machine"]["cpu"]
+
+
+@pytest.fixture(scope="module")
+def banked_checkpoint(mail_checkpoint, tmp_path_factory):
+    """The tiny MAIL checkpoint with a partner bank, so that ``--partner-bank`` has something to write."""
+    from mailnet.engine.checkpoint import load_checkpoint
+
+    tensors, meta = load_checkpoint(mail_checkpoint)
+    gen = torch.Generator().manual_seed(0)
+    bank = {"partner_bank.0": torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8, generator=gen),
+            "partner_bank.1": torch.randint(0, 256, (3, 3, 28, 28), dtype=torch.uint8, generator=gen)}
+    path = tmp_path_factory.mktemp("banked") / "banked.safetensors"
+    save_checkpoint(path, {**tensors, **bank}, meta)
+    return path
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden temporaries included) with its bytes: what a command left behind."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mailnet: error:") and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("bank", ["m.onnx", "m.onnx.json", "sub/../m.onnx"])
+def test_a_partner_bank_on_the_graph_or_its_card_is_refused_before_any_work(tmp_path, banked_checkpoint, bank,
+                                                                            capsys, monkeypatch):
+    """`--partner-bank` naming the graph or its model card would overwrite it with an npz: refused, naming both
+    paths, before the checkpoint is even read, with or without --overwrite, and an earlier export stays as it was."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    assert cli(["export", str(banked_checkpoint), "--onnx", "m.onnx", "--partner-bank", bank]) == 2
+    err = _one_line_error(capsys)
+    clash = "m.onnx.json" if bank.endswith(".json") else "m.onnx"
+    assert f"--partner-bank {bank} and " in err and f" {clash} are the same file" in err
+    assert _files(tmp_path) == {}
+    assert cli(["export", str(banked_checkpoint), "--onnx", "m.onnx"]) == 0
+    before = _files(tmp_path)
+    assert cli(["export", str(banked_checkpoint), "--onnx", "m.onnx", "--partner-bank", bank, "--overwrite"]) == 2
+    assert "are the same file" in _one_line_error(capsys) and _files(tmp_path) == before
+
+
+def test_an_unwritable_or_folder_output_path_fails_before_anything_is_written(tmp_path, banked_checkpoint, capsys):
+    """Every output path is checked up front: a partner bank that cannot be written, or is a folder, fails the export
+    with a line naming it, and neither the graph nor its card is left on disk."""
+    onnx_path = tmp_path / "n.onnx"
+    assert cli(["export", str(banked_checkpoint), "--onnx", str(onnx_path), "--partner-bank",
+                "/proc/nope/x.npz"]) == 2
+    assert "/proc/nope/x.npz: cannot write here" in _one_line_error(capsys)
+    assert _files(tmp_path) == {}
+    folder = tmp_path / "bankdir"
+    folder.mkdir()
+    assert cli(["export", str(banked_checkpoint), "--onnx", str(onnx_path), "--partner-bank", str(folder),
+                "--overwrite"]) == 2
+    assert f"--partner-bank {folder} is a folder" in _one_line_error(capsys)
+    assert _files(tmp_path) == {} and sorted(p.name for p in tmp_path.iterdir()) == ["bankdir"]
+    Path(str(onnx_path) + ".json").mkdir()  # the model card's path is checked too
+    assert cli(["export", str(banked_checkpoint), "--onnx", str(onnx_path), "--overwrite"]) == 2
+    assert "n.onnx.json is a folder" in _one_line_error(capsys) and _files(tmp_path) == {}
+
+
+def test_a_failure_after_writing_started_removes_every_file_and_folder_it_wrote(tmp_path, banked_checkpoint, capsys,
+                                                                              monkeypatch):
+    """The graph, card and bank are written and checked, then the benchmark fails: nothing of the export stays, not
+    even the folders it created for its outputs."""
+    import mailnet.export
+
+    def broken(*args, **kwargs):
+        raise MailnetError("onnxruntime ran out of memory")
+
+    monkeypatch.setattr(mailnet.export, "time_onnx", broken)
+    out = tmp_path / "new" / "deep" / "m.onnx"
+    assert cli(["export", str(banked_checkpoint), "--onnx", str(out), "--partner-bank", str(tmp_path / "b.npz"),
+                "--benchmark", "--threads", "1"]) == 2
+    assert "ran out of memory" in _one_line_error(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_overwrite_leaves_the_earlier_export_exactly_as_it_was(tmp_path, tmp_path_factory, banked_checkpoint,
+                                                                        capsys):
+    """`--overwrite` replaces the earlier graph, card and bank only with an export that passed its check: one that
+    fails it (another checkpoint, --atol 0) leaves all three byte for byte, and no temporary file beside them."""
+    out, bank = tmp_path / "q.onnx", tmp_path / "q.npz"
+    assert cli(["export", str(banked_checkpoint), "--onnx", str(out), "--partner-bank", str(bank)]) == 0
+    before = _files(tmp_path)
+    assert sorted(before) == ["q.npz", "q.onnx", "q.onnx.json"]
+    other = _checkpoint(tmp_path_factory.mktemp("other") / "other.safetensors", "mail", widths=[8, 8, 16, 16])
+    capsys.readouterr()
+    assert cli(["export", str(other), "--onnx", str(out), "--overwrite", "--atol", "0"]) == 2
+    assert f"{out}: onnxruntime outputs differ from PyTorch" in _one_line_error(capsys)
+    assert _files(tmp_path) == before
+    assert cli(["export", str(other), "--onnx", str(out), "--overwrite"]) == 0  # a passing one does replace them
+    after = _files(tmp_path)
+    assert after["q.onnx"] != before["q.onnx"] and after["q.npz"] == before["q.npz"]
+    assert json.loads(after["q.onnx.json"])["checkpoint_sha256"] == hashlib.sha256(other.read_bytes()).hexdigest()
+
+
+def test_staged_outputs_put_back_the_earlier_files_when_a_move_into_place_fails(tmp_path, monkeypatch):
+    """Should the second of two moves fail, the first target gets its earlier bytes back, a new one disappears, and
+    no temporary or backup stays: the outputs are never half new, half old."""
+    import os
+
+    from mailnet.export import StagedOutputs
+
+    old, new = tmp_path / "old.onnx", tmp_path / "new.onnx.json"
+    old.write_bytes(b"earlier graph")
+    real_replace = os.replace
+
+    def failing(src, dst):
+        if Path(dst) == new:
+            raise PermissionError(13, "Permission denied")
+        real_replace(src, dst)
+
+    with pytest.raises(MailnetError, match=r"new\.onnx\.json: cannot write here \(Permission denied\)"):
+        with StagedOutputs([old, new]) as staged:
+            staged[old].write_bytes(b"new graph")
+            staged[new].write_text("{}")
+            monkeypatch.setattr(os, "replace", failing)
+            staged.commit()
+    monkeypatch.undo()
+    assert _files(tmp_path) == {"old.onnx": b"earlier graph"}
+    with StagedOutputs([old, new]) as staged:  # and when every move works, both are replaced together
+        staged[old].write_bytes(b"new graph")
+        staged[new].write_text("{}")
+        staged.commit()
+    assert _files(tmp_path) == {"new.onnx.json": b"{}", "old.onnx": b"new graph"}

@@ -235,9 +235,28 @@ def test_predict_csv_skips_a_missing_or_unreadable_row(run, data_root, tmp_path,
     assert err[-1] == f"mailnet: error: {csv_path}: none of its 1 rows could be read (see the warnings above)"
 
 
+def test_predict_refuses_input_it_would_silently_drop(run, data_root, tmp_path, capsys):
+    """A modality given twice (the last image won), --image beside a batch (it vanished among the rows) and a CSV
+    with two columns of one modality (one was read): each is a one-line error now."""
+    _breast_pngs(data_root, tmp_path / "imgs", 2)
+    a, b = tmp_path / "imgs" / "b0.png", tmp_path / "imgs" / "b1.png"
+    csv_path = tmp_path / "twice.csv"
+    csv_path.write_text("id,breast,breast\nx,imgs/b0.png,imgs/b1.png\n")
+    for args, said in ((["--image", f"breast={a}", "--image", f"breast={b}"], "--image breast= given twice"),
+                       (["--image", f"breast={a}", "--folder", str(tmp_path / "imgs"), "--modality", "breast"],
+                        "cannot be combined with --folder"),
+                       (["--csv", str(csv_path)], "column 'breast' appears more than once")):
+        capsys.readouterr()
+        assert cli("predict", str(run), *args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and said in err[0]
+
+
 def test_predict_seed_chooses_the_draws_of_a_random_model(run, data_root, tmp_path, capsys):
     """A model random at inference averages --draws draws seeded from --seed: the same seed repeats the
     probabilities, another seed changes them, and the CSV says how many draws and partners were averaged."""
+    import torch
+
     from mailnet.engine.checkpoint import load_checkpoint, save_checkpoint
     from mailnet.engine.rundir import checkpoint_from
     from mailnet.models import create_model
@@ -246,6 +265,7 @@ def test_predict_seed_chooses_the_draws_of_a_random_model(run, data_root, tmp_pa
 
     tensors, meta = load_checkpoint(checkpoint_from(str(run)))
     kwargs = {**meta["model"]["kwargs"], **ROBUST_DEFAULTS}  # the MAIL run's checkpoint pins MAIL's noise-free ones
+    torch.manual_seed(0)  # the random model's own weights: not whatever the tests before left in the global RNG
     robust = create_model("robust_mail", **kwargs)
     tensors = {k: v for k, v in tensors.items() if not k.startswith("model.")}
     tensors.update({f"model.{k}": v for k, v in robust.state_dict().items()})
@@ -292,3 +312,37 @@ def test_a_non_square_image_is_said_to_be_stretched_once(tmp_path, monkeypatch):
     (w,) = caught  # once per process, naming the first
     assert issubclass(w.category, MailnetWarning) and "wide.png is 40x20 (width x height): resized to 28x28" in \
         str(w.message)
+
+
+@pytest.mark.parametrize("change", ["num_classes", "task_removed", "in_chans"])
+def test_metadata_that_disagrees_with_its_model_is_refused(tmp_path, change):
+    """Tasks or modalities in a checkpoint's metadata that its model does not have: predict indexed a missing head
+    (a traceback) and export wrote a card for outputs the graph lacks; every command now refuses it in one line."""
+    from mailnet.engine.checkpoint import save_checkpoint
+    from mailnet.engine.runs import load_model
+    from mailnet.errors import MailnetError
+    from mailnet.models import create_model
+
+    kwargs = {"widths": [8, 8, 16, 16], "stem": "cifar", "in_chans": [1, 1], "num_classes": [2, 2], "img_size": 28}
+    model = create_model("mail", **kwargs)
+    tasks = [{"name": "a", "task_type": "binary", "num_classes": 2}, {"name": "b", "task_type": "binary",
+                                                                       "num_classes": 2}]
+    mods = [{"name": "x", "in_chans": 1, "img_size": 28}, {"name": "y", "in_chans": 1, "img_size": 28}]
+    path = tmp_path / "best.safetensors"
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    save_checkpoint(path, tensors, {"model": {"name": "mail", "kwargs": kwargs}, "tasks": tasks, "modalities": mods})
+    assert load_model(path)[0] is not None  # the consistent file loads
+    if change == "num_classes":
+        tasks[0]["num_classes"] = 7
+    elif change == "task_removed":
+        tasks.pop()
+    else:
+        mods[1]["in_chans"] = 3
+    save_checkpoint(path, tensors, {"model": {"name": "mail", "kwargs": kwargs}, "tasks": tasks, "modalities": mods})
+    with pytest.raises(MailnetError) as info:
+        load_model(path)
+    text = str(info.value)
+    assert "\n" not in text and str(path) in text and "metadata lists" in text
+    img = tmp_path / "x.png"
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(img)
+    assert main(["predict", str(path), "--image", f"x={img}", "--image", f"y={img}"]) == 2

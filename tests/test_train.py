@@ -390,6 +390,24 @@ def test_shape_settings_that_cannot_work_fail_before_a_run_directory_is_written(
     assert not run.exists()
 
 
+def test_an_image_size_too_small_for_the_model_names_the_data_key(tmp_path, data_root, capsys):
+    """``data.size=7`` read ``mail: img_size must be ...``, a model argument the config does not have."""
+    run = tmp_path / "run"
+    base = ["train", "--config", str(write_cfg(tmp_path)), "--run-dir", str(run), "--data-root", str(data_root),
+            "--quiet", "--device", "cpu"]
+    assert cli(*base, "data.size=7") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == ("mailnet: error: data.size: 7 px is too small for model 'mail' (modality 'pneumonia'); it needs "
+                   "images of at least 8 px")
+    write_cfg(tmp_path, **{"data.modalities": [  # rewrites the config of `base`: one modality with its own size
+        {"name": "pneumonia", "source": "medmnist", "flag": "pneumoniamnist", "channels": 1},
+        {"name": "breast", "source": "medmnist", "flag": "breastmnist", "channels": 1, "size": 4}]})
+    assert cli(*base, "model.name=resnet18_late_fusion") == 2
+    assert "data.modalities[1].size: 4 px is too small for model 'resnet18_late_fusion' (modality 'breast')" \
+        in capsys.readouterr().err
+    assert not run.exists()
+
+
 def test_resuming_a_run_that_had_stopped_early_trains_no_further(tmp_path, data_root):
     """Killed during its final test evaluation, a run that had stopped early must, when resumed, only evaluate: its
     last checkpoint already holds the stopping state, and training on would change its best checkpoint."""

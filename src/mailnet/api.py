@@ -28,16 +28,17 @@ def default_run_dir(cfg: Mapping[str, Any]) -> Path:
 
 
 def train(config: str | Path | Mapping[str, Any], run_dir: str | Path | None = None, *,
-          overrides: list[str] | None = None, device: str | torch.device = "auto", data_root: str | None = None,
-          progress: bool = True) -> RunResult:
+          overrides: str | list[str] | None = None, device: str | torch.device = "auto",
+          data_root: str | None = None, progress: bool = True) -> RunResult:
     """Train one run from a YAML file or a (possibly partial) config dict, e.g.
     ``mailnet.train({"data": {...}, "train": {"epochs": 2}})``; ``overrides`` are ``key=value`` strings as on the
-    command line. The run directory (default: see ``default_run_dir``) must be new or empty; ``resume`` continues
-    one that was interrupted."""
+    command line, a list of them or a single one (``overrides="train.epochs=2"``, not split into characters).
+    Any other type of ``config`` or ``overrides`` is a ``ConfigError`` before anything is read. The run directory
+    (default: see ``default_run_dir``) must be new or empty; ``resume`` continues one that was interrupted."""
     from mailnet.config import load_config
     from mailnet.engine.trainer import train as train_run
 
-    cfg = load_config(config, overrides)
+    cfg = load_config(config, [overrides] if isinstance(overrides, str) else overrides)
     out = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     return RunResult(out, train_run(cfg, out, device=device, data_root=data_root, progress=progress))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
+from os import PathLike
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -93,6 +94,11 @@ def load_config(source: str | Path | Mapping[str, Any] | None,
                 overrides: list[str] | None = None) -> dict[str, Any]:
     """Defaults <- YAML file (or a mapping, possibly partial, from Python) <- ``key=value`` overrides, validated.
     A file names the run after itself; a mapping without ``name`` is named ``run``."""
+    if source is not None and not isinstance(source, (str, PathLike, Mapping)):
+        raise ConfigError(f"config: expected a YAML file path (str or Path) or a mapping of sections (model, data, "
+                          f"train, ...), got {type(source).__name__}")
+    if overrides is not None and not isinstance(overrides, (list, tuple)):
+        raise ConfigError(f"overrides: expected a list of KEY=VALUE strings, got {type(overrides).__name__}")
     user: dict[str, Any] = {}
     if isinstance(source, Mapping):
         user = copy.deepcopy(dict(source))
@@ -162,9 +168,15 @@ def yaml_problem(e: yaml.YAMLError) -> str:
 
 def apply_override(cfg: dict[str, Any], item: str) -> None:
     """``train.epochs=3`` or ``model.kwargs.widths=[16,32,64,128]``; values are parsed as YAML."""
+    if not isinstance(item, str):
+        raise ConfigError(f"override {item!r}: expected a KEY=VALUE string, e.g. 'train.epochs=3'")
     if "=" not in item:
         raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.epochs=3")
     key, raw = item.split("=", 1)
+    if not key.strip():  # '=3' used to reach the key check as '' and read ': unknown config key'
+        raise ConfigError(f"override {item!r}: the key before '=' is empty; expected KEY=VALUE, e.g. train.epochs=3")
+    if any(not part.strip() for part in key.strip().split(".")):
+        raise ConfigError(f"override {item!r}: the key {key.strip()!r} has an empty part between its dots")
     try:
         value = load_yaml(raw) if raw != "" else None
     except yaml.YAMLError:

@@ -14,7 +14,10 @@ file as such in its metadata.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import statistics
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,8 +94,9 @@ def export_onnx(model: nn.Module, path: str | Path, input_shapes: Sequence[tuple
     return path
 
 
-def onnx_session(path: str | Path, threads: int | None = None):
-    """An onnxruntime CPU session (``threads`` intra-op threads; inter-op 1)."""
+def onnx_session(path: str | Path, threads: int | None = None, label: str | Path | None = None):
+    """An onnxruntime CPU session (``threads`` intra-op threads; inter-op 1). ``label``: the path an error names
+    (the final path of a graph still held in a temporary file)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -103,7 +107,7 @@ def onnx_session(path: str | Path, threads: int | None = None):
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types
-        raise MailnetError(f"{path}: onnxruntime cannot load this model ({e})") from None
+        raise MailnetError(f"{label or path}: onnxruntime cannot load this model ({e})") from None
 
 
 def run_onnx(session, xs: Sequence[torch.Tensor]) -> list[np.ndarray]:
@@ -111,15 +115,17 @@ def run_onnx(session, xs: Sequence[torch.Tensor]) -> list[np.ndarray]:
     return session.run(None, {n: x.detach().cpu().float().numpy() for n, x in zip(names, xs)})
 
 
-def check_onnx(path: str | Path, model: nn.Module, xs: Sequence[torch.Tensor], atol: float = 1e-4) -> float:
-    """Largest |ONNX - PyTorch| over all outputs for inputs ``xs``; raises when it exceeds ``atol``."""
+def check_onnx(path: str | Path, model: nn.Module, xs: Sequence[torch.Tensor], atol: float = 1e-4,
+               label: str | Path | None = None) -> float:
+    """Largest |ONNX - PyTorch| over all outputs for inputs ``xs``; raises when it exceeds ``atol``. ``label``: the
+    path an error names, when ``path`` is a temporary file."""
     model.eval()
     with torch.no_grad():
         ref = [z.float().cpu().numpy() for z in model(list(xs))]
-    got = run_onnx(onnx_session(path), xs)
+    got = run_onnx(onnx_session(path, label=label), xs)
     err = max(float(np.abs(a - b).max()) for a, b in zip(ref, got))
     if not err <= atol:
-        raise MailnetError(f"{path}: onnxruntime outputs differ from PyTorch by {err:.3g} (> {atol:g})")
+        raise MailnetError(f"{label or path}: onnxruntime outputs differ from PyTorch by {err:.3g} (> {atol:g})")
     return err
 
 
@@ -304,63 +310,82 @@ def deploy_card(meta: dict, checkpoint: str | Path, in_names: list[str], out_nam
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, fixed_draw: int | None = None,
                       check_inputs: Sequence[torch.Tensor] | None = None, atol: float = 1e-4,
-                      fixed_batch: int = 1) -> dict:
+                      fixed_batch: int = 1, partner_bank: str | Path | None = None,
+                      benchmark: dict[str, int] | None = None) -> dict:
     """Export a checkpoint's model to ONNX and check it with onnxruntime; returns a summary dict.
 
     Inputs are named after the checkpoint's modalities, outputs after its tasks (``<task>_logits``).
     ``check_inputs``: images (one (B, C, H, W) tensor per modality, in [0, 1]) compared between PyTorch and
     onnxruntime (default: the partner bank, else noise). ``fixed_draw``: for a random model, export the one draw
     seeded by this value (batch size ``fixed_batch``); refused for deterministic models (nothing to fix).
+    ``partner_bank``: also write the checkpoint's partner-bank images there (see :func:`save_partner_bank`).
+    ``benchmark``: keyword arguments of :func:`time_onnx`, whose result lands in ``summary["timing"]``.
+
+    All or nothing: every output path is checked before any work, everything is written to temporary files beside
+    the outputs, and they replace the outputs only once the graph passed its check (and the benchmark ran). A
+    failure anywhere leaves earlier files at those paths exactly as they were, and no new file.
     """
     from mailnet.engine.randomness import is_stochastic
     from mailnet.engine.runs import load_model
 
     if not atol >= 0:  # also refuses NaN
         raise MailnetError(f"export: --atol must be a number >= 0, got {atol}")
-    model, meta, tensors = load_model(checkpoint)
-    for key in ("modalities", "tasks"):
-        if not meta.get(key):
-            raise MailnetError(f"{checkpoint}: checkpoint metadata has no {key} description; cannot name the graph")
-    mods, tasks = meta["modalities"], meta["tasks"]
-    shapes = [(int(m["in_chans"]), int(m["img_size"]), int(m["img_size"])) for m in mods]
-    in_names = _unique([safe_name(m.get("name", ""), f"input_{i}") for i, m in enumerate(mods)])
-    out_names = _unique([safe_name(f"{t.get('name', '')}_logits", f"logits_{i}") for i, t in enumerate(tasks)])
-    name = meta["model"]["name"]
-    probe = example_inputs(meta, tensors, batch=2)
-    random_model = uses_unseedable_randomness(model) or is_stochastic(model, probe)
-    summary = {"model": name, "onnx": str(out), "inputs": in_names, "outputs": out_names, "shapes": shapes,
-               "random_model": random_model, "fixed_draw": None, "card": str(card_path(out))}
-    if random_model and fixed_draw is None:
-        raise MailnetError(
-            f"{checkpoint}: model {name!r} is random at inference (it draws fresh noise, random filters or dropout "
-            f"masks at every forward, and its prediction is an average over draws), so it has no single "
-            f"deterministic graph to export; use --fixed-draw SEED to export one fixed draw, labelled as such")
-    if fixed_draw is not None and not random_model:
-        raise MailnetError(f"{checkpoint}: --fixed-draw is only for random models; {name!r} is deterministic")
-    card = deploy_card(meta, checkpoint, in_names, out_names, shapes, None if fixed_draw is None else fixed_batch,
-                       None if fixed_draw is None else int(fixed_draw))
-    md = {"mailnet.model": name, "mailnet.checkpoint": Path(checkpoint).name,
-          "mailnet.modalities": ",".join(f"{n}:{c}x{h}x{w}" for n, (c, h, w) in zip(in_names, shapes)),
-          "mailnet.input_range": "0,1",
-          "mailnet.outputs": "; ".join(f"{o['name']}: {o['task_type']} {o['class_names']}, {o['decision']}"
-                                       for o in card["outputs"]),
-          "mailnet.card": json.dumps(card)}
-    if random_model:
-        if uses_unseedable_randomness(model):
-            raise MailnetError(f"{checkpoint}: model {name!r} has randomness that cannot be seeded and replayed; "
-                               f"it cannot be exported even as a fixed draw")
-        xs = [x[:1].repeat(fixed_batch, 1, 1, 1) for x in (check_inputs or probe)]
-        md.update({"mailnet.fixed_draw_seed": str(int(fixed_draw)), "mailnet.warning": card["warning"]})
-        with frozen_draws(model, xs, int(fixed_draw)):
-            export_onnx(model, out, shapes, in_names, out_names, dynamic_batch=False, metadata=md, example=xs)
-            err = _checked(out, model, xs, atol)
-        summary.update(fixed_draw=int(fixed_draw), fixed_batch=fixed_batch, max_abs_diff=err, checked_on=len(xs[0]))
-    else:
-        xs = list(check_inputs) if check_inputs is not None else example_inputs(meta, tensors)
-        _check_shapes(xs, shapes)
-        export_onnx(model, out, shapes, in_names, out_names, dynamic_batch=True, metadata=md)
-        summary.update(max_abs_diff=_checked(out, model, xs, atol), checked_on=int(xs[0].shape[0]))
-    write_json(card_path(out), card)  # only once the graph passed its check
+    out = Path(out)
+    targets = output_paths(out, partner_bank)
+    with StagedOutputs(targets) as staged:
+        model, meta, tensors = load_model(checkpoint)
+        for key in ("modalities", "tasks"):
+            if not meta.get(key):
+                raise MailnetError(f"{checkpoint}: checkpoint metadata has no {key} description; cannot name the graph")
+        bank = _bank_arrays(checkpoint, meta, tensors) if partner_bank is not None else None  # refused before work
+        mods, tasks = meta["modalities"], meta["tasks"]
+        shapes = [(int(m["in_chans"]), int(m["img_size"]), int(m["img_size"])) for m in mods]
+        in_names = _unique([safe_name(m.get("name", ""), f"input_{i}") for i, m in enumerate(mods)])
+        out_names = _unique([safe_name(f"{t.get('name', '')}_logits", f"logits_{i}") for i, t in enumerate(tasks)])
+        name = meta["model"]["name"]
+        probe = example_inputs(meta, tensors, batch=2)
+        random_model = uses_unseedable_randomness(model) or is_stochastic(model, probe)
+        summary = {"model": name, "onnx": str(out), "inputs": in_names, "outputs": out_names, "shapes": shapes,
+                   "random_model": random_model, "fixed_draw": None, "card": str(card_path(out))}
+        if random_model and fixed_draw is None:
+            raise MailnetError(
+                f"{checkpoint}: model {name!r} is random at inference (it draws fresh noise, random filters or "
+                f"dropout masks at every forward, and its prediction is an average over draws), so it has no single "
+                f"deterministic graph to export; use --fixed-draw SEED to export one fixed draw, labelled as such")
+        if fixed_draw is not None and not random_model:
+            raise MailnetError(f"{checkpoint}: --fixed-draw is only for random models; {name!r} is deterministic")
+        card = deploy_card(meta, checkpoint, in_names, out_names, shapes, None if fixed_draw is None else fixed_batch,
+                           None if fixed_draw is None else int(fixed_draw))
+        md = {"mailnet.model": name, "mailnet.checkpoint": Path(checkpoint).name,
+              "mailnet.modalities": ",".join(f"{n}:{c}x{h}x{w}" for n, (c, h, w) in zip(in_names, shapes)),
+              "mailnet.input_range": "0,1",
+              "mailnet.outputs": "; ".join(f"{o['name']}: {o['task_type']} {o['class_names']}, {o['decision']}"
+                                           for o in card["outputs"]),
+              "mailnet.card": json.dumps(card)}
+        graph = staged[out]
+        if random_model:
+            if uses_unseedable_randomness(model):
+                raise MailnetError(f"{checkpoint}: model {name!r} has randomness that cannot be seeded and replayed; "
+                                   f"it cannot be exported even as a fixed draw")
+            xs = [x[:1].repeat(fixed_batch, 1, 1, 1) for x in (check_inputs or probe)]
+            md.update({"mailnet.fixed_draw_seed": str(int(fixed_draw)), "mailnet.warning": card["warning"]})
+            with frozen_draws(model, xs, int(fixed_draw)):
+                export_onnx(model, graph, shapes, in_names, out_names, dynamic_batch=False, metadata=md, example=xs)
+                err = check_onnx(graph, model, xs, atol, label=out)
+            summary.update(fixed_draw=int(fixed_draw), fixed_batch=fixed_batch, max_abs_diff=err,
+                           checked_on=len(xs[0]))
+        else:
+            xs = list(check_inputs) if check_inputs is not None else example_inputs(meta, tensors)
+            _check_shapes(xs, shapes)
+            export_onnx(model, graph, shapes, in_names, out_names, dynamic_batch=True, metadata=md)
+            summary.update(max_abs_diff=check_onnx(graph, model, xs, atol, label=out), checked_on=int(xs[0].shape[0]))
+        write_json(staged[card_path(out)], card)
+        if bank is not None:
+            _write_npz(staged[Path(partner_bank)], bank)
+            summary.update(partner_bank=str(partner_bank), partner_bank_shapes={k: v.shape for k, v in bank.items()})
+        if benchmark is not None:
+            summary["timing"] = time_onnx(graph, **benchmark)
+        staged.commit()  # only now do the outputs appear (or replace earlier ones), all together
     return summary
 
 
@@ -371,28 +396,161 @@ def save_partner_bank(checkpoint: str | Path, out: str | Path) -> dict[str, tupl
     from mailnet.utils import atomic_write
 
     tensors, meta = load_checkpoint(checkpoint)
+    bank = _bank_arrays(checkpoint, meta, tensors)
+    atomic_write(out, lambda tmp: _write_npz(tmp, bank))
+    return {k: tuple(v.shape) for k, v in bank.items()}
+
+
+def _bank_arrays(checkpoint: str | Path, meta: dict, tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The partner bank keyed by modality name; refused (one line) when the checkpoint has none."""
     names = [m.get("name", f"modality_{i}") for i, m in enumerate(meta.get("modalities", []))]
-    bank = {names[int(k.split(".")[1])]: v.numpy() for k, v in tensors.items()
+    bank = {names[int(k.split(".")[1])]: v.cpu().numpy() for k, v in tensors.items()
             if k.startswith("partner_bank.") and int(k.split(".")[1]) < len(names)}
     if not bank:
         raise MailnetError(f"{checkpoint}: no partner bank in this checkpoint (paired models and eval.partner_bank: 0 "
                            "have none)")
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **bank)
-
-    atomic_write(out, write)
-    return {k: tuple(v.shape) for k, v in bank.items()}
+    return bank
 
 
-def _checked(out: str | Path, model: nn.Module, xs: Sequence[torch.Tensor], atol: float) -> float:
-    """``check_onnx``, removing the exported file when it fails: a graph that does not match is not a result."""
+def _write_npz(path: str | Path, bank: dict[str, np.ndarray]) -> None:
+    """Through an open file: ``np.savez`` given a name would append '.npz' to one that lacks it."""
+    with open(path, "wb") as f:
+        np.savez(f, **bank)
+
+
+# ------------------------------------------------------------------------------------------- all-or-nothing outputs
+
+
+def output_paths(onnx: str | Path, partner_bank: str | Path | None = None) -> list[Path]:
+    """The files an export writes: the graph, its model card and, on request, the partner bank. Refused (one line,
+    before any work) when two are one file, since the later write would destroy the earlier, or when one is a
+    folder, which would fail only once the export is done."""
+    from mailnet.errors import ConfigError
+
+    roles = [("--onnx", Path(onnx)), ("the model card", card_path(onnx))]
+    if partner_bank is not None:
+        roles.append(("--partner-bank", Path(partner_bank)))
+    for i, (role, path) in enumerate(roles):
+        for other_role, other in roles[:i]:
+            if _same_file(path, other):
+                raise ConfigError(f"export: {role} {path} and {other_role} {other} are the same file; give each output "
+                                  "its own path")
+        if path.is_dir():
+            raise MailnetError(f"export: {role} {path} is a folder; give a file path to write")
+    return [path for _, path in roles]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two spellings (relative, '..', symbolic or hard links) name one file."""
+    if a.resolve() == b.resolve():
+        return True
     try:
-        return check_onnx(out, model, xs, atol)
-    except BaseException:
-        Path(out).unlink(missing_ok=True)
-        raise
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet: then only the spelling could match
+        return False
+
+
+class StagedOutputs:
+    """Outputs written to temporary files beside their targets and moved into place together by :meth:`commit`.
+
+    Entering reserves one temporary per target (creating missing folders): a target that cannot be written is a
+    one-line ``MailnetError`` before any work. Until ``commit`` the targets are untouched; leaving the block without
+    it (an error, Ctrl-C) removes every temporary and every folder it created. So a failed command leaves earlier
+    files exactly as they were, and nothing new.
+    """
+
+    def __init__(self, targets: Sequence[str | Path]) -> None:
+        self.targets = [Path(t) for t in targets]
+        self._tmp: dict[Path, Path] = {}
+        self._made: list[Path] = []  # folders created here, outermost first
+        self._committed = False
+
+    def __getitem__(self, target: str | Path) -> Path:
+        """The temporary file that stands for ``target`` until the commit."""
+        return self._tmp[Path(target)]
+
+    def __enter__(self) -> "StagedOutputs":
+        try:
+            for target in self.targets:
+                self._tmp[target] = self._reserve(target)
+        except BaseException:
+            self._discard()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._committed:
+            self._discard()
+
+    def _reserve(self, target: Path) -> Path:
+        """Create the temporary for ``target``: the one sure test that its folder takes new files (even as root)."""
+        missing = [d for d in (target.parent, *target.parent.parents) if not d.exists()][::-1]
+        try:
+            for d in missing:
+                try:
+                    d.mkdir()
+                except FileExistsError:  # made meanwhile by someone else: not ours to remove
+                    continue
+                self._made.append(d)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        except OSError as e:
+            raise MailnetError(f"{target}: cannot write here ({e.strerror or type(e).__name__})") from None
+        os.close(fd)
+        return Path(tmp)
+
+    def commit(self) -> None:
+        """Move every temporary onto its target. Should one move fail, the targets already replaced get their
+        earlier content back (or are removed if they are new), so the outputs are never half new, half old."""
+        from mailnet.utils import _UMASK
+
+        kept: dict[Path, Path | None] = {}
+        moved: list[Path] = []
+        target = self.targets[0]
+        try:
+            for target in self.targets:
+                kept[target] = self._keep(target)
+                os.chmod(self._tmp[target], 0o666 & ~_UMASK)  # mkstemp makes it owner-only
+                os.replace(self._tmp[target], target)
+                moved.append(target)
+            self._committed = True
+        except BaseException as e:
+            for done in reversed(moved):
+                old = kept[done]
+                if old is None:
+                    done.unlink(missing_ok=True)
+                else:
+                    os.replace(old, done)
+            if isinstance(e, OSError):
+                raise MailnetError(f"{target}: cannot write here ({e.strerror or type(e).__name__})") from None
+            raise
+        finally:
+            for old in kept.values():
+                if old is not None:
+                    old.unlink(missing_ok=True)
+
+    @staticmethod
+    def _keep(target: Path) -> Path | None:
+        """A copy of an existing target beside it (a hard link when the file system allows), to restore on failure."""
+        if not os.path.lexists(target):
+            return None
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
+        os.close(fd)
+        os.unlink(name)
+        try:
+            os.link(target, name, follow_symlinks=False)
+        except OSError:
+            shutil.copy2(target, name, follow_symlinks=False)
+        return Path(name)
+
+    def _discard(self) -> None:
+        """Remove what this staging created, so that a failed command leaves no trace."""
+        for tmp in self._tmp.values():
+            tmp.unlink(missing_ok=True)
+        for d in reversed(self._made):
+            try:
+                d.rmdir()
+            except OSError:  # not empty: something else was put there meanwhile
+                pass
 
 
 def _check_shapes(xs: Sequence[torch.Tensor], shapes: Sequence[tuple[int, int, int]]) -> None:

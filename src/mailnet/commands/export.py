@@ -4,12 +4,12 @@ output per task, dynamic batch), checked against PyTorch with onnxruntime; ``--b
 Models random at inference (Robust-MAIL, DRIFA with MC dropout) have no single deterministic graph and are refused;
 ``--fixed-draw SEED`` exports one fixed draw of such a model (fixed batch size), labelled so in the file's metadata.
 An existing output (the graph, its model card ``.onnx.json``, the partner bank) is never replaced silently: add
-``--overwrite``.
+``--overwrite``. The outputs appear (or replace the earlier ones) together, and only once the graph passed its
+check: a failed export leaves earlier files exactly as they were and writes nothing.
 """
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,19 +33,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Validate every output path before any work, then export all or nothing (see ``export_checkpoint``)."""
     from mailnet.errors import ConfigError
     from mailnet.engine.rundir import checkpoint_from
-    from mailnet.export import card_path, export_checkpoint, time_onnx
+    from mailnet.export import export_checkpoint, output_paths
 
     if args.fixed_batch < 1 or args.batch < 1 or args.threads < 1:
         raise ConfigError("export: --fixed-batch, --batch and --threads must be at least 1")
-    outputs = [Path(args.onnx), card_path(args.onnx)] + ([Path(args.partner_bank)] if args.partner_bank else [])
+    outputs = output_paths(args.onnx, args.partner_bank)  # one file named twice, or a folder: refused here
     existing = [str(p) for p in outputs if p.exists()]
     if existing and not args.overwrite:  # checked before any work, so a refused export writes nothing
         raise ConfigError(f"export: {', '.join(existing)} already exist(s): add --overwrite to replace, or choose "
                           "another --onnx / --partner-bank path")
     info = export_checkpoint(checkpoint_from(args.checkpoint), args.onnx, fixed_draw=args.fixed_draw, atol=args.atol,
-                             fixed_batch=args.fixed_batch)
+                             fixed_batch=args.fixed_batch, partner_bank=args.partner_bank,
+                             benchmark={"batch": args.batch, "threads": args.threads} if args.benchmark else None)
     label = f" (ONE FIXED DRAW, seed {info['fixed_draw']}, batch {info['fixed_batch']})" if info["fixed_draw"] is not None else ""
     print(f"saved {info['onnx']}{label}: model {info['model']}, inputs {', '.join(info['inputs'])}, "
           f"outputs {', '.join(info['outputs'])}")
@@ -53,13 +55,11 @@ def run(args: argparse.Namespace) -> int:
           f"(allowed {args.atol:g})")
     print(f"model card (inputs: pixels in [0, 1] and their preprocessing; outputs: classes and decision rule): "
           f"{info['card']}")
-    if args.partner_bank:
-        from mailnet.export import save_partner_bank
-
-        shapes = save_partner_bank(checkpoint_from(args.checkpoint), args.partner_bank)
+    if args.partner_bank is not None:
+        shapes = info["partner_bank_shapes"]
         print(f"partner bank: {args.partner_bank} ({', '.join(f'{k} {v}' for k, v in shapes.items())})")
     if args.benchmark:
-        t = time_onnx(args.onnx, batch=args.batch, threads=args.threads)
+        t = info["timing"]
         print(f"{t['runtime']}, {t['threads']} threads: latency batch {t['latency_batch']} {t['latency_ms']:.2f} ms "
               f"(min {t['latency_ms_min']:.2f}); batch {t['batch']}: {t['forward_batch_ms']:.1f} ms, "
               f"{t['samples_per_s']:.1f} samples/s")

@@ -68,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
     require_at_least(1, ("--partners", args.partners), ("--draws", args.draws))
     require_at_least(0, ("--seed", args.seed))
     pred = Predictor.from_checkpoint(checkpoint_from(args.checkpoint), device=resolve_device(args.device))
+    if args.image and (args.folder or args.csv):  # the one subject would vanish among the batch's rows
+        batch = "--folder" if args.folder else "--csv"
+        raise MailnetError(f"--image is for one subject and cannot be combined with {batch}; add the image to the "
+                           "folder or as a CSV row")
     subjects = from_images(pred, args.image) if args.image else []
     if args.folder:
         subjects += from_folder(pred, Path(args.folder), args.modality)
@@ -100,7 +104,10 @@ def from_images(pred: Predictor, items: list[str]) -> list[Subject]:
         if "=" not in item:
             raise MailnetError(f"--image {item!r}: expected MODALITY=PATH")
         name, path = item.split("=", 1)
-        given[pred.modality_index(name)] = Path(path)
+        m = pred.modality_index(name)
+        if m in given:
+            raise MailnetError(f"--image {name}= given twice ({given[m]} and {path}): one image per modality")
+        given[m] = Path(path)
     return [Subject(";".join(str(p) for p in given.values()), given)]
 
 
@@ -138,6 +145,9 @@ def from_csv(pred: Predictor, path: Path) -> list[Subject]:
         raise MailnetError(f"{path}: empty CSV (no header row)")
     names = [s.name for s in pred.modalities]
     cols = [j for j, c in enumerate(header) if c in names]
+    twice = sorted({header[j] for j in cols if [header[k] for k in cols].count(header[j]) > 1})
+    if twice:
+        raise MailnetError(f"{path}: column {twice[0]!r} appears more than once in the header: one column per modality")
     if not cols:
         raise MailnetError(f"{path}: no column named after a modality ({', '.join(names)})")
     if not rows:

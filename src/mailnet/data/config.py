@@ -125,21 +125,29 @@ def _task_type(v: Any, where: str) -> str | None:
     return None if v is None else _choice(v, TASK_TYPES, where)
 
 
+def _modality_keys(source: Any) -> set[str]:
+    """The keys an unpaired modality may have: its source's, or every source's while the source is unknown (the
+    source's own check then reports it)."""
+    if isinstance(source, str) and source in SOURCE_KEYS:
+        return COMMON_MOD_KEYS | SOURCE_KEYS[source]
+    return COMMON_MOD_KEYS.union(*SOURCE_KEYS.values())
+
+
 def _modality(d: Any, i: int, top: dict, mode: str) -> ModalityCfg:
     where = f"data.modalities[{i}]"
     if not isinstance(d, dict):
         raise ConfigError(f"{where}: expected a mapping, got {d!r}")
+    source = d.get("source", "medmnist" if "flag" in d else None)
+    # a misspelt key first, before any value is read: `flg:` would otherwise be reported as a missing source
+    _unknown(d, PAIRED_MOD_KEYS if mode == "paired" else _modality_keys(source), where)
     size = _int(d.get("size", top["size"]), f"{where}.size", minimum=1)
     channels = _channels(d.get("channels", top["channels"]), f"{where}.channels")
     augment = parse_augment(d.get("augment"), f"{where}.augment")
     if mode == "paired":
-        _unknown(d, PAIRED_MOD_KEYS, where)
         column = _str(d.get("column"), f"{where}.column")
         name = _str(d.get("name", column), f"{where}.name")
         return ModalityCfg(name, "paired", channels, size, augment, {"column": column}, where)
-    source = d.get("source", "medmnist" if "flag" in d else None)
     source = _choice(source, SOURCES, f"{where}.source")
-    _unknown(d, COMMON_MOD_KEYS | SOURCE_KEYS[source], where)
     opts: dict[str, Any] = {}
     if source == "medmnist":
         opts["flag"] = _str(d.get("flag"), f"{where}.flag")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mailnet.data.labels import task_type_from_medmnist
+from mailnet.data.labels import check_image_shape, check_label_shape, task_type_from_medmnist
 from mailnet.data.sources.base import SPLITS
 from mailnet.data.sources.medmnist_npz import MEDMNIST_SIZES, check_flag, find_npz, medmnist_flags_2d
 from mailnet.errors import DataError
@@ -41,11 +41,23 @@ def describe_medmnist_file(path: Path, flag: str, size: int) -> dict:
         key = f"{split}_labels"
         if key not in shapes or f"{split}_images" not in shapes:
             raise DataError(f"{path}: missing key '{split}_images' or '{key}' (found: {', '.join(sorted(shapes))})")
-        row[split] = shapes[key][0][0] if shapes[key][0] else 0
+        row[split] = _checked_rows(path, split, shapes[f"{split}_images"][0], shapes[key][0], meta)
     img_shape = shapes["train_images"][0]
     row["channels"] = 1 if len(img_shape) == 3 or img_shape[-1] == 1 else img_shape[-1]
     row["image_shape"] = list(img_shape[1:])
     return row
+
+
+def _checked_rows(path: Path, split: str, images: tuple[int, ...], labels: tuple[int, ...], meta: dict) -> int:
+    """A split's row count, once its header shapes pass the rules loading applies: a file whose arrays disagree
+    would otherwise be described with the labels' count (or an image axis as its channels) and fail only later."""
+    where = f"{path}: {split}"
+    check_image_shape(images, where=f"{where}_images")
+    check_label_shape(labels, task_type=task_type_from_medmnist(meta["task"]), num_classes=len(meta["label"]),
+                      where=f"{where}_labels")
+    if images[0] != labels[0]:
+        raise DataError(f"{where}_images has {images[0]} rows but {split}_labels has {labels[0]}")
+    return labels[0]
 
 
 def describe_root(root: str | os.PathLike, flags: list[str] | None = None, sizes: list[int] | None = None) -> list[dict]:

@@ -1,13 +1,15 @@
 """Turning stored image arrays into model inputs: float (C, H, W) in [0, 1] at the modality's size and channels."""
 from __future__ import annotations
 
+import numbers
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mailnet.errors import DataError, MailnetWarning
+from mailnet.errors import ConfigError, DataError, MailnetWarning
 
 _GRAY_WEIGHTS = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
@@ -70,12 +72,22 @@ def load_image(path, *, channels: int, size: int) -> torch.Tensor:
 
     from mailnet.data.image_files import read_image
 
+    _check_image_args(channels, size)
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: image file not found")
     image = read_image(p)
     _warn_stretched(p, image.shape[:2], size)
-    return prepare([image], channels=channels, size=size)
+    return prepare([image], channels=int(channels), size=int(size))
+
+
+def _check_image_args(channels: Any, size: Any) -> None:
+    """Checked by name before the file is read: a size of 0 or a channel count of 2 would otherwise surface as a
+    torch error from deep inside the resizing, naming neither argument."""
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:
+        raise ConfigError(f"load_image: channels must be a positive integer, got {channels!r}")
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        raise ConfigError(f"load_image: size must be a positive integer (pixels per side), got {size!r}")
 
 
 _stretch_warned = False

@@ -57,7 +57,19 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise MailnetError(f"{path}: the checkpoint's metadata is not valid JSON") from None
     if not isinstance(meta, dict):
         raise MailnetError(f"{path}: the checkpoint's metadata is not a JSON object (not a mailnet checkpoint)")
+    _check_format(path, meta.get("format"))
     return tensors, meta
+
+
+def _check_format(path: Path, fmt: Any) -> None:
+    """A checkpoint written by a newer mailnet may store its state differently: refuse it rather than guess."""
+    if fmt is None:  # no format recorded, nothing to compare: the other checks judge the file
+        return
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
+        raise MailnetError(f"{path}: the checkpoint's metadata has format {fmt!r}, expected a positive integer")
+    if fmt > FORMAT_VERSION:
+        raise MailnetError(f"{path}: checkpoint format {fmt} is newer than this mailnet supports (format "
+                           f"{FORMAT_VERSION}); upgrade mailnet to load it")
 
 
 def not_safetensors(path: Path) -> str | None:

@@ -30,6 +30,7 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu", *, ex
     if expect_name is not None and spec["name"] != expect_name:
         raise MailnetError(f"{checkpoint}: holds a {spec['name']!r} model, not {expect_name!r}")
     kwargs = {**spec["kwargs"], **overrides}
+    check_meta_fits_model(checkpoint, meta, kwargs)
     described = _short(f"{spec['name']!r} with {kwargs}")
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     expected, held = count_weights(spec["name"], kwargs), sum(v.numel() for v in weights.values())
@@ -93,6 +94,23 @@ def _short(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
+def check_meta_fits_model(checkpoint: Path, meta: dict[str, Any], kwargs: dict[str, Any]) -> None:
+    """Refuse metadata whose tasks or modalities disagree with the model it describes: predict would index a head
+    that is not there, and export would write a model card for outputs the graph does not have."""
+    def as_list(v: Any) -> list | None:
+        return [v] if isinstance(v, int) and not isinstance(v, bool) else (list(v) if isinstance(v, (list, tuple))
+                                                                           else None)
+
+    for what, key, field in (("tasks", "num_classes", "num_classes"), ("modalities", "in_chans", "in_chans")):
+        held, built = meta.get(what), as_list(kwargs.get(key))
+        if not isinstance(held, list) or not held or built is None:
+            continue  # a checkpoint without them (a resume state), or a model that does not take the argument
+        listed = [e.get(field) if isinstance(e, dict) else None for e in held]
+        if listed != built:
+            raise MailnetError(f"{checkpoint}: metadata lists {what} with {field} {listed} but the model it "
+                               f"describes has {key}={built}: the metadata was altered or comes from another model")
+
+
 def checkpoint_meta(checkpoint: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """What a user of the bare model needs to read its outputs (like timm's ``pretrained_cfg``): which input is
     which modality, at what size and channels, and which logits tensor is which task, with its class names."""
@@ -120,7 +138,25 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     """(model in eval mode, the run's data with its exact splits and pairing, the resolved config)."""
     run = Path(run_dir)
     cfg = load_config_of(run)
-    model, _, _ = load_model(rundir.checkpoint_from(run, which), device=device)
+    checkpoint = rundir.checkpoint_from(run, which)
+    model, meta, _ = load_model(checkpoint, device=device)
     data = build_data(cfg["data"], data_root=data_root, seed=int(cfg["seed"]),
                       manifest=load_manifest(rundir.manifest_path(run)))
+    check_fits_data(checkpoint, meta, data)
     return model, data, cfg
+
+
+def check_fits_data(checkpoint: Path, meta: dict[str, Any], data: Any) -> None:
+    """Refuse a checkpoint whose inputs or heads are not the run's data: copied in from another run, its weights
+    would be scored against other labels (a 5-class head read on 2-class labels) and give a number, not an error."""
+    def described(items: list[Any], keys: tuple[str, ...]) -> list[tuple]:
+        return [tuple(i.get(k) if isinstance(i, dict) else getattr(i, k) for k in keys) for i in items]
+
+    for what, keys, held, wanted in (
+            ("modalities", ("name", "in_chans", "img_size"), meta.get("modalities", []), data.modalities),
+            ("tasks", ("name", "num_classes"), meta.get("tasks", []), data.tasks)):
+        if held and described(held, keys) != described(wanted, keys):  # (checkpoints without them: not checked)
+            show = lambda rows: "; ".join(", ".join(str(v) for v in r) for r in rows) or "none"  # noqa: E731
+            raise MailnetError(f"{checkpoint}: trained for {what} [{show(described(held, keys))}] but the run's "
+                               f"config has [{show(described(wanted, keys))}] ({', '.join(keys)}): a checkpoint "
+                               "from another run?")

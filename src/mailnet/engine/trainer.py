@@ -70,6 +70,8 @@ def build_model(spec: dict[str, Any], data: Any | None = None) -> nn.Module:
     try:
         model = create_model(spec["name"], **spec["kwargs"])
     except ModelError as e:
+        if data is not None and "img_size" in str(e):
+            _name_too_small_size(spec["name"], data)
         if "unknown argument(s)" not in str(e):
             raise
         raise ConfigError(f"model.kwargs: {e}") from None
@@ -78,6 +80,21 @@ def build_model(spec: dict[str, Any], data: Any | None = None) -> nn.Module:
         raise ConfigError(f"data.modalities: image sizes {sizes} differ, but {spec['name']} fuses feature maps "
                           "across modalities and needs one size; give every modality the same size (data.size)")
     return model
+
+
+def _name_too_small_size(model: str, data: Any) -> None:
+    """The model refused its ``img_size``, which comes from the data: name the config key the user sets
+    (``data.size``, or a modality's own ``size``) rather than the model's argument. Returns when no size is
+    below the built-in models' minimum (then the model's own message stands)."""
+    from mailnet.models.inputs import MIN_IMG_SIZE
+
+    raw = (getattr(data, "config", None) or {}).get("modalities") or []
+    for i, m in enumerate(data.modalities):
+        if m.img_size < MIN_IMG_SIZE:
+            own = i < len(raw) and isinstance(raw[i], dict) and "size" in raw[i]
+            key = f"data.modalities[{i}].size" if own else "data.size"
+            raise ConfigError(f"{key}: {m.img_size} px is too small for model {model!r} (modality {m.name!r}); "
+                              f"it needs images of at least {MIN_IMG_SIZE} px")
 
 
 def train(cfg: dict[str, Any], run_dir: str | Path, *, device: str | torch.device = "auto", data_root: str | None = None,

@@ -30,7 +30,7 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu", *, ex
     if expect_name is not None and spec["name"] != expect_name:
         raise MailnetError(f"{checkpoint}: holds a {spec['name']!r} model, not {expect_name!r}")
     kwargs = {**spec["kwargs"], **overrides}
-    check_meta_fits_model(checkpoint, meta, kwargs)
+    check_meta_fits_model(checkpoint, meta, spec["kwargs"])  # the saved description, before any override
     described = _short(f"{spec['name']!r} with {kwargs}")
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     expected, held = count_weights(spec["name"], kwargs), sum(v.numel() for v in weights.values())

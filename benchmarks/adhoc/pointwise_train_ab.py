@@ -12,25 +12,16 @@ Ad-hoc script (nineteenth session, 2026-11-30), kept for BENCHMARKS.md (Speed).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
 
+from depthwise_backward import median_ms  # the sibling script's timer (this folder is on sys.path when run)
 from mailnet.layers.fast.ops import pointwise_matmul
 
 # (in channels, out channels, spatial size, groups) of MAIL's 1x1 convolutions at 28 px.
 SHAPES = [(64, 64, 28, 1), (192, 64, 28, 1), (64, 128, 28, 1), (128, 128, 14, 1), (256, 256, 7, 1),
           (512, 512, 4, 1), (1536, 512, 4, 1), (128, 128, 14, 4), (64, 64, 28, 4), (64, 64, 28, 16)]
-
-
-def median_ms(fn, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * sorted(times)[reps // 2]
 
 
 def main() -> None:

@@ -1,6 +1,8 @@
 """`mailnet export`: ONNX graphs that onnxruntime runs to within 1e-4 of PyTorch on real images; random models
 refused with the reason, or exported as one labelled fixed draw."""
+import contextlib
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -49,6 +51,27 @@ def mail_checkpoint(tmp_path_factory):
     return _checkpoint(tmp_path_factory.mktemp("ck") / "mail.safetensors", "mail", widths=TINY)
 
 
+@pytest.fixture(scope="module")
+def mail_export(mail_checkpoint, tmp_path_factory) -> Path:
+    """The tiny MAIL checkpoint exported once (an export traces the model: ~7 s on a CPU); tests that need an
+    earlier export on disk copy it (graph and card) with :func:`_place_export` instead of exporting again."""
+    out = tmp_path_factory.mktemp("exported") / "mail.onnx"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert cli(["export", str(mail_checkpoint), "--onnx", str(out)]) == 0
+    (out.parent / "printed.txt").write_text(printed.getvalue())  # what the command told its user
+    return out
+
+
+def _place_export(src: Path, dst: Path) -> Path:
+    """Copy an export's graph and model card to ``dst`` (the card records no file name, so a copy is what the
+    CLI would have written there)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(src.read_bytes())
+    Path(str(dst) + ".json").write_bytes(Path(str(src) + ".json").read_bytes())
+    return dst
+
+
 def test_mail_exports_and_matches_onnxruntime_on_real_images(tmp_path, mail_checkpoint, real_images, capsys):
     out = tmp_path / "mail.onnx"
     assert cli(["export", str(mail_checkpoint), "--onnx", str(out), "--benchmark", "--batch", "2",
@@ -73,11 +96,10 @@ def test_mail_exports_and_matches_onnxruntime_on_real_images(tmp_path, mail_chec
         export_checkpoint(mail_checkpoint, tmp_path / "m.onnx", fixed_draw=1)
 
 
-def test_an_existing_export_is_not_replaced_without_overwrite(tmp_path, mail_checkpoint, capsys):
+def test_an_existing_export_is_not_replaced_without_overwrite(tmp_path, mail_checkpoint, mail_export, capsys):
     """A second export to the same path (graph, card or partner bank) is refused before any work, and leaves the
     first one byte for byte; ``--overwrite`` replaces it."""
-    out, bank = tmp_path / "mail.onnx", tmp_path / "bank.npz"
-    assert cli(["export", str(mail_checkpoint), "--onnx", str(out)]) == 0
+    out, bank = _place_export(mail_export, tmp_path / "mail.onnx"), tmp_path / "bank.npz"
     first = out.read_bytes(), Path(str(out) + ".json").read_bytes()
     capsys.readouterr()
     assert cli(["export", str(mail_checkpoint), "--onnx", str(out), "--partner-bank", str(bank)]) == 2
@@ -93,11 +115,11 @@ def test_an_existing_export_is_not_replaced_without_overwrite(tmp_path, mail_che
     assert out.exists() and json.loads(Path(str(out) + ".json").read_text())["model"] == "mail"
 
 
-def test_profile_times_the_trained_model_and_refuses_an_onnx_graph_of_another(tmp_path, mail_checkpoint, capsys):
+def test_profile_times_the_trained_model_and_refuses_an_onnx_graph_of_another(tmp_path, mail_checkpoint, mail_export,
+                                                                               capsys):
     """`mailnet profile --run` profiles the architecture the checkpoint holds (its widths, its per-modality channels,
     its head sizes), not the registry's default; an ONNX graph with other inputs is refused, not timed beside it."""
-    out = tmp_path / "mail.onnx"
-    assert cli(["export", str(mail_checkpoint), "--onnx", str(out)]) == 0
+    out = mail_export
     js = tmp_path / "p.json"
     common = ["--quick", "--threads", "1", "--iters", "1", "--batch-iters", "1", "--warmup", "0"]
     assert cli(["profile", "--run", str(mail_checkpoint), "--onnx", str(out), "--json", str(js), *common]) == 0
@@ -150,13 +172,11 @@ def test_an_export_that_fails_its_check_leaves_no_file(tmp_path, mail_checkpoint
         export_checkpoint(mail_checkpoint, out, atol=float("nan"))
 
 
-def test_the_export_says_how_to_feed_the_graph_and_read_it_without_mailnet(tmp_path, mail_checkpoint, real_images,
-                                                                          capsys):
+def test_the_export_says_how_to_feed_the_graph_and_read_it_without_mailnet(mail_checkpoint, mail_export):
     """A deployer with only the .onnx file (and its card beside it) learns the pixel range, the preprocessing, the
     task types, class names and decision rules, and which checkpoint the graph came from."""
-    out = tmp_path / "mail.onnx"
-    assert cli(["export", str(mail_checkpoint), "--onnx", str(out)]) == 0
-    assert f"model card (inputs: pixels in [0, 1]" in capsys.readouterr().out
+    out = mail_export
+    assert f"model card (inputs: pixels in [0, 1]" in (out.parent / "printed.txt").read_text()
     card = json.loads(Path(str(out) + ".json").read_text())
     props = {p.key: p.value for p in onnx.load(out).metadata_props}
     assert json.loads(props["mailnet.card"]) == card and props["mailnet.input_range"] == "0,1"
@@ -171,16 +191,12 @@ def test_the_export_says_how_to_feed_the_graph_and_read_it_without_mailnet(tmp_p
     assert "0.5" in props["mailnet.outputs"]
 
 
-def test_the_partner_bank_is_written_on_request_for_a_deployer(tmp_path, mail_checkpoint, capsys):
+def test_the_partner_bank_is_written_on_request_for_a_deployer(tmp_path, mail_checkpoint, banked_checkpoint,
+                                                               banked_export, capsys):
     from mailnet.engine.checkpoint import load_checkpoint
 
-    tensors, meta = load_checkpoint(mail_checkpoint)
-    bank = {"partner_bank.0": torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8),
-            "partner_bank.1": torch.randint(0, 256, (3, 3, 28, 28), dtype=torch.uint8)}
-    with_bank = tmp_path / "banked.safetensors"
-    save_checkpoint(with_bank, {**tensors, **bank}, meta)
-    npz = tmp_path / "bank.npz"
-    assert cli(["export", str(with_bank), "--onnx", str(tmp_path / "m.onnx"), "--partner-bank", str(npz)]) == 0
+    bank, _ = load_checkpoint(banked_checkpoint)
+    npz = banked_export.with_suffix(".npz")  # written by `export --partner-bank` (the fixture)
     saved = np.load(npz)
     assert sorted(saved.files) == ["pneumonia", "retina"]
     assert np.array_equal(saved["retina"], bank["partner_bank.1"].numpy()) and saved["retina"].dtype == np.uint8
@@ -190,10 +206,9 @@ def test_the_partner_bank_is_written_on_request_for_a_deployer(tmp_path, mail_ch
     assert "no partner bank in this checkpoint" in capsys.readouterr().err
 
 
-def test_profile_refuses_an_onnx_graph_of_another_model_or_checkpoint(tmp_path, mail_checkpoint, capsys):
+def test_profile_refuses_an_onnx_graph_of_another_model_or_checkpoint(tmp_path, mail_checkpoint, mail_export, capsys):
     common = ["--quick", "--threads", "1", "--iters", "1", "--batch-iters", "1", "--warmup", "0"]
-    out = tmp_path / "mail.onnx"
-    assert cli(["export", str(mail_checkpoint), "--onnx", str(out)]) == 0
+    out = mail_export
     other = _checkpoint(tmp_path / "other.safetensors", "mail", widths=[8, 8, 16, 16])  # same inputs, other weights
     capsys.readouterr()
     assert cli(["profile", "--run", str(other), "--onnx", str(out), *common]) == 2
@@ -226,6 +241,15 @@ def banked_checkpoint(mail_checkpoint, tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def banked_export(banked_checkpoint, tmp_path_factory) -> Path:
+    """The banked checkpoint exported once with its partner bank (``q.onnx``, its card, ``q.npz``)."""
+    out = tmp_path_factory.mktemp("banked_export") / "q.onnx"
+    bank = out.with_suffix(".npz")
+    assert cli(["export", str(banked_checkpoint), "--onnx", str(out), "--partner-bank", str(bank)]) == 0
+    return out
+
+
 def _files(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (hidden temporaries included) with its bytes: what a command left behind."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -239,7 +263,7 @@ def _one_line_error(capsys) -> str:
 
 @pytest.mark.parametrize("bank", ["m.onnx", "m.onnx.json", "sub/../m.onnx"])
 def test_a_partner_bank_on_the_graph_or_its_card_is_refused_before_any_work(tmp_path, banked_checkpoint, bank,
-                                                                            capsys, monkeypatch):
+                                                                            banked_export, capsys, monkeypatch):
     """`--partner-bank` naming the graph or its model card would overwrite it with an npz: refused, naming both
     paths, before the checkpoint is even read, with or without --overwrite, and an earlier export stays as it was."""
     monkeypatch.chdir(tmp_path)
@@ -249,7 +273,7 @@ def test_a_partner_bank_on_the_graph_or_its_card_is_refused_before_any_work(tmp_
     clash = "m.onnx.json" if bank.endswith(".json") else "m.onnx"
     assert f"--partner-bank {bank} and " in err and f" {clash} are the same file" in err
     assert _files(tmp_path) == {}
-    assert cli(["export", str(banked_checkpoint), "--onnx", "m.onnx"]) == 0
+    _place_export(banked_export, tmp_path / "m.onnx")  # an earlier export of this checkpoint
     before = _files(tmp_path)
     assert cli(["export", str(banked_checkpoint), "--onnx", "m.onnx", "--partner-bank", bank, "--overwrite"]) == 2
     assert "are the same file" in _one_line_error(capsys) and _files(tmp_path) == before
@@ -291,12 +315,12 @@ def test_a_failure_after_writing_started_removes_every_file_and_folder_it_wrote(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_failed_overwrite_leaves_the_earlier_export_exactly_as_it_was(tmp_path, tmp_path_factory, banked_checkpoint,
+def test_a_failed_overwrite_leaves_the_earlier_export_exactly_as_it_was(tmp_path, tmp_path_factory, banked_export,
                                                                         capsys):
     """`--overwrite` replaces the earlier graph, card and bank only with an export that passed its check: one that
     fails it (another checkpoint, --atol 0) leaves all three byte for byte, and no temporary file beside them."""
-    out, bank = tmp_path / "q.onnx", tmp_path / "q.npz"
-    assert cli(["export", str(banked_checkpoint), "--onnx", str(out), "--partner-bank", str(bank)]) == 0
+    out = _place_export(banked_export, tmp_path / "q.onnx")  # the earlier export: graph, card and bank
+    (tmp_path / "q.npz").write_bytes(banked_export.with_suffix(".npz").read_bytes())
     before = _files(tmp_path)
     assert sorted(before) == ["q.npz", "q.onnx", "q.onnx.json"]
     other = _checkpoint(tmp_path_factory.mktemp("other") / "other.safetensors", "mail", widths=[8, 8, 16, 16])

@@ -12,10 +12,11 @@ from mailnet.attacks.adapters import SingleInput
 from mailnet.attacks.adv_train import adversarial_batch, make_adversary
 from mailnet.attacks.autoattack import FlatView, autoattack
 from mailnet.attacks.eps import parse_eps, parse_eps_list
-from mailnet.attacks.report import records_csv, write_results
+from mailnet.attacks.report import records_csv, text_table, write_results
 from mailnet.attacks.sanity import failures, run_sanity
 from mailnet.attacks.subset import rows_from_tensors, select_subset, stack_batches, subset_ids
-from mailnet.attacks.suite import LARGE_EPS_ALPHA_RATIO, LARGE_EPS_STEPS, SuiteSettings, run_suite
+from mailnet.attacks.suite import (LARGE_EPS_ALPHA_RATIO, LARGE_EPS_STEPS, SuiteSettings, _balanced_counted,
+                                   run_suite)
 from mailnet.config import DEFAULTS
 from mailnet.errors import ConfigError
 
@@ -459,6 +460,49 @@ def test_write_results_makes_csv_json_png(tmp_path):
     paths = write_results(tmp_path, "attack_test", {"records": recs}, recs, [{"task": "t", "n": 200, "clean_acc": 0.9}])
     assert json.loads(paths["json"].read_text())["records"][0]["attack"] == "pgd"
     assert paths["png"].read_bytes()[:4] == b"\x89PNG" and paths["csv"].read_text().count("\n") == 4
+
+
+class _ConstantAnswer(nn.Module):
+    """Answers class 0 on head 0 and class 2 on head 1 whatever the images (the logits still depend on them, by
+    a tiny amount, so attacks have a gradient): the degenerate model whose accuracy is the class balance."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(1e-3))
+
+    def forward(self, xs):
+        s = self.w * sum(x.flatten(1).mean(1) for x in xs)[:, None]
+        return [torch.tensor([5.0, 0.0]) + s, torch.tensor([0.0, 0.0, 5.0, 0.0]) + s]
+
+
+def test_balanced_accuracy_tells_a_constant_answer_from_robustness(toy):
+    """Robust accuracy of a model that answers one class everywhere equals the majority class's share, whatever
+    the attack; its balanced accuracy (mean per-class accuracy) stays at 1/k, and the report says both."""
+    xs, _ = two_modal_batch(n=16)
+    ys = [torch.tensor([0] * 12 + [1] * 4), torch.arange(16) % 4]
+    settings = SuiteSettings(steps=2, restarts=1, sanity=False)
+    res = run_suite(_ConstantAnswer().eval(), rows_from_tensors(xs, ys), ["pgd"], [8 / 255], settings=settings,
+                    task_names=["binary", "four"])
+    assert res.clean[0] == {"task": "binary", "n": 16, "clean_acc": 0.75, "clean_bal_acc": 0.5, "classes": 2,
+                            "majority_acc": 0.75}
+    assert res.clean[1]["clean_acc"] == 0.25 and res.clean[1]["clean_bal_acc"] == 0.25
+    binary, four = res.records
+    assert binary["robust_acc"] == 0.75 and binary["robust_bal_acc"] == 0.5 and four["robust_bal_acc"] == 0.25
+    text = text_table(res.records, res.clean)
+    assert "(balanced accuracy: mean per-class accuracy)" in text
+    assert "majority class everywhere scores accuracy binary 0.7500 (2 classes), four 0.2500 (4 classes)" in text
+    assert records_csv(res.records).splitlines()[0].endswith(",clean_bal_acc,robust_bal_acc")
+
+    # a model that does learn: balanced accuracy is the mean of each class's share of rows left correct
+    model, xs, ys = toy
+    res = run_suite(model, rows_from_tensors(xs, ys), ["pgd"], [8 / 255], settings=settings)
+    for t, r in enumerate(res.records):
+        kept = torch.tensor(r["rows_correct"])  # each row's correctness after the attack (the carried chain's link)
+        per_class = [float(kept[ys[t] == k].mean()) for k in torch.unique(ys[t])]
+        assert r["robust_bal_acc"] == pytest.approx(sum(per_class) / len(per_class))
+        assert r["clean_bal_acc"] == 1.0  # every row right before the attack (the fixture's labels)
+    multi = rows_from_tensors(xs, [ys[0], torch.randint(0, 2, (16, 3)).float()])
+    assert _balanced_counted([torch.ones(16), torch.ones(16)], multi) == [1.0, None]  # multi-label: not defined
 
 
 # --- adversarial training ----------------------------------------------------------------------------------------

@@ -14,10 +14,12 @@ from mailnet.utils import atomic_write, write_json, write_text
 # the modalities a ``--threat each`` row leaves clean), e.g. ``2;1``; interrupted: the run stopped early, so the
 # file holds only the budgets that finished (a reader of the CSV alone must be able to tell); objective (per-task
 # or summed), iterate (best or last) and carried (worst case over the smaller budgets, or this budget afresh) say
-# how a figure was obtained, so two rows of the CSV alone can be compared
+# how a figure was obtained, so two rows of the CSV alone can be compared; clean_bal_acc / robust_bal_acc: balanced
+# accuracy (mean per-class accuracy; empty for multi-label tasks and for records of an earlier mailnet)
 CSV_FIELDS = ("attack", "role", "threat", "perturbed", "task", "eps_255", "eps", "eps_per_modality_255", "n",
               "clean_acc", "robust_acc", "steps", "restarts", "eot", "loss", "alpha_ratio", "random_start", "momentum",
-              "version", "source", "objective", "iterate", "carried", "attacked_rows", "seconds", "interrupted")
+              "version", "source", "objective", "iterate", "carried", "attacked_rows", "seconds", "interrupted",
+              "clean_bal_acc", "robust_bal_acc")
 
 
 def per_modality_255(r: dict) -> str:
@@ -38,19 +40,36 @@ def records_csv(records: Sequence[dict], interrupted: bool = False) -> str:
 
 
 def text_table(records: Sequence[dict], clean: Sequence[dict]) -> str:
-    """Robust accuracy, one row per (attack, perturbed, task), one column per eps (main records only)."""
+    """Robust accuracy, one row per (attack, perturbed, task), one column per eps (main records only); then the
+    same for balanced accuracy, with each task's majority-class share: a model that answers one class keeps that
+    share as its accuracy under any attack, so accuracy alone can look like robustness."""
     main = [r for r in records if r["role"] == "main"]
+    lines = _block(main, "clean_acc", "robust_acc", "(robust accuracy at eps/255)")
+    if any(r.get("robust_bal_acc") is not None for r in main):
+        lines += [""] + _block(main, "clean_bal_acc", "robust_bal_acc", "(balanced accuracy: mean per-class accuracy)")
+        shares = [f"{c['task']} {c['majority_acc']:.4f} ({c['classes']} classes)" for c in clean if "majority_acc" in c]
+        if shares:
+            lines.append("answering the majority class everywhere scores accuracy " + ", ".join(shares)
+                         + " and balanced accuracy 1/classes")
+    return "\n".join(lines + budget_notes(main))
+
+
+def _cell(v) -> str:
+    return f"{'-':>7s}" if v is None else f"{v:7.4f}"
+
+
+def _block(main: Sequence[dict], clean_key: str, robust_key: str, caption: str) -> list[str]:
     eps_values = sorted({r["eps_255"] for r in main})
     head = f"{'attack':11s} {'perturbed':12s} {'task':14s} {'clean':>7s} " + " ".join(f"{e:>7g}" for e in eps_values)
-    lines = [head + "   (robust accuracy at eps/255)", "-" * len(head)]
+    lines = [f"{head}   {caption}", "-" * len(head)]
     rows: dict[tuple, dict] = {}
     for r in main:
         rows.setdefault((r["attack"], r["perturbed"], r["task"]), {})[r["eps_255"]] = r
     for (attack, pert, task), by_eps in rows.items():
         any_r = next(iter(by_eps.values()))
-        cells = " ".join(f"{by_eps[e]['robust_acc']:7.4f}" if e in by_eps else f"{'-':>7s}" for e in eps_values)
-        lines.append(f"{attack:11s} {pert:12s} {task:14s} {any_r['clean_acc']:7.4f} {cells}")
-    return "\n".join(lines + budget_notes(main))
+        cells = " ".join(_cell(by_eps[e].get(robust_key)) if e in by_eps else f"{'-':>7s}" for e in eps_values)
+        lines.append(f"{attack:11s} {pert:12s} {task:14s} {_cell(any_r.get(clean_key))} {cells}")
+    return lines
 
 
 def budget_notes(main: Sequence[dict]) -> list[str]:
@@ -84,6 +103,8 @@ def plot_accuracy_vs_eps(records: Sequence[dict], clean: Sequence[dict], path: s
             pts = sorted(pts + [(0.0, c["clean_acc"])])  # every curve starts at the clean accuracy (eps 0)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
         ax.axhline(c["clean_acc"], color="gray", linestyle="--", label="clean")
+        if "majority_acc" in c:  # a constant answer's accuracy: robust accuracy near it is not robustness
+            ax.axhline(c["majority_acc"], color="gray", linestyle=":", label="majority class")
         ax.set_title(f"{c['task']} (n={c['n']})")
         ax.set_xlabel("eps (/255)")
         ax.set_ylabel("accuracy")

@@ -212,6 +212,36 @@ def _mean_counted(correct: list[torch.Tensor], rows: AttackRows) -> list[float]:
     return [float((c * m.to(c.device, c.dtype)).sum()) / max(1, int(m.sum())) for c, m in zip(correct, rows.masks)]
 
 
+def _balanced_counted(correct: list[torch.Tensor], rows: AttackRows) -> list[float | None]:
+    """Per task, the counted rows' balanced accuracy: the mean over the classes present of each class's mean
+    correctness (None for a multi-label task). A model that answers one class everywhere keeps the majority class's
+    share as its accuracy under any attack, but its balanced accuracy is 1/k: robustness and class balance read
+    apart."""
+    out = []
+    for c, m, y in zip(correct, rows.masks, rows.labels):
+        y, keep = y.cpu(), m.cpu().bool()
+        if is_multilabel(y) or not keep.any():
+            out.append(None)
+            continue
+        cls, cc = y[keep], c[keep]
+        out.append(sum(float(cc[cls == k].mean()) for k in torch.unique(cls)) / len(torch.unique(cls)))
+    return out
+
+
+def class_shares(rows: AttackRows) -> list[dict]:
+    """Per task, the number of classes among the counted rows and the most frequent one's share (what answering it
+    everywhere scores): the floor a robust accuracy is read against (empty for a multi-label task)."""
+    out = []
+    for m, y in zip(rows.masks, rows.labels):
+        y = y.cpu()[m.cpu().bool()]
+        if is_multilabel(y) or len(y) == 0:
+            out.append({})
+            continue
+        counts = torch.unique(y, return_counts=True)[1]
+        out.append({"classes": int(len(counts)), "majority_acc": float(counts.max()) / len(y)})
+    return out
+
+
 def clean_correctness(model: nn.Module, rows: AttackRows, settings: SuiteSettings) -> list[torch.Tensor]:
     parts = [_correctness(model, [chunk.images] * len(chunk.labels), chunk, settings.eval_draws)
              for chunk in rows.chunks(settings.batch_size)]
@@ -320,14 +350,18 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
     result = SuiteResult(random_model=random_model)
     clean_rows = clean_correctness(model, rows, settings)
     clean = _mean_counted(clean_rows, rows)
+    clean_bal = _balanced_counted(clean_rows, rows)
     counted = rows.counted()
     carry = settings.carry_over and not random_model
 
     def carried(attack: str) -> bool:  # the reference protocol runs exactly as published: every budget afresh
         return carry and attack != "reference"
 
-    result.clean = [{"task": task_names[t], "n": counted[t], "clean_acc": clean[t]} for t in range(n_tasks)]
-    log("clean accuracy: " + ", ".join(f"{task_names[t]} {clean[t]:.4f} (n={counted[t]})" for t in range(n_tasks)))
+    result.clean = [{"task": task_names[t], "n": counted[t], "clean_acc": clean[t], "clean_bal_acc": clean_bal[t],
+                     **share} for t, share in enumerate(class_shares(rows))]
+    balanced = [f"{task_names[t]} {clean_bal[t]:.4f}" for t in range(n_tasks) if clean_bal[t] is not None]
+    log("clean accuracy: " + ", ".join(f"{task_names[t]} {clean[t]:.4f} (n={counted[t]})" for t in range(n_tasks))
+        + ("; balanced: " + ", ".join(balanced) if balanced else ""))
 
     earlier: dict[str, list[dict]] = {}
     for r in done or []:
@@ -358,12 +392,13 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
         correct, info, secs = attack_correctness(attack, model, rows, per_mod, settings, draws, robust,
                                                  source=source, progress=bar, random_model=random_model,
                                                  **overrides)
-        acc = _mean_counted(correct, rows)
+        acc, bal = _mean_counted(correct, rows), _balanced_counted(correct, rows)
         for t in range(n_tasks):
             result.records.append({
                 "attack": attack, "role": role, "threat": "joint" if label == "all" else "each",
                 "perturbed": label, "eps": eps, "eps_255": eps_to_255(eps), "eps_per_modality": per_mod,
                 "task": task_names[t], "n": counted[t], "clean_acc": clean[t], "robust_acc": acc[t],
+                "clean_bal_acc": clean_bal[t], "robust_bal_acc": bal[t],
                 **info, "carried": robust is not None, "seconds": round(secs, 3), "unit": unit,
                 **({ROWS_KEY: [round(float(v), 6) for v in correct[t]]} if link else {})})
         log(f"{attack:10s} {role:5s} eps={eps_to_255(eps):g}/255 perturbed={label}: "

@@ -180,6 +180,9 @@ def test_tiny_bench_runs_reports_and_reuses(tmp_path, data_root, capsys):
     assert len(accs) == 4 and all(0.0 <= a <= 1.0 for a in accs)  # 2 seeds x 2 tasks
     robust = [r for r in rows if r["metric"] == "robust_acc"]
     assert len(robust) == 4 and all(0.0 <= float(r["value"]) <= 1.0 for r in robust)
+    balanced = [r for r in rows if r["metric"] == "robust_bal_acc"]  # the same attacks, as balanced accuracy
+    assert [(r["key"], r["task"]) for r in balanced] == [(r["key"], r["task"]) for r in robust]
+    assert "Balanced accuracy (mean per-class accuracy; answering one class everywhere scores 1 / classes" in report
     saved = sorted(p.name for p in results.iterdir())
     assert len([n for n in saved if not n.startswith("cost-")]) == 2 and any(n.startswith("cost-") for n in saved)
     assert not any(p.suffix == ".safetensors" for p in results.rglob("*"))
@@ -491,6 +494,21 @@ def test_clean_accuracy_spread_is_over_seeds_not_budgets():
     assert one["clean"] == [0.75] and fmt_ms(one["clean"], 3) == "0.750"
     two = robust_cells({"m": [record(0.75), record(0.25)]}, "k")[("m", "pgd", "t")]
     assert fmt_ms(two["clean"], 3) == "0.500 ± 0.250" and two["4/255"] == [0.25, 0.25]
+
+
+def test_balanced_robust_cells_read_the_balanced_fields_and_skip_rows_without_them():
+    """A record of an earlier mailnet has no balanced accuracy: its rows are left out of the balanced table (not
+    counted as 0 or read as accuracy), while the accuracy table keeps them."""
+    rows = [{"attack": "pgd", "task": "t", "eps": "4/255", "robust_acc": 0.6, "clean_acc": 0.7,
+             "robust_bal_acc": 0.5, "clean_bal_acc": 0.65}]
+    new = {"attacks": {"k": {"suite_settings": {"objective": "per-task"}, "rows": rows}}}
+    old = {"attacks": {"k": {"suite_settings": {"objective": "per-task"},
+                             "rows": [{"attack": "pgd", "task": "t", "eps": "4/255", "robust_acc": 0.2,
+                                       "clean_acc": 0.3}]}}}
+    cell = robust_cells({"m": [new, old]}, "k", "robust_bal_acc")[("m", "pgd", "t")]
+    assert cell["4/255"] == [0.5] and cell["clean"] == [0.65]
+    assert robust_cells({"m": [new, old]}, "k")[("m", "pgd", "t")]["4/255"] == [0.6, 0.2]
+    assert robust_cells({"m": [old]}, "k", "robust_bal_acc") == {}
 
 
 def test_machines_summary_names_each_machine_once_with_run_count_and_load_range():

@@ -125,7 +125,7 @@ def csv_rows(outcome: BenchOutcome) -> list[dict[str, Any]]:
                 if metric != "epoch" and isinstance(value, (int, float)):
                     rows.append({**base, "kind": "history", "metric": metric, "epoch": h["epoch"], "value": value})
         for r in _attack_rows(rec, akey):
-            for metric in ("robust_acc", "clean_acc"):
+            for metric in ("robust_acc", "clean_acc", "robust_bal_acc", "clean_bal_acc"):
                 if r.get(metric) is not None:
                     rows.append({**base, "kind": "attack", "task": r["task"], "metric": metric,
                                  "attack": attack_label(r), "eps": r["eps"], "objective": r["objective"],
@@ -325,22 +325,34 @@ def accuracy_section(outcome: BenchOutcome) -> str:
     return "\n\n".join(parts)
 
 
-def robust_cells(per_model: dict[str, list[dict[str, Any]]], akey: str) -> dict[tuple[str, str, str], dict]:
-    """(model, attack label, task) -> eps -> robust accuracy per seed, and "clean" -> clean accuracy per seed.
+def robust_cells(per_model: dict[str, list[dict[str, Any]]], akey: str,
+                 metric: str = "robust_acc") -> dict[tuple[str, str, str], dict]:
+    """(model, attack label, task) -> eps -> robust accuracy per seed, and "clean" -> clean accuracy per seed
+    (``metric="robust_bal_acc"``: balanced accuracy, clean and robust, for rows that carry it).
     Clean accuracy is measured once per budget on the same samples, so each seed contributes the mean of those
     (one value): the spread shown beside it is over seeds, not budgets."""
+    clean_metric = metric.replace("robust", "clean")
     table: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for model, rs in per_model.items():
         for r in rs:
             clean: dict[tuple[str, str, str], list[float]] = defaultdict(list)
             for row in _attack_rows(r, akey):
+                if row.get(metric) is None and metric != "robust_acc":
+                    continue  # a row of an earlier mailnet, which did not measure it
                 k = (model, attack_label(row), row["task"])
-                table[k][row["eps"]].append(row["robust_acc"])
-                if row.get("clean_acc") is not None:
-                    clean[k].append(row["clean_acc"])
+                table[k][row["eps"]].append(row[metric])
+                if row.get(clean_metric) is not None:
+                    clean[k].append(row[clean_metric])
             for k, values in clean.items():
                 table[k]["clean"].append(float(np.mean(values)))
     return table
+
+
+def _robust_table(table: dict[tuple[str, str, str], dict], eps: list[str]) -> str:
+    header = ["model", "attack", "task", "clean"] + [f"ε={e}" for e in eps]
+    rows = [[model, attack, task, fmt_ms(cell.get("clean", []), 3)] + [fmt_ms(cell.get(e, []), 3) for e in eps]
+            for (model, attack, task), cell in table.items()]
+    return _table(header, rows)
 
 
 def robustness_section(outcome: BenchOutcome) -> str:
@@ -356,12 +368,11 @@ def robustness_section(outcome: BenchOutcome) -> str:
         if not table:
             parts.append(f"### {comp}\n\n_no attack results yet_")
             continue
-        header = ["model", "attack", "task", "clean"] + [f"ε={e}" for e in a["eps"]]
-        rows = []
-        for (model, attack, task), cell in table.items():
-            rows.append([model, attack, task, fmt_ms(cell.get("clean", []), 3)]
-                        + [fmt_ms(cell.get(e, []), 3) for e in a["eps"]])
-        parts.append(f"### {comp}\n\n{_table(header, rows)}")
+        parts.append(f"### {comp}\n\n{_robust_table(table, a['eps'])}")
+        balanced = robust_cells(per_model, akey, "robust_bal_acc")
+        if balanced:
+            parts.append(f"Balanced accuracy (mean per-class accuracy; answering one class everywhere scores "
+                         f"1 / classes, whatever the attack), same attacks:\n\n{_robust_table(balanced, a['eps'])}")
     parts.append(_objective_line(outcome, akey))
     parts.append(_sanity_lines(outcome, akey))
     parts.append(near_constant_line(outcome))

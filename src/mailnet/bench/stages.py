@@ -100,7 +100,8 @@ def attack_stage(run: Path, settings: dict[str, Any], *, device: str, data_root:
                  done: list[dict] | None = None, on_unit=None) -> dict[str, Any]:
     """Attack the run's best checkpoint; returns ``{"rows": [...], "clean": {...}, "details": ...}``.
 
-    A row is ``{"attack", "eps" (text as in the suite), "eps_value", "task", "robust_acc", "clean_acc", "n"}``.
+    A row is ``{"attack", "eps" (text as in the suite), "eps_value", "task", "robust_acc", "clean_acc", "n",
+    "robust_bal_acc", "clean_bal_acc"}`` (balanced accuracies: None in records of an earlier mailnet).
     ``done`` / ``on_unit``: resume from, and report, the attack units finished so far (``run_suite``).
     """
     try:
@@ -158,7 +159,8 @@ def _attack_with_suite(run: Path, settings: dict[str, Any], *, device: str, data
         attack = r["attack"] if r.get("perturbed", "all") == "all" else f"{r['attack']} ({r['perturbed']} only)"
         out_rows.append({"attack": attack, "eps": eps_text.get(r["eps"], f"{r['eps_255']:g}/255"),
                          "eps_value": r["eps"], "task": r["task"], "robust_acc": r["robust_acc"],
-                         "clean_acc": r["clean_acc"], "n": r["n"], "steps": r.get("steps"),
+                         "clean_acc": r["clean_acc"], "n": r["n"], "robust_bal_acc": r.get("robust_bal_acc"),
+                         "clean_bal_acc": r.get("clean_bal_acc"), "steps": r.get("steps"),
                          "restarts": r.get("restarts"), "eot": r.get("eot")})
     checks = run_sanity(result.records)
     failed = failures(checks)

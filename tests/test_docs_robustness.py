@@ -2,6 +2,7 @@
 that was renamed or never existed), and its table of sanity checks names exactly the checks that run."""
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 from pathlib import Path
@@ -23,6 +24,15 @@ def page_commands() -> list[list[str]]:
 def test_the_page_has_the_commands_it_describes():
     commands = page_commands()
     assert sum(c[0] == "attack" for c in commands) >= 4 and sum(c[0] == "train" for c in commands) == 2
+
+
+def test_every_option_the_prose_names_exists():
+    """Options named in the text (not only in the commands) are options of ``mailnet attack`` or ``train``."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    known = {o for name in ("attack", "train") for a in sub.choices[name]._actions for o in a.option_strings}
+    named = set(re.findall(r"`(--[a-z][a-z-]*)", DOC.read_text(encoding="utf-8")))
+    assert len(named) >= 10 and named <= known, sorted(named - known)
 
 
 @pytest.mark.parametrize("argv", page_commands(), ids=lambda a: " ".join(a[:3]))

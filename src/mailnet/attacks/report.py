@@ -66,9 +66,9 @@ def _block(main: Sequence[dict], clean_key: str, robust_key: str, caption: str) 
     for r in main:
         rows.setdefault((r["attack"], r["perturbed"], r["task"]), {})[r["eps_255"]] = r
     for (attack, pert, task), by_eps in rows.items():
-        any_r = next(iter(by_eps.values()))
+        clean = next((r[clean_key] for r in by_eps.values() if r.get(clean_key) is not None), None)
         cells = " ".join(_cell(by_eps[e].get(robust_key)) if e in by_eps else f"{'-':>7s}" for e in eps_values)
-        lines.append(f"{attack:11s} {pert:12s} {task:14s} {_cell(any_r.get(clean_key))} {cells}")
+        lines.append(f"{attack:11s} {pert:12s} {task:14s} {_cell(clean)} {cells}")
     return lines
 
 

@@ -74,6 +74,7 @@ class SuiteResult:
     clean: list[dict] = field(default_factory=list)
     random_model: bool = False
     interrupted: bool = False  # stopped by Ctrl-C / SIGTERM: ``records`` holds the budgets that finished
+    reused: int = 0  # units taken over from ``done`` (a resumed run) instead of run again
 
 
 def threat_variants(threat: str, n_modalities: int, names: Sequence[str]) -> list[tuple[str, list[float]]]:
@@ -377,12 +378,18 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
         link = carried(attack) and role == "main"  # a carried-over chain's link needs the previous budget's rows
         kept = earlier.get(unit, [])
         if len(kept) == n_tasks and (not link or all(ROWS_KEY in r for r in kept)):
-            result.records += [dict(r) for r in kept]
+            stored = None  # each row's correctness, where the unit stored it (a carried-over chain's link)
+            if all(ROWS_KEY in r for r in kept):
+                by_task = {r["task"]: r[ROWS_KEY] for r in kept}
+                stored = [torch.tensor(by_task[name], dtype=torch.float32) for name in task_names]
+            bal = _balanced_counted(stored, rows) if stored is not None else [None] * n_tasks
+            for r in kept:  # a unit stored by an earlier mailnet lacks the balanced accuracies: fill what is known
+                t = task_names.index(r["task"])
+                filled = {"clean_bal_acc": clean_bal[t], "robust_bal_acc": bal[t]}
+                result.records.append({**{k: v for k, v in filled.items() if v is not None}, **r})
+            result.reused += 1
             log(f"{attack:10s} {role:5s} eps={eps_to_255(eps):g}/255 perturbed={label}: done in an earlier run, kept")
-            if not link:
-                return None
-            by_task = {r["task"]: r[ROWS_KEY] for r in kept}  # the rows it left robust: the chain goes on from them
-            return [torch.tensor(by_task[name], dtype=torch.float32) for name in task_names]
+            return stored if link else None  # a link: the rows it left robust, the chain goes on from them
         reseed(model, unit_seed(settings.seed, unit))
         per_mod = [eps * (r if scaled else 1.0) * k for r, k in zip(ratio, mult)]
         if robust is None and carried(attack):

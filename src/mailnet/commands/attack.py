@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     if done is not None:
-        print(f"resumed: {reused_units(done, result.records)} finished attack unit(s) reused from "
+        print(f"resumed: {result.reused} finished attack unit(s) reused from "
               f"{out_dir / f'attack_{args.split}.json'}; the rest were run now")
     checks = run_sanity(result.records)
     failed = failures(checks)
@@ -324,11 +324,6 @@ def budget_line(eps_list: list[float], ratio: list[float], modalities: list[str]
     parts = [f"{eps_to_255(e):g} -> " + ", ".join(f"{m} {eps_to_255(e * r):g}" for m, r in zip(modalities, ratio))
              for e in eps_list]
     return "per-modality budgets (/255) with --eps-ratio: " + "; ".join(parts)
-
-
-def reused_units(done: list[dict], records: list[dict]) -> int:
-    """How many stored units a resumed run took over unchanged."""
-    return len({r.get("unit") for r in records if "unit" in r and r in done})
 
 
 def run_label(run_dir: Path) -> str:

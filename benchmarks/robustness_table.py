@@ -1,5 +1,7 @@
 """Summarise the issue-5 robustness benchmark (benchmarks/robustness.sh): one markdown row per (model, attack),
-clean and robust accuracy per epsilon, "pneumonia / breast", with the settings and seconds each attack took.
+clean and robust accuracy per epsilon, "pneumonia / breast", with the settings and seconds each attack took; then
+the same rows as balanced accuracy (mean per-class accuracy) for the results that recorded it, with each task's
+majority-class share (what answering one class everywhere scores, under any attack).
 
     python benchmarks/robustness_table.py [benchmarks/work/rob/attacks]
     python benchmarks/robustness_table.py OLDER_DIR NEWER_DIR     # one table; a folder in NEWER_DIR replaces the
@@ -38,11 +40,15 @@ def main(*roots: str) -> None:
     if not found:
         sys.exit(f"no attack results (*/attack_test.json) in {', '.join(roots)}")
     merged: dict[tuple[str, str], list] = {}
+    majority: dict[tuple[int, str, int], float] = {}
     eps_all: set[float] = set()
     for _, path in sorted(found.items()):
         p = json.loads(path.read_text())
         label = path.parent.name.split("__")[0]
         clean = {c["task"]: c["clean_acc"] for c in p["clean"]}
+        clean_bal = {c["task"]: c.get("clean_bal_acc") for c in p["clean"]}
+        majority.update({(len(p["clean"]), c["task"], c["n"]): c["majority_acc"] for c in p["clean"]
+                         if "majority_acc" in c})
         n = {c["task"]: c["n"] for c in p["clean"]}
         main_recs = [r for r in p["records"] if r["role"] == "main" and r["threat"] == "joint"]
         checks = p["sanity"]["checks"]  # none: the run had --no-sanity (an empty list "passes" vacuously)
@@ -54,10 +60,12 @@ def main(*roots: str) -> None:
             key = (label, describe(r, p["random_model"]))
             if key in merged and r["task"] in merged[key][2]["acc"].get(r["eps_255"], {}) and merged[key][4] != path:
                 key = (f"{label} ({path.parent.name.split('__', 1)[-1]} run)", key[1])  # ... unless both measured it
-            entry = merged.setdefault(key, [clean, n, {"acc": {}, "seconds": 0.0}, set(), path])
+            entry = merged.setdefault(key, [clean, n, {"acc": {}, "bal": {}, "clean_bal": clean_bal, "seconds": 0.0},
+                                            set(), path])
             entry[3].add(sanity)
             d = entry[2]
             d["acc"].setdefault(r["eps_255"], {})[r["task"]] = r["robust_acc"]
+            d["bal"].setdefault(r["eps_255"], {})[r["task"]] = r.get("robust_bal_acc")
             d["seconds"] += r["seconds"] / len(clean)
             eps_all.add(r["eps_255"])
     rows = [(label, attack, clean, n, d, "; ".join(sorted(s)))
@@ -72,6 +80,20 @@ def main(*roots: str) -> None:
         print(f"| {label} | {attack} | {' / '.join(str(n[t]) for t in tasks)} | "
               + " / ".join(f"{clean[t]:.3f}" for t in tasks) + " | " + " | ".join(cells)
               + f" | {d['seconds']:.0f} | {sanity} |")
+    balanced = [row for row in rows if any(v is not None for by in row[4]["bal"].values() for v in by.values())]
+    if not balanced:
+        return
+    print("\nBalanced accuracy (mean per-class accuracy; 1 / classes for a constant answer), where recorded:\n")
+    print("| model | attack | clean | " + " | ".join(f"eps {e:g}/255" for e in eps) + " |")
+    print("|" + "---|" * (3 + len(eps)))
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for label, attack, _, _, d, _ in balanced:
+        cells = [" / ".join(fmt(d["bal"][e].get(t)) for t in tasks) if e in d["bal"] else "-" for e in eps]
+        print(f"| {label} | {attack} | " + " / ".join(fmt(d["clean_bal"].get(t)) for t in tasks) + " | "
+              + " | ".join(cells) + " |")
+    if majority:
+        print("\nMajority-class share of the attacked rows: " + "; ".join(
+            f"{task} {share:.3f} (n={n})" for (_, task, n), share in sorted(majority.items())))
 
 
 if __name__ == "__main__":

@@ -197,6 +197,22 @@ def test_seeds_reuse_finished_runs_and_check_every_folder_before_training(tmp_pa
     assert cli(*common, "--seeds", "0,1", "train.lr=0.5") == 2
     assert "seed0: finished, but with another config than this command's" in capsys.readouterr().err
 
+def test_adv_eps_sets_the_budget_of_adversarial_training_the_config_turns_on(tmp_path, data_root, capsys):
+    """`--adv-eps` / `--adv-steps` change the adversarial training a config already sets up (train.adv.method), as
+    the overrides do; with none turned on, anywhere, they are refused."""
+    cfg = write_cfg(tmp_path, **{"train.epochs": 1, "train.max_steps_per_epoch": 1,
+                                 "model.kwargs.widths": [8, 8, 16, 16]})
+    run = tmp_path / "adv"
+    common = ["train", "--config", str(cfg), "--data-root", str(data_root), "--quiet", "--device", "cpu"]
+    assert cli(*common, "--run-dir", str(run), "--adv-eps", "2/255", "--adv-steps", "3") == 2
+    assert "neither --adv-train nor the config (train.adv.method) turns it on" in capsys.readouterr().err
+    assert not run.exists()
+    assert cli(*common, "--run-dir", str(run), "train.adv.method=fgsm-rs", "--adv-eps", "2/255", "--adv-steps",
+               "3") == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())["train"]["adv"]
+    assert (saved["method"], saved["eps"], saved["steps"]) == ("fgsm-rs", "2/255", 3)
+
+
 def test_torchrun_two_cpu_processes(tmp_path, data_root):
     """Two processes train each seed together (the second rank follows rank 0 from seed to seed, not hanging it)."""
     cfg = write_cfg(tmp_path, **{"train.epochs": 1, "train.max_steps_per_epoch": 3})

@@ -56,13 +56,14 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.adv_train:
         overrides.append(f"train.adv.method={args.adv_train}")
-    if (args.adv_eps or args.adv_steps is not None) and not args.adv_train:
-        raise ConfigError("--adv-eps and --adv-steps set adversarial training up; add --adv-train pgd|fgsm-rs")
     if args.adv_eps:
         overrides.append(f"train.adv.eps={args.adv_eps}")
     if args.adv_steps is not None:
         overrides.append(f"train.adv.steps={args.adv_steps}")
     cfg = load_config(args.config, overrides)
+    if (args.adv_eps or args.adv_steps is not None) and cfg["train"]["adv"]["method"] is None:
+        raise ConfigError("--adv-eps and --adv-steps set adversarial training up, but neither --adv-train nor the "
+                          "config (train.adv.method) turns it on; add --adv-train pgd|fgsm-rs")
     seeds = parse_seeds(args.seeds) if args.seeds else [int(cfg["seed"])]
     base = Path(args.run_dir) if args.run_dir else default_run_dir(cfg).parent  # output.dir/NAME/MODEL
     plan = [({**cfg, "seed": seed}, base / f"seed{seed}" if (args.seeds or not args.run_dir) else base)

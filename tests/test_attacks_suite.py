@@ -12,7 +12,7 @@ from mailnet.attacks.adapters import SingleInput
 from mailnet.attacks.adv_train import adversarial_batch, make_adversary
 from mailnet.attacks.autoattack import FlatView, autoattack
 from mailnet.attacks.eps import parse_eps, parse_eps_list
-from mailnet.attacks.report import records_csv, text_table, write_results
+from mailnet.attacks.report import attack_settings, records_csv, text_table, write_results
 from mailnet.attacks.sanity import failures, run_sanity
 from mailnet.attacks.subset import rows_from_tensors, select_subset, stack_batches, subset_ids
 from mailnet.attacks.suite import (LARGE_EPS_ALPHA_RATIO, LARGE_EPS_STEPS, SuiteSettings, _balanced_counted,
@@ -512,6 +512,18 @@ def test_balanced_accuracy_tells_a_constant_answer_from_robustness(toy):
         assert r["clean_bal_acc"] == 1.0  # every row right before the attack (the fixture's labels)
     multi = rows_from_tensors(xs, [ys[0], torch.randint(0, 2, (16, 3)).float()])
     assert _balanced_counted([torch.ones(16), torch.ones(16)], multi) == [1.0, None]  # multi-label: not defined
+
+
+def test_the_plot_title_names_what_each_attack_ran_with(toy):
+    """The reference protocol runs its own 10 steps whatever --steps says, and AutoAttack counts iterations: the
+    title and notes read each attack's settings from its records, not from the command's options."""
+    model, xs, ys = toy
+    res = run_suite(model, rows_from_tensors(xs, ys), ["reference", "pgd"], [2 / 255, 8 / 255],
+                    settings=SuiteSettings(steps=3, restarts=2, sanity=False))
+    assert attack_settings(res.records) == "reference: 10 steps, EOT 1; pgd: 3 steps x2 restarts, EOT 1"
+    fake = [{"attack": "autoattack", "role": "main", "steps": 20, "restarts": 1, "eot": 10},
+            {"attack": "pgd", "role": "probe", "steps": 20, "restarts": 1, "eot": 10}]  # probes are not the table
+    assert attack_settings(fake) == "autoattack: 20 iterations, EOT 10"
 
 
 # --- adversarial training ----------------------------------------------------------------------------------------

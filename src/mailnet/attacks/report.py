@@ -72,6 +72,22 @@ def _block(main: Sequence[dict], clean_key: str, robust_key: str, caption: str) 
     return lines
 
 
+def attack_settings(records: Sequence[dict]) -> str:
+    """``reference: 10 steps, EOT 1; pgd: 20 steps x1 restart, EOT 10``: what each attack of the main records ran
+    with, read from the records (the command's --steps/--eot do not apply to every attack: the reference protocol
+    has its own, and deterministic models get one draw)."""
+    seen: dict[str, set[str]] = {}
+    for r in records:
+        if r.get("role") != "main":
+            continue
+        parts = [f"{r.get('steps')} {'iterations' if r['attack'] == 'autoattack' else 'steps'}"]
+        if r.get("restarts", 1) != 1:
+            parts[0] += f" x{r['restarts']} restarts"
+        parts.append(f"EOT {r.get('eot', 1)}")
+        seen.setdefault(r["attack"], set()).add(", ".join(parts))
+    return "; ".join(f"{a}: {' / '.join(sorted(v))}" for a, v in seen.items())
+
+
 def budget_notes(main: Sequence[dict]) -> list[str]:
     """Lines naming the per-modality budgets where they differ from the nominal eps (``--eps-ratio``): the columns
     show the nominal budget only."""

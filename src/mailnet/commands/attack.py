@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mailnet.attacks.eps import eps_to_255, parse_eps_list
-    from mailnet.attacks.report import text_table, write_results
+    from mailnet.attacks.report import attack_settings, text_table, write_results
     from mailnet.attacks.sanity import failures, run_sanity
     from mailnet.attacks.subset import select_subset, stack_batches, subset_ids
     from mailnet.attacks.suite import ATTACKS, THREATS, SuiteSettings, run_suite
@@ -198,8 +198,7 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(time.perf_counter() - start, 2), "torch": torch.__version__,
     }
     model_name = cfg["model"].get("name", "?") if isinstance(cfg.get("model"), dict) else "?"
-    title = (f"{model_name} ({run_label(run_dir)}): {args.split}, steps={args.steps}, restarts={args.restarts}, "
-             f"eot={payload['settings']['eot_used']}")
+    title = f"{model_name} ({run_label(run_dir)}): {args.split}; {attack_settings(result.records)}"
     paths = write_results(out_dir, f"attack_{args.split}", payload, result.records, result.clean, title=title,
                           interrupted=result.interrupted)
     print(text_table(result.records, result.clean))

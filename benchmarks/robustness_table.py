@@ -39,7 +39,7 @@ def main(*roots: str) -> None:
         found.update({path.parent.name: path for path in Path(root).glob("*/attack_test.json")})
     if not found:
         sys.exit(f"no attack results (*/attack_test.json) in {', '.join(roots)}")
-    merged: dict[tuple[str, str], list] = {}
+    merged: dict[tuple[str, str, tuple], list] = {}
     majority: dict[tuple[int, str, int], float] = {}
     eps_all: set[float] = set()
     for _, path in sorted(found.items()):
@@ -56,20 +56,27 @@ def main(*roots: str) -> None:
             c["name"] for c in checks if not c["passed"])
         if p.get("interrupted"):  # the budgets that finished before a deadline; the probes did not run
             sanity = f"interrupted, partial ({sanity} on what finished)"
-        for r in main_recs:  # one row per (model, attack), whichever files its budgets came from ...
-            key = (label, describe(r, p["random_model"]))
-            if key in merged and r["task"] in merged[key][2]["acc"].get(r["eps_255"], {}) and merged[key][4] != path:
-                key = (f"{label} ({path.parent.name.split('__', 1)[-1]} run)", key[1])  # ... unless both measured it
-            entry = merged.setdefault(key, [clean, n, {"acc": {}, "bal": {}, "clean_bal": clean_bal, "seconds": 0.0},
+        groups: dict[str, list[dict]] = {}
+        for r in main_recs:
+            groups.setdefault(describe(r, p["random_model"]), []).append(r)
+        # one row per (model, attack, attacked subset), whichever folders its budgets came from, unless two folders
+        # measured the same budget: the later folder then gets a row of its own
+        for attack, recs in groups.items():
+            key = (label, attack, tuple(n.items()))
+            if key in merged and any(r["task"] in merged[key][2]["acc"].get(r["eps_255"], {}) for r in recs):
+                key = (f"{label} ({path.parent.name.split('__', 1)[-1]} run)", attack, key[2])
+            entry = merged.setdefault(key, [clean, n, {"acc": {}, "bal": {}, "clean_bal": {}, "seconds": 0.0},
                                             set(), path])
             entry[3].add(sanity)
             d = entry[2]
-            d["acc"].setdefault(r["eps_255"], {})[r["task"]] = r["robust_acc"]
-            d["bal"].setdefault(r["eps_255"], {})[r["task"]] = r.get("robust_bal_acc")
-            d["seconds"] += r["seconds"] / len(clean)
-            eps_all.add(r["eps_255"])
+            d["clean_bal"].update({t: v for t, v in clean_bal.items() if v is not None})
+            for r in recs:
+                d["acc"].setdefault(r["eps_255"], {})[r["task"]] = r["robust_acc"]
+                d["bal"].setdefault(r["eps_255"], {})[r["task"]] = r.get("robust_bal_acc")
+                d["seconds"] += r["seconds"] / len(clean)
+                eps_all.add(r["eps_255"])
     rows = [(label, attack, clean, n, d, "; ".join(sorted(s)))
-            for (label, attack), (clean, n, d, s, _) in merged.items()]
+            for (label, attack, _), (clean, n, d, s, _) in merged.items()]
     eps = sorted(eps_all)
     tasks = list(rows[0][2]) if rows else []
     print("| model | attack | n (" + " / ".join(tasks) + ") | clean | "

@@ -12,7 +12,8 @@ from mailnet.attacks.adapters import SingleInput
 from mailnet.attacks.adv_train import adversarial_batch, make_adversary
 from mailnet.attacks.autoattack import FlatView, autoattack
 from mailnet.attacks.eps import parse_eps, parse_eps_list
-from mailnet.attacks.report import attack_settings, records_csv, text_table, write_results
+from mailnet.attacks.report import (attack_settings, near_chance_notes, records_csv, text_table,
+                                    write_results)
 from mailnet.attacks.sanity import failures, run_sanity
 from mailnet.attacks.subset import rows_from_tensors, select_subset, stack_batches, subset_ids
 from mailnet.attacks.suite import (LARGE_EPS_ALPHA_RATIO, LARGE_EPS_STEPS, SuiteSettings, _balanced_counted,
@@ -500,16 +501,25 @@ def test_balanced_accuracy_tells_a_constant_answer_from_robustness(toy):
     text = text_table(res.records, res.clean)
     assert "(balanced accuracy: mean per-class accuracy)" in text
     assert "majority class everywhere scores accuracy binary 0.7500 (2 classes), four 0.2500 (4 classes)" in text
+    assert "NOTE: binary: clean balanced accuracy 0.5000, chance 0.5000: this head answers (almost) one class" in text
+    assert "NOTE: four: clean balanced accuracy 0.2500, chance 0.2500" in text
     assert records_csv(res.records).splitlines()[0].endswith(",clean_bal_acc,robust_bal_acc")
 
-    # a model that does learn: balanced accuracy is the mean of each class's share of rows left correct
+    # balanced accuracy is the mean of each class's share of rows left correct (labels of two classes per head,
+    # some rows wrong from the start)
     model, xs, ys = toy
+    ys = [ys[0].clone(), ys[1].clone()]
+    ys[0][:5], ys[1][:3] = 1 - ys[0][:5], (ys[1][:3] + 1) % 4
     res = run_suite(model, rows_from_tensors(xs, ys), ["pgd"], [8 / 255], settings=settings)
     for t, r in enumerate(res.records):
+        assert len(torch.unique(ys[t])) == 2
         kept = torch.tensor(r["rows_correct"])  # each row's correctness after the attack (the carried chain's link)
         per_class = [float(kept[ys[t] == k].mean()) for k in torch.unique(ys[t])]
         assert r["robust_bal_acc"] == pytest.approx(sum(per_class) / len(per_class))
-        assert r["clean_bal_acc"] == 1.0  # every row right before the attack (the fixture's labels)
+    # the note flags heads near chance only: not one that discriminates, nor a task with one class present
+    row = {"task": "t", "classes": 2, "majority_acc": 0.6}
+    assert near_chance_notes([{**row, "clean_bal_acc": 0.80}, {**row, "clean_bal_acc": 0.70, "classes": 1}]) == []
+    assert len(near_chance_notes([{**row, "clean_bal_acc": 0.54}])) == 1
     multi = rows_from_tensors(xs, [ys[0], torch.randint(0, 2, (16, 3)).float()])
     assert _balanced_counted([torch.ones(16), torch.ones(16)], multi) == [1.0, None]  # multi-label: not defined
 

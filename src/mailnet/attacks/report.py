@@ -51,7 +51,24 @@ def text_table(records: Sequence[dict], clean: Sequence[dict]) -> str:
         if shares:
             lines.append("answering the majority class everywhere scores accuracy " + ", ".join(shares)
                          + " and balanced accuracy 1/classes")
+        lines += near_chance_notes(clean)
     return "\n".join(lines + budget_notes(main))
+
+
+NEAR_CHANCE_MARGIN = 0.05  # a clean balanced accuracy within this of 1 / classes: a head that answers one class
+
+
+def near_chance_notes(clean: Sequence[dict]) -> list[str]:
+    """A NOTE per task whose clean balanced accuracy is within ``NEAR_CHANCE_MARGIN`` of chance: that head answers
+    (almost) one class, so its robust accuracy is that class's share, which no attack can lower."""
+    notes = []
+    for c in clean:
+        bal, k = c.get("clean_bal_acc"), c.get("classes")
+        if bal is not None and k and k >= 2 and bal <= 1.0 / k + NEAR_CHANCE_MARGIN:  # one class: nothing to tell
+            notes.append(f"NOTE: {c['task']}: clean balanced accuracy {bal:.4f}, chance {1.0 / k:.4f}: this head "
+                         f"answers (almost) one class, so its robust accuracy is that class's share "
+                         f"({c['majority_acc']:.4f} of these rows), not robustness")
+    return notes
 
 
 def _cell(v) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mailnet.attacks.report import NEAR_CHANCE_MARGIN
 from mailnet.bench.runner import BenchOutcome, counted, predates_per_head, stored_units
 from mailnet.bench.suite import attack_key
 from mailnet.errors import MailnetError
@@ -379,7 +380,6 @@ def robustness_section(outcome: BenchOutcome) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-NEAR_CHANCE_MARGIN = 0.05
 
 
 def _chance_bal_acc(rec: dict[str, Any], task: str) -> float | None:

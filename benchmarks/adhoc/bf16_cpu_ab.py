@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from speed import Subject, cpu_name  # noqa: E402
+from speed import Subject, cpu_name, interleaved  # noqa: E402
 
 from mailnet.models import create_model  # noqa: E402
 
@@ -49,12 +49,7 @@ def main() -> None:
             subjects.append(cls(f"{name} {prec}", create_model(name, **kw), args.size, 64, 2, 0, torch.device("cpu")))
     print(f"{cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size} px ({stem} stem)")
     for kind, iters in (("train_step", args.iters), ("latency", args.latency_iters)):
-        for s in subjects:  # warm-up
-            getattr(s, kind)()
-        times = {s.label: [] for s in subjects}
-        for _ in range(iters):
-            for s in subjects:
-                times[s.label].append(getattr(s, kind)())
+        times = interleaved(subjects, kind, iters, warmup=1)
         med = {k: 1000 * statistics.median(v) for k, v in times.items()}
         for prec in ("fp32", "bf16"):
             m, b = med[f"mail {prec}"], med[f"resnet18_late_fusion {prec}"]

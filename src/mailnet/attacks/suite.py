@@ -217,7 +217,8 @@ def _balanced_counted(correct: list[torch.Tensor], rows: AttackRows) -> list[flo
     """Per task, the counted rows' balanced accuracy: the mean over the classes present of each class's mean
     correctness (None for a multi-label task). A model that answers one class everywhere keeps the majority class's
     share as its accuracy under any attack, but its balanced accuracy is 1/k: robustness and class balance read
-    apart."""
+    apart. Not sklearn's ``balanced_accuracy_score`` (which ``engine.metrics`` uses on predictions): a random
+    model's correctness here is a fraction of draws, not one predicted class."""
     out = []
     for c, m, y in zip(correct, rows.masks, rows.labels):
         y, keep = y.cpu(), m.cpu().bool()

@@ -380,8 +380,6 @@ def robustness_section(outcome: BenchOutcome) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-
-
 def _chance_bal_acc(rec: dict[str, Any], task: str) -> float | None:
     """1 / (number of classes) of ``task``'s head, read from the record's model description (None if absent)."""
     classes = ((rec.get("model_spec") or {}).get("kwargs") or {}).get("num_classes")

@@ -18,7 +18,7 @@ from mailnet.errors import ConfigError, unknown_key_hint
 DEFAULTS: dict[str, Any] = {
     "name": None,
     "seed": 0,
-    "model": {"name": "mail", "kwargs": {}},
+    "model": {"name": "mail", "kwargs": {}, "init_from": None},  # init_from: a run dir or checkpoint to start from
     "data": {},
     "train": {
         "epochs": 10,
@@ -296,6 +296,9 @@ def _check_values(cfg: dict[str, Any]) -> None:
     out = cfg["output"]["dir"]
     if not isinstance(out, str) or not out.strip():
         raise ConfigError(f"output.dir: must be a folder path, got {out!r}")
+    init = cfg["model"]["init_from"]
+    if init is not None and (not isinstance(init, str) or not init.strip()):
+        raise ConfigError(f"model.init_from: must be a run directory or checkpoint path (or null), got {init!r}")
     kwargs = cfg["model"].get("kwargs")
     if kwargs is not None and not isinstance(kwargs, dict):
         raise ConfigError(f"model.kwargs: must be a mapping of keyword arguments, got {kwargs!r}")

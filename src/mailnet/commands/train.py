@@ -17,6 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
     p.add_argument("--data-root", help="folder with the datasets (default: the config's data.root, $MAILNET_DATA, "
                                        "../shared/data, ~/.medmnist)")
+    p.add_argument("--init-from", metavar="RUN_OR_CHECKPOINT",
+                   help="start from another run's weights (its best checkpoint, or a .safetensors file): tensors of "
+                   "the same name and shape are copied, the rest keep their initialisation (model.init_from)")
     p.add_argument("--adv-train", choices=["pgd", "fgsm-rs"], help="adversarial training (Madry PGD or fast FGSM-RS)")
     p.add_argument("--adv-eps", help="adversarial training budget, e.g. 4/255")
     p.add_argument("--adv-steps", type=int, help="PGD steps for adversarial training")
@@ -38,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         extra = [name for name, given in (("--config", args.config), ("KEY=VALUE overrides", args.overrides),
                                           ("--run-dir", args.run_dir), ("--seeds", args.seeds),
+                                          ("--init-from", args.init_from),
                                           ("--adv-train", args.adv_train), ("--adv-eps", args.adv_eps),
                                           ("--adv-steps", args.adv_steps)) if given]
         if extra:  # a resumed run must continue exactly as it started: its saved config is the only config
@@ -61,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     if args.adv_steps is not None:
         overrides.append(f"train.adv.steps={args.adv_steps}")
     cfg = load_config(args.config, overrides)
+    if args.init_from is not None:  # set as given, not parsed as YAML like an override
+        if not args.init_from.strip():
+            raise ConfigError("--init-from: give a run directory or a checkpoint file")
+        cfg["model"]["init_from"] = args.init_from
     if (args.adv_eps or args.adv_steps is not None) and cfg["train"]["adv"]["method"] is None:
         raise ConfigError("--adv-eps and --adv-steps set adversarial training up, but neither --adv-train nor the "
                           "config (train.adv.method) turns it on; add --adv-train pgd|fgsm-rs")

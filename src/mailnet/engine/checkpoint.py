@@ -96,7 +96,11 @@ def not_safetensors(path: Path) -> str | None:
 def tensors_fingerprint(path: str | Path) -> str:
     """SHA-256 of a checkpoint's tensors (names, dtypes, shapes, bytes; metadata left out): two trainings that
     produced the same weights have the same fingerprint, wherever and whenever they were written."""
-    tensors, _ = load_checkpoint(path)
+    return fingerprint_of(load_checkpoint(path)[0])
+
+
+def fingerprint_of(tensors: dict[str, torch.Tensor]) -> str:
+    """:func:`tensors_fingerprint` of tensors already loaded."""
     digest = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name]

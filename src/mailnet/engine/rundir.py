@@ -3,6 +3,7 @@
     RUN_DIR/
       config.yaml              resolved configuration
       manifest.json            exact split indices and pairing seed (reproduce / audit)
+      init.json                with model.init_from: the source checkpoint, its fingerprint, what was copied
       environment.json         per sitting (start, each resume): machine, library versions, git commit, command
       metrics.csv, metrics.json per-epoch history
       checkpoints/best.safetensors (+ .json)   best by the selection metric; weights + metadata + partner bank
@@ -34,6 +35,10 @@ def config_path(run: Path) -> Path:
 
 def manifest_path(run: Path) -> Path:
     return run / "manifest.json"
+
+
+def init_path(run: Path) -> Path:
+    return run / "init.json"
 
 
 def environment_path(run: Path) -> Path:

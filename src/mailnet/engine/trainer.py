@@ -20,6 +20,7 @@ from mailnet.engine.checkpoint import join_state, load_checkpoint, save_checkpoi
 from mailnet.engine.distributed import (DistInfo, barrier, broadcast_object, init_distributed, ranks_failing,
                                        sync_buffers)
 from mailnet.engine.evaluation import check_outputs, evaluate, task_loss, to_device
+from mailnet.engine.init_weights import init_from_checkpoint, summary_line
 from mailnet.engine.optim import build_optimizer, build_scheduler, step_scheduler
 from mailnet.engine.randomness import reseed
 from mailnet.environment import sitting_info
@@ -127,7 +128,11 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     # --data-root first, then the config's data.root, then $MAILNET_DATA and the default folders (build_data)
     data = build_data(cfg["data"], data_root=data_root, seed=seed, manifest=manifest)
     spec = model_spec(cfg, data)
-    model = build_model(spec, data).to(dev)
+    model = build_model(spec, data)
+    init = None
+    if cfg["model"]["init_from"] and not resume:  # a resumed run's weights come from its last checkpoint
+        init = init_from_checkpoint(model, cfg["model"]["init_from"])
+    model = model.to(dev)
     warmup = float(tcfg["noise_warmup"])
     if warmup and not set_noise_scale(model, 1.0):
         raise MailnetError(f"train.noise_warmup: {spec['name']} has no attention noise to warm up "
@@ -146,6 +151,10 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
         rundir.prepare(run_dir)
         write_text(rundir.config_path(run_dir), dump_config(cfg))
         data.save_manifest(rundir.manifest_path(run_dir))
+        if init is not None:
+            write_json(rundir.init_path(run_dir), init)
+            if progress:
+                print(summary_line(init), flush=True)
     if info.is_main:
         rundir.record_sitting(run_dir, sitting_info(dev.type, info.world_size, resumed=resume))
     barrier(info)

@@ -661,6 +661,12 @@ def test_suite_config_data_is_refused_not_silently_dropped(tmp_path):
         load_suite(suite)
 
 
+def test_a_suite_refuses_init_from(tmp_path):
+    suite = write_suite(tmp_path, suite_dict(config={"model": {"init_from": "runs/x"}}))
+    with pytest.raises(ConfigError, match="model.init_from: a suite compares models trained from scratch"):
+        load_suite(suite).jobs()
+
+
 def test_cost_section_names_the_machine_that_measured_the_timings():
     from types import SimpleNamespace
 

@@ -266,6 +266,7 @@ def test_run_directory_of_a_run_that_never_finished_an_epoch_is_reused(tmp_path)
     rundir.prepare(run)
     (run / "config.yaml").write_text("x")
     (run / "manifest.json").write_text("{}")
+    rundir.init_path(run).write_text("{}")  # a run started from another's weights (model.init_from)
     assert rundir.never_trained(run)
     rundir.prepare(run)  # no error
     rundir.last_path(run).write_bytes(b"weights")

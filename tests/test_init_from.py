@@ -63,11 +63,41 @@ def test_a_run_started_from_another_records_what_it_copied(source_run, tmp_path,
     assert record["kept_initial"] == record["shape_differs"] == record["unused"] == [] and record["share"] == 1
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"]["init_from"] == str(source_run)
-    # a fresh run with the same seed and no init_from trains from other weights, so it ends elsewhere
+    # at a learning rate of 1e-12 two Adam steps move no weight measurably: the run's parameters are the source's,
+    # while a run of the same seed without init_from trains from its own initialisation
+    slow = tmp_path / "slow"
+    assert _train(tmp_path, data_root, slow, "train.lr=1e-12", "--init-from", str(source_run)) == 0
     fresh = tmp_path / "fresh"
-    assert _train(tmp_path, data_root, fresh) == 0
-    a, b = _weights(run), _weights(fresh)
-    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert _train(tmp_path, data_root, fresh, "train.lr=1e-12") == 0
+    source, started, own = _weights(source_run), _weights(slow), _weights(fresh)
+    params = [k for k in source if k.endswith("weight") and source[k].ndim > 1]
+    assert len(params) > 20
+    for k in params:
+        torch.testing.assert_close(started[k], source[k], rtol=0, atol=1e-9)
+    assert all(not torch.allclose(own[k], source[k], rtol=0, atol=1e-3) for k in params)
+
+
+def test_a_source_is_known_by_its_weights_not_its_path(source_run, tmp_path, monkeypatch):
+    """``--seeds`` reuses a finished seed only when its config matches: the same weights named by a relative or
+    an absolute path are the same start, and weights retrained at the same path are not."""
+    import shutil
+
+    from mailnet.bench.hashing import result_relevant
+    from mailnet.config import load_config
+
+    def relevant(init: str) -> dict:
+        return result_relevant(load_config(json.loads(json.dumps(CFG)), [f"model.init_from={init}"]))
+
+    copy = tmp_path / "copy"
+    shutil.copytree(source_run, copy)
+    monkeypatch.chdir(tmp_path)
+    assert relevant("copy") == relevant(str(copy)) == relevant(str(source_run))
+    weights = _weights(copy)
+    first = next(iter(weights))
+    weights[first] = weights[first] + 1
+    save_checkpoint(rundir.best_path(copy), {f"model.{k}": v for k, v in weights.items()}, {"model": {}})
+    assert relevant("copy") != relevant(str(source_run))
+    assert relevant("missing")["model"]["init_from"] == "missing"  # unreadable: the path as given
 
 
 def test_init_copies_exactly_the_tensors_that_fit_and_keeps_the_rest(source_run):
@@ -90,6 +120,7 @@ def test_init_copies_exactly_the_tensors_that_fit_and_keeps_the_rest(source_run)
     assert "emcams.0.noise.weight" in record["kept_initial"]
     assert any(".msgdc." in k and "bn" in k for k in record["kept_initial"])
     assert record["shape_differs"] and all(k.startswith("heads.0.") for k in record["shape_differs"])
+    assert not set(record["kept_initial"]) & set(record["shape_differs"])
     assert record["unused"] == []
 
 

@@ -297,6 +297,8 @@ def _check_values(cfg: dict[str, Any]) -> None:
     if not isinstance(out, str) or not out.strip():
         raise ConfigError(f"output.dir: must be a folder path, got {out!r}")
     init = cfg["model"]["init_from"]
+    if isinstance(init, PathLike):  # from Python, a Path is as good as a string
+        init = cfg["model"]["init_from"] = str(init)
     if init is not None and (not isinstance(init, str) or not init.strip()):
         raise ConfigError(f"model.init_from: must be a run directory or checkpoint path (or null), got {init!r}")
     kwargs = cfg["model"].get("kwargs")

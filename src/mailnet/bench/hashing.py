@@ -44,6 +44,15 @@ def result_relevant(cfg: dict[str, Any]) -> dict[str, Any]:
             default = default[part]
         if isinstance(node, dict) and path[-1] in node and node[path[-1]] == default[path[-1]]:
             del node[path[-1]]
+    model = out.get("model")
+    if isinstance(model, dict) and isinstance(model.get("init_from"), str):
+        from mailnet.engine.init_weights import source_fingerprint
+
+        # the weights a run started from, not the path they were read from (a source retrained in place is
+        # another start; the same file named by a relative or an absolute path is the same one)
+        fingerprint = source_fingerprint(model["init_from"])
+        if fingerprint is not None:
+            model["init_from"] = f"weights:{fingerprint}"
     return out
 
 

@@ -348,6 +348,9 @@ def resolve_job_config(suite: Suite, model: ModelEntry, comp: Composition, seed:
         _check_loss_weights(cfg)
     except ConfigError as e:
         raise ConfigError(f"{suite.path}: job {comp.name}/{model.label}/seed{seed}: {e}") from None
+    if cfg["model"]["init_from"] is not None:  # one source cannot start every model of a comparison
+        raise ConfigError(f"{suite.path}: model.init_from: a suite compares models trained from scratch; start a "
+                          "run from another's weights with `mailnet train --init-from`")
     return cfg
 
 

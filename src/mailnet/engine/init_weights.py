@@ -49,11 +49,21 @@ def init_from_checkpoint(model: nn.Module, source: str | Path) -> dict[str, Any]
         raise MailnetError(f"{KEY}: the tensors of {path} (a {source_model or 'unnamed'} model) that fit this "
                            f"model by name and shape hold {share:.0%} of its weights (under {MIN_SHARE:.0%}); "
                            "another architecture?")
-    missing, _ = model.load_state_dict({k: weights[k] for k in fits}, strict=False)
+    model.load_state_dict({k: weights[k] for k in fits}, strict=False)
+    kept_initial = [k for k in own if k not in weights]
     return {"checkpoint": str(path.resolve()), "fingerprint": fingerprint_of(tensors), "source_model": source_model,
             "source_epoch": meta.get("epoch"), "loaded": len(fits), "of": len(own),
             "share": round(share, 4),
-            "kept_initial": sorted(missing), "shape_differs": sorted(shape_differs), "unused": sorted(unused)}
+            "kept_initial": sorted(kept_initial), "shape_differs": sorted(shape_differs), "unused": sorted(unused)}
+
+
+def source_fingerprint(source: str | Path) -> str | None:
+    """The tensor fingerprint of the checkpoint ``source`` names, or None when it cannot be read: what a stored
+    result started from, so that the same weights reached by another path match and retrained ones do not."""
+    try:
+        return fingerprint_of(load_checkpoint(rundir.checkpoint_from(Path(source).expanduser()))[0])
+    except MailnetError:
+        return None
 
 
 def summary_line(record: dict[str, Any]) -> str:

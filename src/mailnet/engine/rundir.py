@@ -93,7 +93,7 @@ def mark_finished(run: Path) -> None:
 
 
 # What a run directory holds before its first epoch has finished: nothing worth keeping.
-NOT_STARTED = {"config.yaml", "manifest.json", "environment.json", "checkpoints"}
+NOT_STARTED = {"config.yaml", "manifest.json", "environment.json", "init.json", "checkpoints"}
 
 
 def never_trained(run: Path) -> bool:

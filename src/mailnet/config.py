@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
         "time_limit": None,  # seconds: no epoch is started that would end past it (a shared GPU's slot)
         "select": "val_auc",  # val_auc | val_loss
         "loss_weights": None,  # one weight per task; default 1 each
+        "class_weights": None,  # null | balanced | per task: null, balanced or a list of class weights
         "amp": "auto",  # auto (bf16 autocast on CUDA) | off
         "num_workers": 0,
         "max_steps_per_epoch": None,  # cap for smoke runs
@@ -281,6 +282,9 @@ def _check_values(cfg: dict[str, Any]) -> None:
     if lw is not None and (not isinstance(lw, list) or not lw or not all(_is_number(w) and w >= 0 for w in lw)):
         raise ConfigError(f"train.loss_weights: must be a list of non-negative numbers, one per task (or null), "
                           f"got {lw!r}")
+    from mailnet.engine.class_weights import check_setting
+
+    check_setting(t["class_weights"])
     adv = t["adv"]
     if adv["method"] is not None:
         from mailnet.attacks.adv_train import METHODS

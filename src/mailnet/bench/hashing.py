@@ -20,7 +20,8 @@ EXCLUDED_KEYS: tuple[str, ...] = ("name", "output")
 HASH_CHARS = 16
 # Keys added after results were first stored. Their default (config.DEFAULTS) reproduces the behaviour from
 # before they existed, so a key left at its default is dropped from the hash and stored results stay found.
-LATER_KEYS: tuple[tuple[str, ...], ...] = (("train", "noise_warmup"), ("train", "time_limit"), ("model", "init_from"))
+LATER_KEYS: tuple[tuple[str, ...], ...] = (("train", "noise_warmup"), ("train", "time_limit"), ("model", "init_from"),
+                                            ("train", "class_weights"))
 
 
 def canonical_json(obj: Any) -> str:

@@ -78,6 +78,11 @@ class MultimodalData:
         self._check_split(split)
         return [m.split_size(split) for m in self._mods]
 
+    def labels(self, split: str) -> list[Any]:
+        """Per task, the labels of ``split`` in index order (numpy arrays; rows of 0/1 for multi-label tasks)."""
+        self._check_split(split)
+        return [t.labels[split] for t in self._tasks]
+
     def sample_ids(self, split: str) -> list[list[str]]:
         """Per task, each sample of ``split`` in index order, so predictions can be traced back to the user's data:
         unpaired, the ids of the task's modality; paired, the subject's image of every modality joined by ``;``."""

@@ -28,16 +28,22 @@ class SplitPredictions:
 
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, task: TaskSpec,
-              reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy (BCE for multi-label) over the rows that count; 0 when none do."""
+              reduction: str = "mean", class_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy (BCE for multi-label) over the rows that count; 0 when none do. ``class_weight``
+    (``train.class_weights``): per class, the mean is then weighted as torch's ``cross_entropy(weight=...)``
+    weighs it (divided by the rows' summed weights); per label of a multi-label task, BCE's ``pos_weight``."""
+    row_weight = mask.to(logits.dtype)
     if task.task_type == "multi-label":
-        per_row = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none").mean(dim=1)
+        per_row = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none",
+                                                     pos_weight=class_weight).mean(dim=1)
     else:
         per_row = F.cross_entropy(logits, labels, reduction="none")
-    per_row = per_row * mask.to(per_row.dtype)
+        if class_weight is not None:
+            row_weight = row_weight * class_weight[labels]
+    per_row = per_row * row_weight
     if reduction == "sum":
         return per_row.sum()
-    return per_row.sum() / mask.sum().clamp(min=1)
+    return per_row.sum() / row_weight.sum().clamp(min=1e-12)  # no row counts: 0 (without a device sync)
 
 
 def check_outputs(logits: Any, tasks: list[TaskSpec], batch: int) -> None:

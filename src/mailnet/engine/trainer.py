@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from mailnet.config import complete, dump_config
 from mailnet.data import build_data, load_manifest
-from mailnet.engine import rundir
+from mailnet.engine import class_weights, rundir
 from mailnet.engine.checkpoint import join_state, load_checkpoint, save_checkpoint, split_state
 from mailnet.engine.distributed import (DistInfo, barrier, broadcast_object, init_distributed, ranks_failing,
                                        sync_buffers)
@@ -143,6 +143,7 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     if len(weights) != len(data.tasks):
         raise MailnetError(f"train.loss_weights: {len(weights)} weights for {len(data.tasks)} tasks")
     adv = _adversary(tcfg["adv"])  # before anything is written: a bad --adv-* value leaves no run directory
+    class_w = class_weights.resolve(tcfg["class_weights"], data.tasks, data.labels("train"))
 
     state = {"epoch": 0, "history": [], "best_score": None, "best_epoch": None, "bad_epochs": 0}
     if resume:
@@ -155,6 +156,9 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
             write_json(rundir.init_path(run_dir), init)
             if progress:
                 print(summary_line(init), flush=True)
+    if info.is_main and progress and any(w is not None for w in class_w):
+        print(class_weights.describe(class_w, data.tasks), flush=True)
+    class_w = [None if w is None else w.to(dev) for w in class_w]
     if info.is_main:
         rundir.record_sitting(run_dir, sitting_info(dev.type, info.world_size, resumed=resume))
     barrier(info)
@@ -193,8 +197,9 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
                 logits = net(images)
             if step == 0:  # the model's output contract, once per epoch rather than at every step
                 check_outputs(logits, data.tasks, images[0].shape[0])
-            loss = sum(w * task_loss(lg.float(), y, m, task)
-                       for w, lg, y, m, task in zip(weights, logits, batch["labels"], batch["mask"], data.tasks))
+            loss = sum(w * task_loss(lg.float(), y, m, task, class_weight=cw)
+                       for w, lg, y, m, task, cw in zip(weights, logits, batch["labels"], batch["mask"], data.tasks,
+                                                        class_w))
             bad = ranks_failing(not bool(torch.isfinite(loss.detach())), info, dev)
             if bad:  # raised on every rank at once, so none is left waiting in the gradient all-reduce
                 value = f"{float(loss.detach())}" if info.rank in bad else "non-finite"
@@ -262,6 +267,8 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
         return {}
     test.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], stop_reason=stop_reason,
                 run_dir=str(run_dir))
+    if any(w is not None for w in class_w):
+        test["train_class_weights"] = class_weights.as_record(class_w, data.tasks)
     write_json(rundir.test_metrics_path(run_dir), test)
     rundir.save_predictions(run_dir, "test", data.tasks, preds, ids=data.sample_ids("test"))
     from mailnet.engine.plots import plot_run

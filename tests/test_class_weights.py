@@ -37,6 +37,9 @@ def test_balanced_weights_are_n_over_k_times_the_class_count():
     ml = np.array([[1, 0], [1, 1], [0, 0], [1, 0]])
     (w,) = class_weights.resolve("balanced", [_task("multi-label", 2)], [ml])
     torch.testing.assert_close(w, torch.tensor([1 / 3, 3.0]))
+    # a label positive in every row (or in none) keeps weight 1: pos_weight 0 would silence its positives
+    (w,) = class_weights.resolve("balanced", [_task("multi-label", 3)], [np.array([[1, 0, 1], [1, 0, 0], [1, 0, 0]])])
+    torch.testing.assert_close(w, torch.tensor([1.0, 1.0, 2.0]))
 
 
 def test_the_weighted_loss_is_torchs_weighted_cross_entropy_over_the_rows_that_count():
@@ -73,7 +76,7 @@ def test_explicit_weights_and_bad_settings():
         one_line(e, needle)
 
 
-def test_a_run_with_balanced_weights_trains_on_them_and_records_them(tmp_path, data_root, capsys):
+def test_a_run_with_balanced_weights_trains_on_them_and_records_them(tmp_path, data_root, capsys, monkeypatch):
     """BreastMNIST's training labels are 27% malignant (class 0) and 73% normal or benign (class 1): balanced
     weights lift the minority class, and the run says which weights it used."""
     cfg = {
@@ -87,6 +90,15 @@ def test_a_run_with_balanced_weights_trains_on_them_and_records_them(tmp_path, d
     }
     path = tmp_path / "cw.yaml"
     path.write_text(yaml.safe_dump(cfg))
+    import mailnet.engine.trainer as trainer
+
+    seen = []  # the weights the training loss was given, per call: (task, weights or None)
+
+    def spy(logits, labels, mask, task, reduction="mean", class_weight=None):
+        seen.append((task.name, None if class_weight is None else class_weight.tolist()))
+        return task_loss(logits, labels, mask, task, reduction, class_weight)
+
+    monkeypatch.setattr(trainer, "task_loss", spy)
     run = tmp_path / "run"
     assert main(["train", "--config", str(path), "--run-dir", str(run), "--data-root", str(data_root),
                  "--device", "cpu"]) == 0
@@ -99,5 +111,8 @@ def test_a_run_with_balanced_weights_trains_on_them_and_records_them(tmp_path, d
     recorded = json.loads((run / "test_metrics.json").read_text())["train_class_weights"]
     assert list(recorded) == ["breast"]
     np.testing.assert_allclose(recorded["breast"], counts.sum() / (2 * counts), rtol=1e-6)
+    assert seen and {name for name, _ in seen} == {"breast", "pneumonia"}
+    assert all(w == pytest.approx(recorded["breast"]) for name, w in seen if name == "breast")
+    assert all(w is None for name, w in seen if name == "pneumonia")
     assert data.tasks[0].class_names[0] == "malignant"
     assert recorded["breast"][0] > 1 > recorded["breast"][1]  # the malignant minority weighs more

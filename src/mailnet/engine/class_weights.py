@@ -66,11 +66,12 @@ def resolve(value: Any, tasks: list[TaskSpec], train_labels: list[np.ndarray]) -
 
 
 def _balanced(task: TaskSpec, labels: np.ndarray) -> torch.Tensor:
-    """A class (or label) absent from the training labels gets weight 1: it never weighs a training row."""
+    """A class absent from the training labels gets weight 1: it never weighs a training row."""
     if task.task_type == "multi-label":
         pos = labels.reshape(len(labels), -1).sum(axis=0).astype(np.float64)
         neg = len(labels) - pos
-        w = np.where(pos > 0, neg / np.maximum(pos, 1), 1.0)
+        # a label positive in every row (or in none) has nothing to balance: 1, never 0 (which would drop it)
+        w = np.where((pos > 0) & (neg > 0), neg / np.maximum(pos, 1), 1.0)
     else:
         counts = np.bincount(labels.reshape(-1).astype(np.int64), minlength=task.num_classes).astype(np.float64)
         w = np.where(counts > 0, counts.sum() / (task.num_classes * np.maximum(counts, 1)), 1.0)

@@ -19,16 +19,20 @@ def _plt():
     return plt
 
 
-def plot_run(run: Path, history: list[dict[str, Any]], tasks, preds, loss_weight_sum: float = 1.0) -> None:
+def plot_run(run: Path, history: list[dict[str, Any]], tasks, preds, loss_weight_sum: float = 1.0,
+             class_weighted: bool = False) -> None:
     """``loss_weight_sum``: the training loss is the weighted *sum* of the task losses and the validation loss their
-    weighted *mean*; the validation curve is scaled by the weights' sum so that both are drawn on one scale."""
+    weighted *mean*; the validation curve is scaled by the weights' sum so that both are drawn on one scale.
+    ``class_weighted``: the training loss weighs classes (``train.class_weights``) and the validation loss does
+    not, so the two curves are not on one scale; the legend says so."""
     out = rundir.plots_dir(run)
     out.mkdir(parents=True, exist_ok=True)
     plt = _plt()
     if history:
         ep = [r["epoch"] for r in history]
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        axes[0].plot(ep, [r["train_loss"] for r in history], label="train")
+        axes[0].plot(ep, [r["train_loss"] for r in history], label="train (class-weighted)" if class_weighted
+                     else "train")
         axes[0].plot(ep, [r["val_loss"] * loss_weight_sum for r in history], label="val")
         axes[0].set(xlabel="epoch", ylabel="loss (weighted sum over tasks)", title="loss")
         axes[0].legend()

@@ -273,7 +273,8 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
     rundir.save_predictions(run_dir, "test", data.tasks, preds, ids=data.sample_ids("test"))
     from mailnet.engine.plots import plot_run
 
-    plot_run(run_dir, state["history"], data.tasks, preds, loss_weight_sum=float(sum(weights)))
+    plot_run(run_dir, state["history"], data.tasks, preds, loss_weight_sum=float(sum(weights)),
+             class_weighted=any(w is not None for w in class_w))
     rundir.mark_finished(run_dir)
     return test
 

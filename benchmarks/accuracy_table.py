@@ -1,17 +1,23 @@
 """Summarise benchmarks/accuracy.sh: test ACC/AUC per task, mean +- std over the finished seeds, next to the
-official MedMNIST v2 ResNet-18 (28) figures, plus wall time per epoch. Prints markdown."""
+official MedMNIST v2 ResNet-18 (28) figures, plus wall time per epoch. Prints markdown.
+
+    python benchmarks/accuracy_table.py benchmarks/work/acc10                      # ACC and AUC
+    python benchmarks/accuracy_table.py ROOT --metrics acc,auc,bal_acc             # and balanced accuracy
+"""
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-OFFICIAL = {"pneumonia": (0.854, 0.944), "breast": (0.863, 0.901)}  # MedMNIST v2 paper, ResNet-18 (28)
+OFFICIAL = {"pneumonia": {"acc": 0.854, "auc": 0.944}, "breast": {"acc": 0.863, "auc": 0.901}}  # MedMNIST v2 paper,
+# ResNet-18 (28)
+NAMES = {"acc": "ACC", "auc": "AUC", "bal_acc": "balanced acc.", "f1": "F1"}
 
 
-def main(root: str = "benchmarks/work/acc") -> None:
+def main(root: str = "benchmarks/work/acc", metrics: tuple[str, ...] = ("acc", "auc")) -> None:
     rows = []
     for model_dir in sorted(Path(root).iterdir()):
         if not model_dir.is_dir():
@@ -23,20 +29,23 @@ def main(root: str = "benchmarks/work/acc") -> None:
         secs = [h["seconds"] for r in runs for h in json.loads((r / "metrics.json").read_text())]
         cells = []
         for task in OFFICIAL:
-            for k in ("acc", "auc"):
+            for k in metrics:
                 v = [t["tasks"][task][k] for t in tests]
                 cells.append(f"{np.mean(v):.3f} +- {np.std(v):.3f}")
         ps = [np.mean(list(t.get("partner_sensitivity", {}).values()) or [np.nan]) for t in tests]
         seeds = ",".join(r.name.replace("seed", "") for r in runs)
         rows.append(f"| {model_dir.name} | {seeds} | " + " | ".join(cells)
                     + f" | {np.nanmean(ps):.3f} | {np.mean(secs):.0f} |")
-    print("| model | seeds | Pneumonia ACC | Pneumonia AUC | Breast ACC | Breast AUC | partner sens. | s/epoch |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    head = [f"{task.capitalize()} {NAMES.get(k, k)}" for task in OFFICIAL for k in metrics]
+    print("| model | seeds | " + " | ".join(head) + " | partner sens. | s/epoch |")
+    print("| --- | --- | " + " | ".join("---" for _ in head) + " | --- | --- |")
     print("\n".join(rows))
-    o = OFFICIAL
-    print(f"| *MedMNIST v2 paper, ResNet-18 (28), 100 epochs (not measured here)* | | {o['pneumonia'][0]:.3f} | "
-          f"{o['pneumonia'][1]:.3f} | {o['breast'][0]:.3f} | {o['breast'][1]:.3f} | | |")
-
+    paper = [f"{OFFICIAL[task][k]:.3f}" if k in OFFICIAL[task] else "" for task in OFFICIAL for k in metrics]
+    print("| *MedMNIST v2 paper, ResNet-18 (28), 100 epochs (not measured here)* | | " + " | ".join(paper) + " | | |")
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root", nargs="?", default="benchmarks/work/acc", help="folder of MODEL/seedS run folders")
+    ap.add_argument("--metrics", default="acc,auc", help="comma-separated test metrics per task (acc, auc, bal_acc, f1)")
+    args = ap.parse_args()
+    main(args.root, tuple(m.strip() for m in args.metrics.split(",") if m.strip()))

@@ -93,6 +93,16 @@ def not_safetensors(path: Path) -> str | None:
     return "a file of another format, or a truncated one (its first 8 bytes give no header length that fits it)"
 
 
+def model_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's state dict inside a checkpoint's tensors (its ``model.`` entries, prefix removed)."""
+    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def first_nonfinite(weights: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or inf (a diverged training), or None."""
+    return next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+
+
 def tensors_fingerprint(path: str | Path) -> str:
     """SHA-256 of a checkpoint's tensors (names, dtypes, shapes, bytes; metadata left out): two trainings that
     produced the same weights have the same fingerprint, wherever and whenever they were written."""

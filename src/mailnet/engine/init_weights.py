@@ -12,11 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 from mailnet.engine import rundir
-from mailnet.engine.checkpoint import fingerprint_of, load_checkpoint
+from mailnet.engine.checkpoint import fingerprint_of, first_nonfinite, load_checkpoint, model_weights
 from mailnet.errors import MailnetError
 
 KEY = "model.init_from"
@@ -32,11 +31,11 @@ def init_from_checkpoint(model: nn.Module, source: str | Path) -> dict[str, Any]
         tensors, meta = load_checkpoint(path)
     except MailnetError as e:
         raise MailnetError(f"{KEY}: {e}") from None
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    weights = model_weights(tensors)
     if not weights:
         raise MailnetError(f"{KEY}: {path} holds no model weights (no 'model.' tensors); give a run directory or "
                            "one of its checkpoints/*.safetensors")
-    bad = next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    bad = first_nonfinite(weights)
     if bad is not None:
         raise MailnetError(f"{KEY}: {path}: weights contain NaN or infinite values (tensor {bad!r})")
     own = model.state_dict()

@@ -12,7 +12,7 @@ from torch.overrides import TorchFunctionMode
 from mailnet.config import load_yaml, resolve_saved
 from mailnet.data import build_data, load_manifest
 from mailnet.engine import rundir
-from mailnet.engine.checkpoint import load_checkpoint
+from mailnet.engine.checkpoint import first_nonfinite, load_checkpoint, model_weights
 from mailnet.errors import MailnetError, ModelError
 from mailnet.models import create_model
 
@@ -32,7 +32,7 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu", *, ex
     kwargs = {**spec["kwargs"], **overrides}
     check_meta_fits_model(checkpoint, meta, spec["kwargs"])  # the saved description, before any override
     described = _short(f"{spec['name']!r} with {kwargs}")
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    weights = model_weights(tensors)
     expected, held = count_weights(spec["name"], kwargs), sum(v.numel() for v in weights.values())
     if expected is not None and expected != held:  # refused before the real build allocates what it describes
         raise ModelError(f"{checkpoint}: weights do not fit model {spec['name']!r} (its metadata describes "
@@ -43,7 +43,7 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu", *, ex
     except Exception as e:  # an unknown model, bad arguments, or one too large to allocate
         raise ModelError(f"{checkpoint}: cannot rebuild model {described} from its metadata "
                          f"({type(e).__name__}: {_short(str(e))})") from None
-    bad = next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    bad = first_nonfinite(weights)
     if bad is not None:  # a diverged training: every prediction would be NaN, or look random
         raise MailnetError(f"{checkpoint}: weights contain NaN or infinite values (tensor {bad!r})")
     try:

@@ -16,7 +16,7 @@ import torch.nn as nn
 from mailnet.config import complete, dump_config
 from mailnet.data import build_data, load_manifest
 from mailnet.engine import class_weights, rundir
-from mailnet.engine.checkpoint import join_state, load_checkpoint, save_checkpoint, split_state
+from mailnet.engine.checkpoint import join_state, load_checkpoint, model_weights, save_checkpoint, split_state
 from mailnet.engine.distributed import (DistInfo, barrier, broadcast_object, init_distributed, ranks_failing,
                                        sync_buffers)
 from mailnet.engine.evaluation import check_outputs, evaluate, task_loss, to_device
@@ -156,7 +156,8 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
             write_json(rundir.init_path(run_dir), init)
             if progress:
                 print(summary_line(init), flush=True)
-    if info.is_main and progress and any(w is not None for w in class_w):
+    class_weighted = any(w is not None for w in class_w)
+    if info.is_main and progress and class_weighted:
         print(class_weights.describe(class_w, data.tasks), flush=True)
     class_w = [None if w is None else w.to(dev) for w in class_w]
     if info.is_main:
@@ -258,7 +259,7 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
 
     # the best checkpoint, on every modality's full test split
     tensors, _ = load_checkpoint(rundir.best_path(run_dir), device=dev)
-    model.load_state_dict(_prefixed(tensors, "model."))
+    model.load_state_dict(model_weights(tensors))
     test = evaluate(model, data, "test", dev, batch_size=ecfg["batch_size"], mc_samples=ecfg["mc_samples"],
                     partner_draws=ecfg["partner_draws"], seed=seed, loss_weights=weights, dist_info=info,
                     stochastic=stochastic)
@@ -267,14 +268,14 @@ def _train(cfg, run_dir: Path, dev: torch.device, info: DistInfo, data_root, res
         return {}
     test.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], stop_reason=stop_reason,
                 run_dir=str(run_dir))
-    if any(w is not None for w in class_w):
+    if class_weighted:
         test["train_class_weights"] = class_weights.as_record(class_w, data.tasks)
     write_json(rundir.test_metrics_path(run_dir), test)
     rundir.save_predictions(run_dir, "test", data.tasks, preds, ids=data.sample_ids("test"))
     from mailnet.engine.plots import plot_run
 
     plot_run(run_dir, state["history"], data.tasks, preds, loss_weight_sum=float(sum(weights)),
-             class_weighted=any(w is not None for w in class_w))
+             class_weighted=class_weighted)
     rundir.mark_finished(run_dir)
     return test
 
@@ -344,10 +345,6 @@ def _progress(loader, enabled: bool, desc: str, total: int):
     return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, total=total)
 
 
-def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
 def _common_meta(spec, cfg, data) -> dict[str, Any]:
     import mailnet
 
@@ -385,7 +382,7 @@ def _restore(run_dir: Path, model, opt, sched) -> dict[str, Any]:
     # read on the CPU: the optimizer moves its state to the parameters' device itself, except Adam's step counts,
     # which must stay on the CPU (on a GPU every step would wait on reading them back)
     tensors, meta = load_checkpoint(path, device="cpu")
-    model.load_state_dict(_prefixed(tensors, "model."))
+    model.load_state_dict(model_weights(tensors))
     opt.load_state_dict(join_state(meta["optimizer"], tensors))
     if sched is not None and meta.get("scheduler") is not None:
         sched.load_state_dict(join_state(meta["scheduler"], tensors))

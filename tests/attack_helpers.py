@@ -151,3 +151,24 @@ def train_tiny_run(folder: Path, data_root: Path, model: str, n_test: int, run_d
     assert main(["train", "--config", str(folder / "tiny.yaml"), "--run-dir", str(run), "--data-root",
                  str(data_root), "--quiet", "--device", "cpu"]) == 0
     return run
+
+
+class NoisyGradientLinear(nn.Module):
+    """A random two-class linear model whose wrong-minus-right margin is ``w . x + scale * (r . x) - 0.5`` with
+    ``r ~ N(0, I)`` drawn per row and forward pass: the expected gradient is ``w`` (every entry 1 / D), one draw's
+    is ``w + scale * r``. A small ``scale`` leaves EOT estimates pointing along ``w``; a huge one drowns it."""
+
+    def __init__(self, scale: float, seed: int = 0):
+        super().__init__()
+        self.scale = scale
+        self.gen = torch.Generator().manual_seed(seed)
+        self.anchor = nn.Parameter(torch.zeros(()))
+
+    def seed_noise(self, seed: int) -> None:
+        self.gen.manual_seed(seed)
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        x = xs[0].flatten(1)
+        r = torch.randn(x.shape, generator=self.gen)
+        margin = x.mean(dim=1) + self.scale * (r * x).sum(dim=1) - 0.5 + 0 * self.anchor
+        return [torch.stack([torch.zeros_like(margin), margin], dim=1)]

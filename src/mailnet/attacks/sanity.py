@@ -175,11 +175,32 @@ CHECKS = (check_large_eps, check_more_steps, check_autoattack_le_pgd, check_eot_
           check_whitebox_le_transfer, check_robust_le_clean)
 
 
-def run_sanity(records: Sequence[dict]) -> list[Check]:
-    """Every check on one table; failing ones have ``passed=False``. Records without a number (NaN: an attack
-    that does not apply to that task) are left out."""
+def check_gradient_agreement(agreements: Sequence[dict]) -> list[Check]:
+    """Two independent EOT gradient estimates agree beyond chance (``mailnet.attacks.gradient_agreement``): if not,
+    the gradient attacks' steps are a random walk on this random model and their robust accuracy is no evidence."""
+    out = []
+    for a in agreements:
+        se = a["cos_eot_se"]
+        if not se == se:  # one row: no standard error
+            continue
+        ok = a["cos_eot"] > 2.0 * se
+        detail = (f"task={a['task']}: cosine between two independent {a['draws']}-draw gradient means "
+                  f"{a['cos_eot']:.3f} (2 standard errors: {2 * se:.3f}; same sign on {a['sign_eot']:.3f} of the "
+                  f"input; single draws {a['cos_single']:.3f}, gradient norm {a['grad_norm']:.3g})")
+        if not ok:
+            detail += ("; the EOT gradient is noise here, so gradient attacks take random steps and their robust "
+                       "accuracy is not evidence of robustness (stochastic gradients): use many more --eot draws, "
+                       "or a transfer attack")
+        out.append(Check("EOT gradient estimates agree", ok, detail))
+    return out
+
+
+def run_sanity(records: Sequence[dict], agreements: Sequence[dict] = ()) -> list[Check]:
+    """Every check on one table (and on the gradient-agreement probe of a random model, when it ran); failing ones
+    have ``passed=False``. Records without a number (NaN: an attack that does not apply to that task) are left
+    out."""
     scored = [r for r in records if r["robust_acc"] == r["robust_acc"]]
-    return [c for fn in CHECKS for c in fn(scored)]
+    return [c for fn in CHECKS for c in fn(scored)] + check_gradient_agreement(agreements)
 
 
 def failures(checks: Sequence[Check]) -> list[Check]:

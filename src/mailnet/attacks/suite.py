@@ -16,6 +16,8 @@ import torch.nn as nn
 
 from mailnet.attacks.autoattack import autoattack
 from mailnet.attacks.eot import attack_mode, expected_correctness, is_random
+from mailnet.attacks.gradient_agreement import measure as measure_agreement
+from mailnet.attacks.gradient_agreement import summary as agreement_summary
 from mailnet.attacks.eps import eps_to_255
 from mailnet.attacks.losses import is_multilabel
 from mailnet.attacks.pgd import bim, fgsm, mim, pgd
@@ -75,6 +77,8 @@ class SuiteResult:
     random_model: bool = False
     interrupted: bool = False  # stopped by Ctrl-C / SIGTERM: ``records`` holds the budgets that finished
     reused: int = 0  # units taken over from ``done`` (a resumed run) instead of run again
+    # random models with the sanity probes on: do two independent EOT gradient estimates agree? (one dict per task)
+    gradient_agreement: list[dict] = field(default_factory=list)
 
 
 def threat_variants(threat: str, n_modalities: int, names: Sequence[str]) -> list[tuple[str, list[float]]]:
@@ -417,6 +421,12 @@ def run_suite(model: nn.Module, rows: AttackRows, attacks: Sequence[str], eps_li
 
     entering: dict[tuple[str, float], list[torch.Tensor] | None] = {}  # PGD chain: rows robust before a budget
     try:
+        if random_model and settings.sanity:  # cheap (2 x EOT passes per row) and said first: it decides what the
+            # gradient attacks' numbers can mean on this model
+            reseed(model, unit_seed(settings.seed, "gradient-agreement"))
+            result.gradient_agreement = [a.to_dict() for a in measure_agreement(
+                model, rows, eot, task_names, loss=settings.loss, batch_size=settings.batch_size)]
+            log(agreement_summary(result.gradient_agreement))
         for th in threats:
             for label, mult in threat_variants(th, n_mod, modality_names):
                 for attack in attacks:

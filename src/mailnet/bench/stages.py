@@ -162,13 +162,13 @@ def _attack_with_suite(run: Path, settings: dict[str, Any], *, device: str, data
                          "clean_acc": r["clean_acc"], "n": r["n"], "robust_bal_acc": r.get("robust_bal_acc"),
                          "clean_bal_acc": r.get("clean_bal_acc"), "steps": r.get("steps"),
                          "restarts": r.get("restarts"), "eot": r.get("eot")})
-    checks = run_sanity(result.records)
+    checks = run_sanity(result.records, result.gradient_agreement)
     failed = failures(checks)
     return {"rows": out_rows, "clean": result.clean, "random_model": result.random_model,
             "suite_settings": suite_settings.to_dict(), "threat": threat, "split": split, "subset_seed": subset_seed,
             "sanity": {"passed": not failed, "checks": len(checks),
                        "failed": [f"{c.name}: {c.detail}" for c in failed]},
-            "records": result.records}
+            "records": result.records, "gradient_agreement": result.gradient_agreement}
 
 
 # ------------------------------------------------------------------------------------------------------ cost

@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     if done is not None:
         print(f"resumed: {result.reused} finished attack unit(s) reused from "
               f"{out_dir / f'attack_{args.split}.json'}; the rest were run now")
-    checks = run_sanity(result.records)
+    checks = run_sanity(result.records, result.gradient_agreement)
     failed = failures(checks)
     payload = {
         **identity, "device": str(device), "weights_sha256": fingerprint,
@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         "settings": {**identity["settings"], "eot_used": settings.eot if result.random_model else 1,
                      "fast_modules": fast},
         "subset_indices": dict(zip(tasks, subset_ids(rows.to("cpu")))),
-        "clean": result.clean, "records": result.records,
+        "clean": result.clean, "records": result.records, "gradient_agreement": result.gradient_agreement,
         "sanity": {"passed": not failed, "checks": [c.to_dict() for c in checks]},
         "seconds": round(time.perf_counter() - start, 2), "torch": torch.__version__,
     }

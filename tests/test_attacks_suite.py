@@ -584,6 +584,20 @@ def test_attack_command_on_a_tiny_run(tmp_path, data_root, capsys):
     assert "checks" in result["sanity"] and (out / "attack_test.png").is_file()
     assert ("WARNING" in text.err) == (not result["sanity"]["passed"])
     assert "pgd main eps=8/255 all" in text.err  # the progress bar over the chunks (no --quiet)
+    # a random model with the probes on: the gradient-agreement probe ran first, per task, with --eot draws
+    assert [(a["task"], a["n"], a["draws"]) for a in result["gradient_agreement"]] == [("pneumonia", 6, 2),
+                                                                                     ("breast", 6, 2)]
+    assert "EOT gradient agreement (two independent 2-draw means" in text.out
+    assert sum(c["name"] == "EOT gradient estimates agree" for c in result["sanity"]["checks"]) == 2
+    # the transfer attack from the target at its random variables' expected values
+    from mailnet.attacks.transfer import EXPECTED_DRAW
+
+    assert main(["attack", str(run), "--attack", "transfer", "--transfer-surrogate", "expectation", "--eps", "8",
+                 "--steps", "2", "--restarts", "1", "--subset", "6", "--quiet", "--no-sanity", "--data-root",
+                 str(data_root), "--device", "cpu", "--out", str(tmp_path / "expected")]) == 0
+    expected = json.loads((tmp_path / "expected" / "attack_test.json").read_text())
+    assert {r["source"] for r in expected["records"]} == {EXPECTED_DRAW} and expected["gradient_agreement"] == []
+    capsys.readouterr()
     # SIGTERM (timeout, a scheduler) in the middle: the budgets that finished are written, marked, exit 130
     import os
     import signal

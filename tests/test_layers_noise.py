@@ -69,3 +69,22 @@ def test_noise_scale_ramps_the_std_and_zero_leaves_only_the_clip():
     assert set_noise_scale(nn.Linear(2, 2), 0.3) == 0
     with pytest.raises(ValueError):
         set_noise_scale(net, 1.5)
+
+
+def test_expected_draws_puts_every_random_variable_at_its_mean_and_restores():
+    from mailnet.layers.noise import expected_draws
+    from mailnet.layers.rpf import RPFConv2d
+
+    noise, drop = ModulatedNoise(0.6, weight=0.5), Dropout(0.25, mc=True).eval()
+    conv = RPFConv2d(4, 8, 3, 1, 1, 1, 0.5)
+    x = torch.tensor([0.0, 0.2, 0.95])
+    with expected_draws(nn.Sequential(noise, drop, conv)):
+        # E[w (n + n^2)] = w * std^2 = 0.5 * 0.36, then clipped to [0, 1] like a draw
+        assert torch.allclose(noise(x), torch.tensor([0.18, 0.38, 1.0]))
+        assert torch.equal(drop(x), x)
+        w = conv.full_weight(x)
+        assert torch.equal(w, conv.full_weight(x))  # no draw: the same kernel every call
+        random_rows = [i for i in range(8) if w[i].abs().sum() == 0]
+        assert len(random_rows) == conv.n_random == 4
+    assert not (noise.expected or drop.expected or conv.expected)
+    assert not torch.equal(noise(x), noise(x)) and not torch.equal(conv.full_weight(x), conv.full_weight(x))

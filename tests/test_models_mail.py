@@ -198,3 +198,17 @@ def test_robust_mail_trains_every_parameter():
     zero = [n for n, p in params.items() if p.grad.abs().sum() == 0]
     # clipping in the noisy attention can zero a gradient on a given draw, but not for most parameters
     assert len(zero) < 0.05 * len(params), zero
+
+
+def test_robust_mail_at_expected_draws_is_deterministic_and_differs_from_a_draw():
+    from mailnet.attacks.transfer import ExpectedDraw
+
+    m = _robust()
+    xs = _xs([1, 3], 16)
+    surrogate = ExpectedDraw(m)
+    with torch.no_grad():
+        a, b = surrogate(xs), surrogate(xs)
+        drawn = m(xs)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(a[0], drawn[0])
+    assert not torch.equal(m(xs)[0], m(xs)[0])  # the model itself is random again afterwards

@@ -23,7 +23,7 @@ from mailnet.attacks.losses import is_multilabel
 from mailnet.attacks.pgd import bim, fgsm, mim, pgd
 from mailnet.attacks.reference import REFERENCE, reference_attack
 from mailnet.attacks.subset import AttackRows
-from mailnet.attacks.transfer import FrozenDraw
+from mailnet.attacks.transfer import EXPECTED_DRAW, FROZEN_DRAW, ExpectedDraw, FrozenDraw
 from mailnet.engine.randomness import reseed
 from mailnet.errors import ConfigError
 
@@ -63,8 +63,9 @@ class SuiteSettings:
     # deterministic models: attack only rows still robust (clean-correct, not broken at a smaller budget), budgets
     # in increasing order; robust accuracy is then the worst case over all budgets <= eps, as in AutoAttack
     carry_over: bool = True
-    # transfer attack: what the adversarial images were crafted on (a run directory, or the target's frozen draw)
-    transfer_source: str = "frozen draw of the target"
+    # transfer attack: what the adversarial images were crafted on (a run directory, or one of the target's own
+    # deterministic surrogates: FROZEN_DRAW or EXPECTED_DRAW)
+    transfer_source: str = FROZEN_DRAW
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,13 +141,21 @@ def _recorded(name: str, info: dict, settings: SuiteSettings, random_model: bool
     return info
 
 
+def transfer_surrogate(model: nn.Module, source: nn.Module | None, settings: SuiteSettings) -> nn.Module:
+    """The deterministic model the transfer attack runs PGD on: ``source`` (another run) with a frozen draw, or the
+    target's own frozen draw, or the target at its random variables' expected values."""
+    if source is None and settings.transfer_source == EXPECTED_DRAW:
+        return ExpectedDraw(model)
+    return FrozenDraw(model if source is None else source, settings.seed)
+
+
 def _gradient_attack(name: str, model: nn.Module, x: list, y: list, m: list | None, eps: list[float],
                      settings: SuiteSettings, info: dict, eot: int, task: int | None, random_model: bool,
                      source: nn.Module | None) -> list[torch.Tensor]:
     steps, restarts = info["steps"], info["restarts"]
     keep_best = _keeps_best(name, random_model)
-    if name in ("pgd", "transfer"):  # transfer: PGD on the source (no EOT: a frozen draw is deterministic)
-        target = model if name == "pgd" else FrozenDraw(model if source is None else source, settings.seed)
+    if name in ("pgd", "transfer"):  # transfer: PGD on the source (no EOT: every source here is deterministic)
+        target = model if name == "pgd" else transfer_surrogate(model, source, settings)
         alpha = [info["alpha_ratio"] * e / steps for e in eps]
         # restarts on a random model: which rows still resist, and which run wins, judged over the EOT draws
         return pgd(target, x, y, m, eps, steps=steps, alpha=alpha, random_start=True, restarts=restarts,

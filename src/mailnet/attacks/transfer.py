@@ -6,6 +6,9 @@ design doc). A transfer attack needs no gradient from the target at all, so when
 
 - the target itself with one draw of its randomness held fixed (:class:`FrozenDraw`): the same weights, a smooth
   deterministic function that plain PGD can follow, and the default;
+- the target with every random variable at its expected value (:class:`ExpectedDraw`; ``--transfer-surrogate
+  expectation``): also deterministic, and not tied to one draw, which matters when single draws differ so much
+  that one says nothing about the next (the gradient-agreement probe says when);
 - another trained model on the same data (e.g. plain MAIL for Robust-MAIL): ``mailnet attack --transfer-from``.
 """
 from __future__ import annotations
@@ -16,7 +19,10 @@ import torch
 import torch.nn as nn
 
 from mailnet.errors import ConfigError
-from mailnet.layers.noise import Stochastic, seed_noise
+from mailnet.layers.noise import Stochastic, expected_draws, seed_noise
+
+FROZEN_DRAW = "frozen draw of the target"  # SuiteSettings.transfer_source of the built-in surrogates
+EXPECTED_DRAW = "the target at its random variables' expected values"
 
 
 class FrozenDraw(nn.Module):
@@ -43,6 +49,19 @@ class FrozenDraw(nn.Module):
         finally:
             for m, g in zip(noisy, previous):
                 m.generator = g
+
+
+class ExpectedDraw(nn.Module):
+    """``model`` with every random variable at its expected value at each forward pass
+    (:func:`mailnet.layers.noise.expected_draws`): a deterministic surrogate with the target's weights."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        with expected_draws(self.model):
+            return self.model(xs)
 
 
 def check_compatible(source: nn.Module, target: nn.Module) -> None:

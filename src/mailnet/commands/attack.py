@@ -55,7 +55,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar (the per-budget lines are still printed)")
     p.add_argument("--transfer-from", metavar="RUN_DIR",
                    help="source of the 'transfer' attack: another run on the same data (default: the attacked model "
-                        "with one draw of its randomness frozen)")
+                        "itself, see --transfer-surrogate)")
+    p.add_argument("--transfer-surrogate", choices=("frozen-draw", "expectation"), default="frozen-draw",
+                   help="without --transfer-from, the attacked model made deterministic for the 'transfer' attack: "
+                        "one draw of its randomness frozen (default), or every random variable at its expected "
+                        "value (RPF kernels 0, MC-dropout masks their mean, attention noise its mean)")
     p.add_argument("--no-carry-over", action="store_true",
                    help="attack every row at every budget; default for deterministic models: only rows still robust "
                         "(clean-correct, unbroken at smaller budgets), i.e. the worst case over budgets <= eps")
@@ -80,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from mailnet.attacks.sanity import failures, run_sanity
     from mailnet.attacks.subset import select_subset, stack_batches, subset_ids
     from mailnet.attacks.suite import ATTACKS, THREATS, SuiteSettings, run_suite
+    from mailnet.attacks.transfer import EXPECTED_DRAW, FROZEN_DRAW
     from mailnet.commands import require_at_least
     from mailnet.engine.randomness import reseed
     from mailnet.engine.runs import load_run
@@ -111,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
     require_at_least(0, ("--subset", args.subset))
     if not args.alpha_ratio > 0:
         raise ConfigError(f"--alpha-ratio must be > 0, got {args.alpha_ratio:g}")
+    if args.transfer_surrogate != "frozen-draw" and (args.transfer_from or "transfer" not in attacks):
+        raise ConfigError("--transfer-surrogate chooses the 'transfer' attack's source when --transfer-from is not "
+                          "given: " + ("drop one of the two" if args.transfer_from else "add 'transfer' to --attack"))
 
     run_dir = Path(args.run_dir)
     out_dir = Path(args.out) if args.out else run_dir / "attack"
@@ -151,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
                              eval_draws=args.eval_draws, seed=args.seed, batch_size=args.batch_size,
                              eps_ratio=ratio, sanity=not args.no_sanity,
                              carry_over=not args.no_carry_over,
-                             transfer_source=args.transfer_from or "frozen draw of the target")
+                             transfer_source=args.transfer_from or {"frozen-draw": FROZEN_DRAW,
+                             "expectation": EXPECTED_DRAW}[args.transfer_surrogate])
     from mailnet.engine import rundir
     from mailnet.engine.checkpoint import tensors_fingerprint
 

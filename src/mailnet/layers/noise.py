@@ -15,18 +15,23 @@ generator on the model's device is faster; :func:`seed_noise` creates one there.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
 
 
 class Stochastic(nn.Module):
-    """Base class of modules that draw random numbers; holds the (shared, optional) generator."""
+    """Base class of modules that draw random numbers; holds the (shared, optional) generator.
+
+    ``expected``: use each random variable's expected value instead of a draw (:func:`expected_draws`); not saved.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.generator: torch.Generator | None = None
+        self.expected = False
 
     def randn(self, shape: Sequence[int], ref: torch.Tensor) -> torch.Tensor:
         """Standard normal draw of ``shape`` with ``ref``'s device and dtype, from this module's generator."""
@@ -70,7 +75,10 @@ class ModulatedNoise(Stochastic):
             self.register_buffer("weight", torch.tensor(float(weight)), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = self.randn(x.shape, x) * (self.std * self.scale)
+        sigma = self.std * self.scale
+        if self.expected:  # E[w * (n + n^2)] = w * sigma^2 (the noise's mean, clipped with x as a draw would be)
+            return torch.clamp(x + self.weight * sigma * sigma, 0.0, 1.0)
+        n = self.randn(x.shape, x) * sigma
         return torch.clamp(x + modulated_noise(n, self.weight), 0.0, 1.0)
 
     def extra_repr(self) -> str:
@@ -108,7 +116,7 @@ class Dropout(Stochastic):
         self.mc = bool(mc)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not (self.training or self.mc):
+        if self.p == 0.0 or not (self.training or self.mc) or self.expected:  # inverted: E[mask] / (1 - p) = 1
             return x
         keep = (self.rand(x.shape, x) >= self.p).to(x.dtype)
         return x * keep / (1.0 - self.p)
@@ -122,6 +130,24 @@ def set_noise_generator(module: nn.Module, generator: torch.Generator | None) ->
     for m in module.modules():
         if isinstance(m, Stochastic):
             m.generator = generator
+
+
+@contextlib.contextmanager
+def expected_draws(module: nn.Module) -> Iterator[nn.Module]:
+    """Inside: every random part of ``module`` uses its random variable's expected value instead of a draw (random
+    projection kernels 0, dropout masks their mean, attention noise ``w * sigma^2``), so the model is deterministic.
+
+    Why: a surrogate of a random defence for a transfer attack when its single-draw gradients are too noisy for
+    EOT (the expectation of each variable, not the expected output: the network is nonlinear, so the two differ)."""
+    parts = [m for m in module.modules() if isinstance(m, Stochastic)]
+    before = [m.expected for m in parts]
+    for m in parts:
+        m.expected = True
+    try:
+        yield module
+    finally:
+        for m, flag in zip(parts, before):
+            m.expected = flag
 
 
 def seed_noise(module: nn.Module, seed: int, device: torch.device | str | None = None) -> torch.Generator:

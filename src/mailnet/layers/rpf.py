@@ -71,7 +71,10 @@ class RPFConv2d(Stochastic):
         if self.n_random == 0:
             return self.weight
         shape = (self.n_random,) + tuple(self.weight.shape[1:])
-        rand = self.randn(shape, ref) * self.std
+        if self.expected:  # zero-mean kernels: their expected value is 0
+            rand = torch.zeros(shape, dtype=self.weight.dtype, device=self.weight.device)
+        else:
+            rand = self.randn(shape, ref) * self.std
         return torch.cat([self.weight, rand.to(self.weight.dtype)], dim=0).index_select(0, self.inverse)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,12 @@ def describe(rec: dict, random_model: bool) -> str:
         return "reference (PGD-10, eps/4, no EOT)"
     if rec["attack"] == "transfer":
         src = rec.get("source") or "?"
-        src = "frozen draw of itself" if src.startswith("frozen") else "/".join(Path(src).parts[-2:])
+        if src.startswith("frozen"):
+            src = "frozen draw of itself"
+        elif src.startswith("the target at"):
+            src = "itself at its random variables' means"
+        else:
+            src = "/".join(Path(src).parts[-2:])
         return f"transfer from {src} (PGD-{rec['steps']})"
     if rec["attack"] == "autoattack":
         if not random_model and rec.get("version", "rand") == "rand":  # no randomness: no EOT to speak of

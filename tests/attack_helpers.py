@@ -172,3 +172,14 @@ class NoisyGradientLinear(nn.Module):
         r = torch.randn(x.shape, generator=self.gen)
         margin = x.mean(dim=1) + self.scale * (r * x).sum(dim=1) - 0.5 + 0 * self.anchor
         return [torch.stack([torch.zeros_like(margin), margin], dim=1)]
+
+
+class SharedNoiseLinear(NoisyGradientLinear):
+    """Like :class:`NoisyGradientLinear` with no signal, and one noise vector per forward pass shared by every row
+    of the batch (as Robust-MAIL's random filters are): rows of one pass are not independent."""
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        x = xs[0].flatten(1)
+        r = torch.randn(x.shape[1], generator=self.gen)
+        margin = self.scale * (x * r).sum(dim=1) + 0 * self.anchor
+        return [torch.stack([torch.zeros_like(margin), margin], dim=1)]

@@ -588,7 +588,7 @@ def test_attack_command_on_a_tiny_run(tmp_path, data_root, capsys):
     assert [(a["task"], a["n"], a["draws"]) for a in result["gradient_agreement"]] == [("pneumonia", 6, 2),
                                                                                      ("breast", 6, 2)]
     assert "EOT gradient agreement (two independent 2-draw means" in text.out
-    assert sum(c["name"] == "EOT gradient estimates agree" for c in result["sanity"]["checks"]) == 2
+    assert sum(c["name"] == "EOT gradient estimates agree beyond chance" for c in result["sanity"]["checks"]) == 2
     # the transfer attack from the target at its random variables' expected values
     from mailnet.attacks.transfer import EXPECTED_DRAW
 

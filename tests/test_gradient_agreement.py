@@ -9,13 +9,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attack_helpers import NoisyGradientLinear, TwoModalTwoHead, two_modal_batch
+from attack_helpers import NoisyGradientLinear, SharedNoiseLinear, TwoModalTwoHead, two_modal_batch
 from mailnet.attacks.gradient_agreement import measure, summary
 from mailnet.attacks.sanity import failures, run_sanity
 from mailnet.attacks.subset import rows_from_tensors
 from mailnet.attacks.suite import SuiteSettings, run_suite
 
-NAME = "EOT gradient estimates agree"
+NAME = "EOT gradient estimates agree beyond chance"
 
 
 def _rows(n: int = 48, seed: int = 0):
@@ -64,3 +64,37 @@ def test_suite_runs_the_probe_on_random_models_and_mailnet_attack_checks_it():
     fixed = run_suite(TwoModalTwoHead().eval(), rows_from_tensors(images, labels), ["pgd"], [4 / 255],
                       settings=SuiteSettings(steps=2, restarts=1, batch_size=8, sanity=True))
     assert fixed.gradient_agreement == []  # deterministic: nothing to estimate
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_draws_shared_by_a_batch_do_not_pass_as_agreement(seed):
+    """With one draw per pass for the whole batch, every row of a pass moves together: a standard error over rows
+    would be far too small and pure noise would pass about half the time; over groups with their own draws it
+    does not."""
+    rows = _rows(64, seed=seed)
+    model = SharedNoiseLinear(scale=1.0, seed=seed)
+    (a,) = measure(model, rows, draws=4, task_names=["t"], batch_size=64)
+    assert a.groups == 8
+    (check,) = [c for c in run_sanity([], [a.to_dict()]) if c.name == NAME]
+    assert not check.passed
+
+
+def test_a_zero_gradient_is_named_as_such():
+    zero = {"task": "t", "n": 8, "draws": 2, "grad_norm": 0.0, "cos_single": 0.0, "cos_eot": 0.0,
+            "cos_eot_se": 0.0, "sign_eot": 0.0, "groups": 8}
+    (check,) = run_sanity([], [zero])
+    assert not check.passed and "input gradient is exactly 0" in check.detail
+    few = {**zero, "grad_norm": 1.0, "cos_eot_se": float("nan"), "groups": 2}
+    assert run_sanity([], [few]) == []  # too few independent groups for a standard error: no verdict
+
+
+def test_transfer_surrogate_follows_the_setting():
+    from mailnet.attacks.transfer import EXPECTED_DRAW, ExpectedDraw, FrozenDraw
+    from mailnet.attacks.suite import transfer_surrogate
+
+    model, other = NoisyGradientLinear(0.1), NoisyGradientLinear(0.2)
+    assert isinstance(transfer_surrogate(model, None, SuiteSettings()), FrozenDraw)
+    expected = transfer_surrogate(model, None, SuiteSettings(transfer_source=EXPECTED_DRAW))
+    assert isinstance(expected, ExpectedDraw) and expected.model is model
+    from_run = transfer_surrogate(model, other, SuiteSettings(transfer_source="/runs/other"))
+    assert isinstance(from_run, FrozenDraw) and from_run.model is other

@@ -24,7 +24,8 @@ from mailnet.attacks.subset import AttackRows
 @dataclass(frozen=True)
 class Agreement:
     """Per task, averaged over its rows. ``cos_eot`` is 0 in expectation when the two K-draw means are unrelated;
-    ``cos_eot_se`` is its standard error over rows, so ``cos_eot / cos_eot_se`` says how far from chance it is."""
+    ``cos_eot_se`` is its standard error over the groups of rows that had draws of their own, so
+    ``cos_eot / cos_eot_se`` says how far from chance it is."""
 
     task: str
     n: int
@@ -34,6 +35,7 @@ class Agreement:
     cos_eot: float  # cosine between the two K-draw means
     cos_eot_se: float
     sign_eot: float  # share of input entries where the two K-draw means have the same sign (0.5: a coin flip)
+    groups: int = 1  # independent sets of draws the standard error is taken over (NaN below MIN_GROUPS)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,9 +52,20 @@ def _row_stats(first: torch.Tensor, second: torch.Tensor, mean_a: torch.Tensor, 
     return cos1.double(), cosk.double(), sign
 
 
+GROUP = 8  # rows per set of draws: a pass may share its draw across the batch (RPF kernels), so rows of one
+# pass are not independent; the standard error is taken over groups with draws of their own
+MIN_GROUPS = 4
+
+
+def group_size(rows: int, batch_size: int) -> int:
+    """Rows per independent set of draws: at most ``GROUP`` (and the batch size), small enough for ``MIN_GROUPS``."""
+    return max(1, min(GROUP, batch_size, rows // MIN_GROUPS))
+
+
 def measure(model: nn.Module, rows: AttackRows, draws: int, task_names: Sequence[str], loss: str = "ce",
             batch_size: int = 64) -> list[Agreement]:
-    """One :class:`Agreement` per task with counted rows (``2 * draws`` forward and backward passes per row)."""
+    """One :class:`Agreement` per task with counted rows (``2 * draws`` forward and backward passes per row, in
+    groups of :func:`group_size` rows, each group with draws of its own)."""
     draws = max(1, int(draws))
     everything = [True] * len(rows.images)
     out = []
@@ -62,28 +75,32 @@ def measure(model: nn.Module, rows: AttackRows, draws: int, task_names: Sequence
             if len(mine) == 0:
                 continue
             parts: dict[str, list[torch.Tensor]] = {"cos1": [], "cosk": [], "sign": [], "norm": []}
-            for chunk in mine.chunks(batch_size):
+            group_means = []
+            for chunk in mine.chunks(group_size(len(mine), batch_size)):
                 def head(logits, chunk=chunk):
                     return objective(logits, chunk.labels, chunk.masks, loss=loss, task=t)
 
-                singles, sums, norms = [], [None, None], torch.zeros(len(chunk), dtype=torch.float64)
+                singles, sums, norms = [], [None, None], None
                 for d in range(2 * draws):
                     grads, _ = eot_gradients(model, chunk.images, everything, head, draws=1)
                     g = torch.cat([x.flatten(1) for x in grads], dim=1)
-                    norms += g.norm(dim=1).double()
+                    norm = g.norm(dim=1).double()
+                    norms = norm if norms is None else norms + norm
                     if d < 2:
                         singles.append(g)
                     half = d // draws
                     sums[half] = g.clone() if sums[half] is None else sums[half].add_(g)
                 cos1, cosk, sign = _row_stats(singles[0], singles[1], sums[0], sums[1])
                 for key, v in (("cos1", cos1), ("cosk", cosk), ("sign", sign), ("norm", norms / (2 * draws))):
-                    parts[key].append(v)
+                    parts[key].append(v.cpu())
+                group_means.append(float(cosk.mean()))
             v = {k: torch.cat(p) for k, p in parts.items()}
-            n = len(v["cosk"])
-            se = float(v["cosk"].std(unbiased=True)) / math.sqrt(n) if n > 1 else float("nan")
-            out.append(Agreement(task=name, n=n, draws=draws, grad_norm=float(v["norm"].mean()),
-                                 cos_single=float(v["cos1"].mean()), cos_eot=float(v["cosk"].mean()),
-                                 cos_eot_se=se, sign_eot=float(v["sign"].mean())))
+            groups = torch.tensor(group_means, dtype=torch.float64)
+            se = (float(groups.std(unbiased=True)) / math.sqrt(len(groups)) if len(groups) >= MIN_GROUPS
+                  else float("nan"))
+            out.append(Agreement(task=name, n=len(v["cosk"]), draws=draws, grad_norm=float(v["norm"].mean()),
+                                 cos_single=float(v["cos1"].mean()), cos_eot=float(groups.mean()),
+                                 cos_eot_se=se, sign_eot=float(v["sign"].mean()), groups=len(groups)))
     return out
 
 

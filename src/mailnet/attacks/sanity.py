@@ -175,23 +175,35 @@ CHECKS = (check_large_eps, check_more_steps, check_autoattack_le_pgd, check_eot_
           check_whitebox_le_transfer, check_robust_le_clean)
 
 
+AGREEMENT_SE = 3.0  # standard errors above 0; the error comes from a handful of groups (MIN_GROUPS or more)
+WEAK_AGREEMENT = 0.2  # below this the estimate is mostly noise even when it beats chance
+
+
 def check_gradient_agreement(agreements: Sequence[dict]) -> list[Check]:
     """Two independent EOT gradient estimates agree beyond chance (``mailnet.attacks.gradient_agreement``): if not,
     the gradient attacks' steps are a random walk on this random model and their robust accuracy is no evidence."""
     out = []
     for a in agreements:
         se = a["cos_eot_se"]
-        if not se == se:  # one row: no standard error
+        if not se == se:  # too few independent groups of draws for a standard error
             continue
-        ok = a["cos_eot"] > 2.0 * se
-        detail = (f"task={a['task']}: cosine between two independent {a['draws']}-draw gradient means "
-                  f"{a['cos_eot']:.3f} (2 standard errors: {2 * se:.3f}; same sign on {a['sign_eot']:.3f} of the "
-                  f"input; single draws {a['cos_single']:.3f}, gradient norm {a['grad_norm']:.3g})")
+        about = (f"task={a['task']}: cosine between two independent {a['draws']}-draw gradient means "
+                 f"{a['cos_eot']:.3f} ({AGREEMENT_SE:g} standard errors over {a.get('groups', '?')} groups of rows: "
+                 f"{AGREEMENT_SE * se:.3f}; same sign on {a['sign_eot']:.3f} of the input; single draws "
+                 f"{a['cos_single']:.3f}, gradient norm {a['grad_norm']:.3g})")
+        if a["grad_norm"] == 0:
+            out.append(Check("EOT gradient estimates agree beyond chance", False,
+                             about + "; the input gradient is exactly 0 (vanishing, or no input reaches this head): "
+                                     "gradient attacks cannot move this head"))
+            continue
+        ok = a["cos_eot"] > AGREEMENT_SE * se
         if not ok:
-            detail += ("; the EOT gradient is noise here, so gradient attacks take random steps and their robust "
-                       "accuracy is not evidence of robustness (stochastic gradients): use many more --eot draws, "
-                       "or a transfer attack")
-        out.append(Check("EOT gradient estimates agree", ok, detail))
+            about += ("; the EOT gradient is noise here, so gradient attacks take random steps and their robust "
+                      "accuracy is not evidence of robustness (stochastic gradients): use many more --eot draws, "
+                      "or a transfer attack")
+        elif a["cos_eot"] < WEAK_AGREEMENT:
+            about += "; weak: mostly noise, gradient attacks on this model need many steps and draws"
+        out.append(Check("EOT gradient estimates agree beyond chance", ok, about))
     return out
 
 

@@ -17,18 +17,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-
-CL = torch.channels_last
-backward = torch.ops.aten.convolution_backward
-
-
-def median_ms(fn, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * sorted(times)[reps // 2]
+from depthwise_backward import CL, backward, median_ms  # the sibling script (run from this folder's path)
 
 
 def shifted_products(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

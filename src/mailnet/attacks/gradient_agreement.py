@@ -74,7 +74,7 @@ def measure(model: nn.Module, rows: AttackRows, draws: int, task_names: Sequence
             mine = rows.take(rows.masks[t])
             if len(mine) == 0:
                 continue
-            parts: dict[str, list[torch.Tensor]] = {"cos1": [], "cosk": [], "sign": [], "norm": []}
+            parts: dict[str, list[torch.Tensor]] = {"cos1": [], "sign": [], "norm": []}
             group_means = []
             for chunk in mine.chunks(group_size(len(mine), batch_size)):
                 def head(logits, chunk=chunk):
@@ -91,14 +91,14 @@ def measure(model: nn.Module, rows: AttackRows, draws: int, task_names: Sequence
                     half = d // draws
                     sums[half] = g.clone() if sums[half] is None else sums[half].add_(g)
                 cos1, cosk, sign = _row_stats(singles[0], singles[1], sums[0], sums[1])
-                for key, v in (("cos1", cos1), ("cosk", cosk), ("sign", sign), ("norm", norms / (2 * draws))):
+                for key, v in (("cos1", cos1), ("sign", sign), ("norm", norms / (2 * draws))):
                     parts[key].append(v.cpu())
                 group_means.append(float(cosk.mean()))
             v = {k: torch.cat(p) for k, p in parts.items()}
             groups = torch.tensor(group_means, dtype=torch.float64)
             se = (float(groups.std(unbiased=True)) / math.sqrt(len(groups)) if len(groups) >= MIN_GROUPS
                   else float("nan"))
-            out.append(Agreement(task=name, n=len(v["cosk"]), draws=draws, grad_norm=float(v["norm"].mean()),
+            out.append(Agreement(task=name, n=len(mine), draws=draws, grad_norm=float(v["norm"].mean()),
                                  cos_single=float(v["cos1"].mean()), cos_eot=float(groups.mean()),
                                  cos_eot_se=se, sign_eot=float(v["sign"].mean()), groups=len(groups)))
     return out

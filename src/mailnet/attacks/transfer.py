@@ -23,6 +23,7 @@ from mailnet.layers.noise import Stochastic, expected_draws, seed_noise
 
 FROZEN_DRAW = "frozen draw of the target"  # SuiteSettings.transfer_source of the built-in surrogates
 EXPECTED_DRAW = "the target at its random variables' expected values"
+SURROGATES = {"frozen-draw": FROZEN_DRAW, "expectation": EXPECTED_DRAW}  # mailnet attack --transfer-surrogate
 
 
 class FrozenDraw(nn.Module):

@@ -56,6 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--transfer-from", metavar="RUN_DIR",
                    help="source of the 'transfer' attack: another run on the same data (default: the attacked model "
                         "itself, see --transfer-surrogate)")
+    # the keys of mailnet.attacks.transfer.SURROGATES, written out so that the CLI starts without importing torch
     p.add_argument("--transfer-surrogate", choices=("frozen-draw", "expectation"), default="frozen-draw",
                    help="without --transfer-from, the attacked model made deterministic for the 'transfer' attack: "
                         "one draw of its randomness frozen (default), or every random variable at its expected "
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from mailnet.attacks.sanity import failures, run_sanity
     from mailnet.attacks.subset import select_subset, stack_batches, subset_ids
     from mailnet.attacks.suite import ATTACKS, THREATS, SuiteSettings, run_suite
-    from mailnet.attacks.transfer import EXPECTED_DRAW, FROZEN_DRAW
+    from mailnet.attacks.transfer import SURROGATES
     from mailnet.commands import require_at_least
     from mailnet.engine.randomness import reseed
     from mailnet.engine.runs import load_run
@@ -159,8 +160,7 @@ def run(args: argparse.Namespace) -> int:
                              eval_draws=args.eval_draws, seed=args.seed, batch_size=args.batch_size,
                              eps_ratio=ratio, sanity=not args.no_sanity,
                              carry_over=not args.no_carry_over,
-                             transfer_source=args.transfer_from or {"frozen-draw": FROZEN_DRAW,
-                             "expectation": EXPECTED_DRAW}[args.transfer_surrogate])
+                             transfer_source=args.transfer_from or SURROGATES[args.transfer_surrogate])
     from mailnet.engine import rundir
     from mailnet.engine.checkpoint import tensors_fingerprint
 

@@ -10,8 +10,7 @@
 #
 # 1. smoke: a two-step CUDA training of Robust-MAIL, an EOT attack and AutoAttack on 8 rows (fails fast);
 # 2. speed (issue 6): benchmarks/speed.py --device cuda, reference MAIL / fast MAIL / resnet18_late_fusion, training
-#    step (batch 64) and batch-1 latency at 28 px (cifar stem) and 128 px (imagenet stem), side by side; then the
-#    same calls replayed as CUDA graphs (benchmarks/adhoc/cuda_graph_speed.py; not yet run on a GPU);
+#    step (batch 64) and batch-1 latency at 28 px (cifar stem) and 128 px (imagenet stem), side by side;
 # 3. training (issue 5), all at once on the GPU, configs/pneumonia_breast_full.yaml (every training image every
 #    epoch, batch 128, lr 1e-3 x0.1 at 50% / 75%), seed 0, float32 (train.amp=off): mail, resnet18_late_fusion,
 #    resnet18_late_fusion PGD-trained (7 steps, 4/255), robust_mail, robust_mail without attention noise, and
@@ -22,12 +21,18 @@
 # 4. attacks (issue 5), one chain per model, all at once: the reference protocol; then white-box attacks (PGD +
 #    AutoAttack for the deterministic models, EOT-PGD + transfer from a frozen draw, then AutoAttack-rand, for
 #    the random ones), on the same seeded subset of the test split (SUBSET rows per task) for every model.
-#    Budgets of the random models run in the order 4, 8, 2, 1 so the most telling one is done first.
+#    Budgets of the random models run in the order R_EPS (default 4, 8, 2, 1) so the most telling one is done
+#    first, each scored over R_EVAL_DRAWS forward passes. Runs trained elsewhere (CARRIED="label=RUN_DIR ...", the
+#    label one of the six below) are attacked from the start, beside the trainings;
+# 5. graphs (issue 6): the speed calls replayed as CUDA graphs (benchmarks/adhoc/cuda_graph_speed.py) in the last
+#    GRAPHS_S seconds, alone on the GPU (the attacks' deadlines leave them free).
 # Results (no weights) are packed into GPU_OUT/gpu_results.tar.gz after every stage; the log is GPU_OUT/gpu.log.
 # Knobs (environment): TOTAL, TRAIN_S (training slot), DEVICE, SUBSET, STEPS, RESTARTS, EOT, R_STEPS, R_EOT,
-# AA_STEPS, R_AA_STEPS, AA_SUBSET, ATTACK_BATCH, CONTENTION (assumed slow-down of the parallel runs; default their
-# number), TRAIN_EXTRA (more overrides for every training, e.g. a data subset for a CPU dry run), SKIP (stages to
-# skip: smoke,speed), ONLY (comma list of the run labels to train and attack; default all).
+# AA_STEPS, R_AA_STEPS, AA_SUBSET, R_EPS, R_AA_EPS (AutoAttack-rand budgets), R_EVAL_DRAWS, R_TRANSFER (surrogate
+# of the random models' transfer attack: frozen-draw or expectation), ATTACK_BATCH, CONTENTION (assumed slow-down of
+# the parallel runs; default their number), TRAIN_EXTRA (more overrides for every training, later ones win, e.g. a
+# data subset for a CPU dry run), SKIP (stages to skip: smoke,speed,graphs), ONLY (comma list of the run labels to
+# train; default all; an empty match trains nothing), CARRIED, GRAPHS_S.
 # Needs: MAILNET_DATA (or ../shared/data) with the MedMNIST files, and torchattacks + medmnist importable; mailnet
 # itself is run from src/ (no install). Measured session: BENCHMARKS.md, "On a GPU" (Speed and Robustness).
 set -u
@@ -40,6 +45,9 @@ SUBSET=${SUBSET:-200}
 STEPS=${STEPS:-50}; RESTARTS=${RESTARTS:-2}; AA_STEPS=${AA_STEPS:-100}
 R_STEPS=${R_STEPS:-20}; R_EOT=${R_EOT:-10}; R_AA_STEPS=${R_AA_STEPS:-20}; AA_SUBSET=${AA_SUBSET:-100}
 EOT=${EOT:-$R_EOT}
+R_EPS=${R_EPS:-4,8,2,1}; R_AA_EPS=${R_AA_EPS:-4}; R_EVAL_DRAWS=${R_EVAL_DRAWS:-8}; R_TRANSFER=${R_TRANSFER:-frozen-draw}
+CARRIED=${CARRIED:-}
+GRAPHS_S=${GRAPHS_S:-100}
 ATTACK_BATCH=${ATTACK_BATCH:-400}
 TRAIN_EXTRA=${TRAIN_EXTRA:-}
 SKIP=${SKIP:-}
@@ -104,13 +112,44 @@ if [[ $SKIP != *speed* ]]; then
     --train-warmup 3 --attack-iters 5 --json "$OUT/speed_gpu.json" > "$W/logs/speed.log" 2>&1 \
     || log "speed: FAILED or cut (see logs/speed.log)"
   grep " px " "$W/logs/speed.log" | tee -a "$OUT/gpu.log"
-  if [ "$DEVICE" = cuda ]; then  # how much of MAIL's GPU gap is launch overhead: the same calls replayed as CUDA graphs
-    timeout 150 python benchmarks/adhoc/cuda_graph_speed.py --json "$OUT/cuda_graph.json" > "$W/logs/cuda_graph.log" \
-      2>&1 || log "cuda graphs: FAILED or cut (see logs/cuda_graph.log)"
-    grep " px " "$W/logs/cuda_graph.log" | tee -a "$OUT/gpu.log"
-  fi
   pack
 fi
+GRAPHS=0; [ "$DEVICE" = cuda ] && [[ $SKIP != *graphs* ]] && GRAPHS=$GRAPHS_S
+
+# ---- 4a. attacks of the carried runs, beside the trainings -----------------------------------------------------
+attack() {  # label name [mailnet attack args...]: skipped when the run did not finish or no time is left
+  local label=$1 name=$2; shift 2
+  local t; t=$(( $(left) - 15 - GRAPHS ))
+  if [ ! -f "$W/$label/FINISHED" ] || [ "$t" -lt 20 ]; then
+    [ -d "$W/$label" ] && log "skip attack $label $name"; return
+  fi
+  log "attack $label $name (at most $t s)"
+  timeout -k 30 "$t" mailnet attack "$W/$label" --subset "$SUBSET" --batch-size "$ATTACK_BATCH" --device "$DEVICE" --quiet \
+    --out "$W/attacks/${label}__$name" "$@" < /dev/null > "$W/logs/attack_${label}__$name.log" 2>&1 \
+    || log "attack $label $name: FAILED or cut at the deadline (SIGTERM: the budgets that finished are written)"
+}
+chain() {  # label: the whole attack chain of one run, by kind (Robust-MAIL variants are random models)
+  local label=$1
+  if [[ $label == robust_mail* ]]; then
+    attack "$label" reference --attack reference --eps "$R_EPS" --eval-draws "$R_EVAL_DRAWS" --no-sanity
+    attack "$label" pgd --attack pgd,transfer --eps "$R_EPS" --steps "$R_STEPS" --restarts 1 --eot "$EOT" \
+      --eval-draws "$R_EVAL_DRAWS" --transfer-surrogate "$R_TRANSFER"
+    attack "$label" autoattack --attack autoattack --eps "$R_AA_EPS" --aa-steps "$R_AA_STEPS" --eot "$EOT" \
+      --eval-draws "$R_EVAL_DRAWS" --subset "$AA_SUBSET" --no-sanity
+  else
+    attack "$label" reference --attack reference --eps 1,2,4,8 --no-sanity
+    attack "$label" pgd+autoattack --attack pgd,autoattack --eps 1,2,4,8 --steps "$STEPS" --restarts "$RESTARTS" \
+      --aa-steps "$AA_STEPS"
+  fi
+}
+mkdir -p "$W/attacks"
+for item in $CARRIED; do  # a copy without the last checkpoint (weights + optimizer state are not needed to attack)
+  label=${item%%=*}; src=${item#*=}
+  mkdir -p "$W/$label" && tar cf - -C "$src" --exclude='last.*' . | tar xf - -C "$W/$label" \
+    || { log "carried run $label: cannot copy $src"; continue; }
+  log "carried run $label (from $src): attacks start now"
+  chain "$label" &
+done
 
 # ---- 3. training (issue 5) --------------------------------------------------------------------------------------
 # label | model overrides | adversarial training | cost of one step in units of a plain step of its model
@@ -121,6 +160,7 @@ robust_mail|model.name=robust_mail||2
 robust_mail_nonoise|model.name=robust_mail model.kwargs.attention_noise=false||1.5
 robust_mail_fgsmrs4|model.name=robust_mail|--adv-train fgsm-rs --adv-eps 4/255|4"
 if [ -n "$ONLY" ]; then RUNS=$(grep -E "^(${ONLY//,/|})\|" <<< "$RUNS"); fi
+[ -n "$CARRIED" ] && RUNS=$(grep -v -E "^($(for i in $CARRIED; do printf '%s|' "${i%%=*}"; done)@)\|" <<< "$RUNS")
 # Runs sharing one GPU are time-sliced: on the H200 six at once each ran ~7-14x slower than alone (2026-11-28).
 CONTENTION=${CONTENTION:-$(wc -l <<< "$RUNS")}
 epochs_for() {  # label factor -> epochs that fit TRAIN_S at the measured speed (fallback: 30)
@@ -137,15 +177,18 @@ print(max(3, min(100, int(slot / epoch))))
 EOF
 }
 log "training (slot ${TRAIN_S} s)"
+TRAIN_PIDS=()
 while IFS='|' read -r label over adv factor; do
+  [ -n "$label" ] || continue
   e=$(epochs_for "$label" "$factor")
   log "train $label: $e epochs"
   # shellcheck disable=SC2086
   timeout $((TRAIN_S + 120)) mailnet train --config configs/pneumonia_breast_full.yaml $over train.epochs="$e" \
     train.time_limit="$TRAIN_S" train.amp=off seed=0 $TRAIN_EXTRA $adv --run-dir "$W/$label" --device "$DEVICE" \
     --quiet < /dev/null > "$W/logs/train_$label.log" 2>&1 &
+  TRAIN_PIDS+=($!)
 done <<< "$RUNS"
-wait
+[ ${#TRAIN_PIDS[@]} -gt 0 ] && wait "${TRAIN_PIDS[@]}"
 for label in $(cut -d'|' -f1 <<< "$RUNS"); do
   python - "$W/$label" <<'EOF' | tee -a "$OUT/gpu.log"
 import json, sys
@@ -163,33 +206,21 @@ EOF
 done
 pack
 
-# ---- 4. attacks (issue 5) ---------------------------------------------------------------------------------------
-attack() {  # label name [mailnet attack args...]: skipped when the run did not finish or no time is left
-  local label=$1 name=$2; shift 2
-  local t; t=$(( $(left) - 15 ))
-  if [ ! -f "$W/$label/FINISHED" ] || [ "$t" -lt 20 ]; then
-    [ -d "$W/$label" ] && log "skip attack $label $name"; return
-  fi
-  log "attack $label $name (at most $t s)"
-  timeout -k 30 "$t" mailnet attack "$W/$label" --subset "$SUBSET" --batch-size "$ATTACK_BATCH" --device "$DEVICE" --quiet \
-    --out "$W/attacks/${label}__$name" "$@" < /dev/null > "$W/logs/attack_${label}__$name.log" 2>&1 \
-    || log "attack $label $name: FAILED or cut at the deadline (SIGTERM: the budgets that finished are written)"
-}
-mkdir -p "$W/attacks"
-for label in mail late_fusion late_fusion_pgd4; do
-  ( attack "$label" reference --attack reference --eps 1,2,4,8 --no-sanity
-    attack "$label" pgd+autoattack --attack pgd,autoattack --eps 1,2,4,8 --steps "$STEPS" --restarts "$RESTARTS" \
-      --aa-steps "$AA_STEPS" ) &
-done
-for label in robust_mail robust_mail_nonoise robust_mail_fgsmrs4; do
-  ( attack "$label" reference --attack reference --eps 4,8,2,1 --no-sanity
-    attack "$label" pgd --attack pgd,transfer --eps 4,8,2,1 --steps "$R_STEPS" --restarts 1 --eot "$EOT"
-    attack "$label" autoattack --attack autoattack --eps 4 --aa-steps "$R_AA_STEPS" --eot "$EOT" \
-      --subset "$AA_SUBSET" --no-sanity ) &
-done
+# ---- 4b. attacks of the trained runs (issue 5) -----------------------------------------------------------------
+for label in $(cut -d'|' -f1 <<< "$RUNS"); do chain "$label" & done
 wait
 for f in "$W"/logs/attack_*.log; do  # every budget that finished, also of an attack cut by its deadline
   [ -f "$f" ] && grep -E "^clean accuracy|eps=|sanity checks" "$f" | sed "s|^|$(basename "$f" .log): |" >> "$OUT/gpu.log"
 done
 python benchmarks/robustness_table.py "$W/attacks" >> "$OUT/gpu.log" 2>&1
+pack
+
+# ---- 5. graphs (issue 6): how much of MAIL's GPU gap is launch overhead ----------------------------------------
+if [ "$GRAPHS" -gt 0 ] && [ "$(left)" -gt 30 ]; then
+  t=$(( $(left) - 5 )); [ "$t" -gt "$GRAPHS" ] && t=$GRAPHS
+  log "graphs (at most $t s)"
+  timeout "$t" python benchmarks/adhoc/cuda_graph_speed.py --json "$OUT/cuda_graph.json" > "$W/logs/cuda_graph.log" \
+    2>&1 || log "cuda graphs: FAILED or cut (see logs/cuda_graph.log)"
+  grep " px " "$W/logs/cuda_graph.log" | tee -a "$OUT/gpu.log"
+fi
 log "done ($(left) s to spare)"

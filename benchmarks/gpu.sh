@@ -19,8 +19,9 @@
 #    sharing one GPU are time-sliced (six at once on an H200: each ~7-14x slower than alone), so to train one
 #    model long give it the GPU: ONLY=robust_mail SKIP=speed TRAIN_S=300;
 # 4. attacks (issue 5), one chain per model, all at once: the reference protocol; then white-box attacks (PGD +
-#    AutoAttack for the deterministic models, EOT-PGD + transfer from a frozen draw, then AutoAttack-rand, for
-#    the random ones), on the same seeded subset of the test split (SUBSET rows per task) for every model.
+#    AutoAttack for the deterministic models, EOT-PGD + transfer from a frozen draw, then AutoAttack-rand and the
+#    score-based Square attack, for the random ones), on the same seeded subset of the test split (SUBSET rows per
+#    task) for every model.
 #    Budgets of the random models run in the order R_EPS (default 4, 8, 2, 1) so the most telling one is done
 #    first, each scored over R_EVAL_DRAWS forward passes. Runs trained elsewhere (CARRIED="label=RUN_DIR ...", the
 #    label one of the six below) are attacked from the start, beside the trainings;
@@ -29,7 +30,8 @@
 # Results (no weights) are packed into GPU_OUT/gpu_results.tar.gz after every stage; the log is GPU_OUT/gpu.log.
 # Knobs (environment): TOTAL, TRAIN_S (training slot), DEVICE, SUBSET, STEPS, RESTARTS, EOT, R_STEPS, R_EOT,
 # AA_STEPS, R_AA_STEPS, AA_SUBSET, R_EPS, R_AA_EPS (AutoAttack-rand budgets), R_EVAL_DRAWS, R_TRANSFER (surrogate
-# of the random models' transfer attack: frozen-draw or expectation), ATTACK_BATCH, CONTENTION (assumed slow-down of
+# of the random models' transfer attack: frozen-draw or expectation), R_SQUARE (queries of the random models' Square
+# attack on their averaged output, after AutoAttack-rand; 0: none), ATTACK_BATCH, CONTENTION (assumed slow-down of
 # the parallel runs; default their number), TRAIN_EXTRA (more overrides for every training, later ones win, e.g. a
 # data subset for a CPU dry run), SKIP (stages to skip: smoke,speed,graphs), ONLY (comma list of the run labels to
 # train; default all; an empty match trains nothing), CARRIED, GRAPHS_S.
@@ -46,6 +48,7 @@ STEPS=${STEPS:-50}; RESTARTS=${RESTARTS:-2}; AA_STEPS=${AA_STEPS:-100}
 R_STEPS=${R_STEPS:-20}; R_EOT=${R_EOT:-10}; R_AA_STEPS=${R_AA_STEPS:-20}; AA_SUBSET=${AA_SUBSET:-100}
 EOT=${EOT:-$R_EOT}
 R_EPS=${R_EPS:-4,8,2,1}; R_AA_EPS=${R_AA_EPS:-4}; R_EVAL_DRAWS=${R_EVAL_DRAWS:-8}; R_TRANSFER=${R_TRANSFER:-frozen-draw}
+R_SQUARE=${R_SQUARE:-500}
 CARRIED=${CARRIED:-}
 GRAPHS_S=${GRAPHS_S:-100}
 ATTACK_BATCH=${ATTACK_BATCH:-400}
@@ -136,6 +139,8 @@ chain() {  # label: the whole attack chain of one run, by kind (Robust-MAIL vari
       --eval-draws "$R_EVAL_DRAWS" --transfer-surrogate "$R_TRANSFER"
     attack "$label" autoattack --attack autoattack --eps "$R_AA_EPS" --aa-steps "$R_AA_STEPS" --eot "$EOT" \
       --eval-draws "$R_EVAL_DRAWS" --subset "$AA_SUBSET" --no-sanity
+    [ "$R_SQUARE" -gt 0 ] && attack "$label" square --attack square --eps "$R_AA_EPS" --square-queries "$R_SQUARE" \
+      --eot "$EOT" --eval-draws "$R_EVAL_DRAWS" --subset "$AA_SUBSET" --no-sanity
   else
     attack "$label" reference --attack reference --eps 1,2,4,8 --no-sanity
     attack "$label" pgd+autoattack --attack pgd,autoattack --eps 1,2,4,8 --steps "$STEPS" --restarts "$RESTARTS" \

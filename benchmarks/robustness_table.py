@@ -31,6 +31,8 @@ def describe(rec: dict, random_model: bool) -> str:
         if not random_model and rec.get("version", "rand") == "rand":  # no randomness: no EOT to speak of
             return f"AutoAttack APGD-CE + APGD-DLR ({rec['steps']} it)"
         return f"AutoAttack-{rec.get('version', 'rand')} ({rec['steps']} it, EOT {rec['eot']})"
+    if rec["attack"] == "square":
+        return f"Square ({rec['steps']} queries" + (f", EOT {rec['eot']})" if random_model else ")")
     eot = f", EOT {rec['eot']}" if random_model else ""
     # records made since commit 4deef86 say how the heads were attacked; older ones summed the loss over heads
     how = ", each head on its own" if rec.get("objective") == "per-task" else ""

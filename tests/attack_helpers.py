@@ -183,3 +183,28 @@ class SharedNoiseLinear(NoisyGradientLinear):
         r = torch.randn(x.shape[1], generator=self.gen)
         margin = self.scale * (x * r).sum(dim=1) + 0 * self.anchor
         return [torch.stack([torch.zeros_like(margin), margin], dim=1)]
+
+
+class QuantizedMean(nn.Module):
+    """A two-class model that reads its input only through ``floor(64 x) / 64`` (zero gradient everywhere: what a
+    gradient attack sees of a defence that shatters gradients): wrong-minus-right margin ``mean(q(x)) - 0.5``, plus
+    ``N(0, sigma^2)`` per row and pass when ``sigma`` > 0 (a random model). A budget of 16/255 lifts the mean by
+    about 0.06, enough to flip rows whose mean lies within that of 0.5."""
+
+    def __init__(self, sigma: float = 0.0, seed: int = 0):
+        super().__init__()
+        self.sigma = sigma
+        self.gen = torch.Generator().manual_seed(seed)
+        self.anchor = nn.Parameter(torch.zeros(()))  # so that libraries can find a device
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        margin = (torch.floor(xs[0] * 64) / 64).flatten(1).mean(dim=1) - 0.5 + self.anchor
+        if self.sigma:
+            margin = margin + self.sigma * torch.randn(margin.shape, generator=self.gen)
+        return [torch.stack([torch.zeros_like(margin), margin], dim=1)]  # label 0 is right while margin < 0
+
+
+def near_half_batch(n: int = 32, seed: int = 0, size: int = 16) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Images whose means lie just below 0.5 (label 0, right on :class:`QuantizedMean` without noise)."""
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(n, 1, size, size, generator=g) * 0.1 + 0.43], [torch.zeros(n, dtype=torch.long)]

@@ -27,6 +27,7 @@ CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "pneumonia_breast
     (["attack", "R", "--alpha-ratio", "-3"], "--alpha-ratio must be > 0, got -3"),
     (["attack", "R", "--eps", "4", "--eps-ratio", "1,-1"], "--eps-ratio: multipliers must lie in [0, 63.75]"),
     (["attack", "R", "--eot", "0"], "--eot must be >= 1, got 0"),
+    (["attack", "R", "--square-queries", "0"], "--square-queries must be >= 1, got 0"),
     (["attack", "R", "--eps-ratio", "0,0"], "--eps-ratio: every multiplier is 0 in '0,0'"),
     (["attack", "R", "--eps-ratio", "1,0", "--threat", "each"], "with --threat each attacks that modality with no"),
     (["attack", "R", "--eps", "2,2"], "--eps: budget 2/255 is given more than once"),

@@ -70,13 +70,17 @@ class FlatView(nn.Module):
             return torch.cat(parts + [bits[:, :, None, None].expand(-1, -1, *parts[0].shape[2:])], dim=1)
         return torch.cat([p.flatten(1) for p in parts] + [bits], dim=1)[:, :, None, None]
 
+    def rows_of(self, flat: torch.Tensor) -> torch.Tensor:
+        """Which of the clean rows each row of a library tensor is (read from its index bits)."""
+        weights = 2 ** torch.arange(self.n_bits, device=flat.device)
+        bits = flat[:, -self.n_bits:, 0, 0] if self.image else flat.flatten(1)[:, -self.n_bits:]
+        return (bits.round().long() * weights).sum(dim=1)
+
     def decode(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Library tensor -> full list of modality tensors for the rows it holds."""
+        rows = self.rows_of(flat)
         if not self.image:
             flat = flat.flatten(1)
-        weights = 2 ** torch.arange(self.n_bits, device=flat.device)
-        bits = flat[:, -self.n_bits:, 0, 0] if self.image else flat[:, -self.n_bits:]
-        rows = (bits.round().long() * weights).sum(dim=1)
         images = [x[rows] for x in self.clean]
         offset = 0
         for m, size in zip(self.perturbed, self.sizes):
@@ -140,16 +144,32 @@ def _rand_for_random_model(model: nn.Module, view: FlatView, flat: torch.Tensor,
     return best_flat
 
 
-def _which_head(task: int | None, heads: int) -> int:
+def which_head(task: int | None, heads: int, attack: str = "autoattack") -> int:
     """``task`` checked against the number of heads (label tensors); ``None`` is head 0 of a one-head model."""
     if task is None:
         if heads != 1:
-            raise ConfigError(f"autoattack: {heads} heads (one label tensor each); pass task=0..{heads - 1}: "
-                              "AutoAttack attacks one head at a time")
+            raise ConfigError(f"{attack}: {heads} heads (one label tensor each); pass task=0..{heads - 1}: "
+                              f"{attack} attacks one head at a time")
         return 0
     if isinstance(task, bool) or not isinstance(task, int) or not 0 <= task < heads:
-        raise ConfigError(f"autoattack: task={task!r} is not a head of this model (0..{heads - 1})")
+        raise ConfigError(f"{attack}: task={task!r} is not a head of this model (0..{heads - 1})")
     return task
+
+
+def counted_rows(images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor] | None, task: int) -> torch.Tensor:
+    """Indices of the rows head ``task`` counts (all rows without masks): the ones a one-head attack works on."""
+    rows = torch.arange(images[0].shape[0], device=images[0].device)
+    return rows if masks is None else rows[masks[task].to(rows.device)]
+
+
+def with_rows(images: Sequence[torch.Tensor], rows: torch.Tensor,
+              attacked: Sequence[torch.Tensor] | None) -> list[torch.Tensor]:
+    """Copies of ``images`` with ``rows`` replaced by ``attacked`` (one tensor per modality; None: all clean)."""
+    out = [x.detach().clone() for x in images]
+    if attacked is not None:
+        for m in range(len(out)):
+            out[m][rows] = attacked[m].detach()
+    return out
 
 
 def autoattack(model: nn.Module, images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
@@ -162,7 +182,7 @@ def autoattack(model: nn.Module, images: Sequence[torch.Tensor], labels: Sequenc
     ``version='rand'`` is APGD-CE + APGD-DLR with ``eot`` draws per step (for random defences); ``'standard'`` is APGD-CE, APGD-T, FAB-T and Square (deterministic models).
     ``random_model``: the model is random at inference, so no single forward pass decides whether a row is
     fooled; every row then gets an attacked image (see :func:`_rand_for_random_model`)."""
-    task = _which_head(task, len(labels))
+    task = which_head(task, len(labels))
     if version not in VERSIONS:
         raise ConfigError(f"unknown AutoAttack version {version!r}; choose one of {', '.join(VERSIONS)}")
     if is_multilabel(labels[task]):
@@ -171,12 +191,9 @@ def autoattack(model: nn.Module, images: Sequence[torch.Tensor], labels: Sequenc
         raise ConfigError("AutoAttack 'standard' judges each row by one forward pass, which on a model random at "
                           "inference returns the clean image wherever that draw looked robust; use --aa-version rand")
     eps_m = per_modality(eps, len(images))
-    out = [x.detach().clone() for x in images]
-    rows = torch.arange(images[0].shape[0], device=images[0].device)
-    if masks is not None:
-        rows = rows[masks[task].to(rows.device)]
+    rows = counted_rows(images, masks, task)
     if rows.numel() == 0:
-        return out
+        return with_rows(images, rows, None)
     with attack_mode(model):
         # eval(): torchattacks restores the mode the view had when called, and a fresh module is in train mode,
         # which would put the model into train mode for anything that ran after the library returned
@@ -190,6 +207,4 @@ def autoattack(model: nn.Module, images: Sequence[torch.Tensor], labels: Sequenc
             aa = _build(view, view.eps_ref, n_classes, version, steps, eot, seed)
             flat_adv = aa(view.encode(), labels[task][rows])
         adv_rows = view.decode(flat_adv)
-    for m in range(len(out)):
-        out[m][rows] = adv_rows[m].detach()
-    return out
+    return with_rows(images, rows, adv_rows)

@@ -97,7 +97,8 @@ def attack_settings(records: Sequence[dict]) -> str:
     for r in records:
         if r.get("role") != "main":
             continue
-        parts = [f"{r.get('steps')} {'iterations' if r['attack'] == 'autoattack' else 'steps'}"]
+        unit = {'autoattack': 'iterations', 'square': 'queries'}.get(r['attack'], 'steps')
+        parts = [f"{r.get('steps')} {unit}"]
         if r.get("restarts", 1) != 1:
             parts[0] += f" x{r['restarts']} restarts"
         parts.append(f"EOT {r.get('eot', 1)}")

@@ -22,12 +22,13 @@ from mailnet.attacks.eps import eps_to_255
 from mailnet.attacks.losses import is_multilabel
 from mailnet.attacks.pgd import bim, fgsm, mim, pgd
 from mailnet.attacks.reference import REFERENCE, reference_attack
+from mailnet.attacks.square import square
 from mailnet.attacks.subset import AttackRows
 from mailnet.attacks.transfer import EXPECTED_DRAW, FROZEN_DRAW, ExpectedDraw, FrozenDraw
 from mailnet.engine.randomness import reseed
 from mailnet.errors import ConfigError
 
-ATTACKS = ("pgd", "autoattack", "reference", "fgsm", "bim", "mim", "transfer")
+ATTACKS = ("pgd", "autoattack", "reference", "fgsm", "bim", "mim", "transfer", "square")
 GRADIENT_ATTACKS = ("pgd", "transfer", "fgsm", "bim", "mim")  # the ones settings.objective applies to
 OBJECTIVES = ("per-task", "summed")
 THREATS = ("joint", "each")
@@ -55,6 +56,8 @@ class SuiteSettings:
     alpha_ratio: float = 2.5  # PGD step = alpha_ratio * eps / steps
     aa_version: str = "rand"  # APGD-CE + APGD-DLR (with EOT for random models); 'standard' is very slow on CPU
     aa_steps: int = 100
+    # square (score-based, no gradient): proposals per row, each scored on the output averaged over the EOT draws
+    square_queries: int = 1000
     eval_draws: int = 1  # forward passes averaged when scoring a (random) model
     seed: int = 0
     batch_size: int = 128
@@ -120,6 +123,8 @@ def attack_info(name: str, settings: SuiteSettings, eot: int, steps: int | None 
         return {"steps": settings.aa_steps, "restarts": 1, "eot": eot if settings.aa_version == "rand" else 1,
                 "loss": "ce+dlr" if settings.aa_version == "rand" else "ce+dlr-t+fab-t+square",
                 "version": settings.aa_version, "random_start": True}
+    if name == "square":
+        return {"steps": settings.square_queries, "restarts": 1, "eot": eot, "loss": "margin", "random_start": True}
     raise ConfigError(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
 
 
@@ -174,23 +179,26 @@ def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], 
     """One attack on one chunk: adversarial images per task and the attack's settings.
 
     The gradient attacks attack each head on its own rows (``settings.objective='per-task'``) or all heads at once
-    through the summed loss ('summed', and always the reference protocol); AutoAttack attacks one head at a time
-    and gives None (a NaN accuracy) for multi-label heads. Iterative attacks on deterministic models
+    through the summed loss ('summed', and always the reference protocol); AutoAttack and Square attack one head at a
+    time and give None (a NaN accuracy) for multi-label heads. Iterative attacks on deterministic models
     (``random_model=False``) keep each row's most successful iterate. ``source``: the transfer attack's model
     (default: the target with one draw of its randomness frozen)."""
     info = attack_info(name, settings, eot, steps, restarts, alpha_ratio)
     x, y, m = rows.images, rows.labels, rows.masks
     if name == "reference":
         return [reference_attack(model, x, y, m, eps)] * len(y), info
-    if name == "autoattack":
+    if name in ("autoattack", "square"):
         per_task: list = []
         for t in range(len(y)):
-            if is_multilabel(y[t]):  # AutoAttack scores single-label heads only: no number rather than a wrong one
+            if is_multilabel(y[t]):  # both score single-label heads only: no number rather than a wrong one
                 per_task.append(None)
-                continue
-            per_task.append(autoattack(model, x, y, m, eps, task=t, version=settings.aa_version,
-                                       steps=settings.aa_steps, eot=eot, seed=settings.seed,
-                                       random_model=random_model))
+            elif name == "autoattack":
+                per_task.append(autoattack(model, x, y, m, eps, task=t, version=settings.aa_version,
+                                           steps=settings.aa_steps, eot=eot, seed=settings.seed,
+                                           random_model=random_model))
+            else:
+                per_task.append(square(model, x, y, m, eps, task=t, queries=settings.square_queries, draws=eot,
+                                       seed=settings.seed))
         return per_task, info
     if settings.objective == "summed" or len(y) == 1:
         adv = _gradient_attack(name, model, x, y, m, eps, settings, info, eot, None, random_model, source)

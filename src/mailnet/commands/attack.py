@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__)
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--attack", default="pgd,autoattack,reference",
-                   help="comma list from: pgd, autoattack, reference, fgsm, bim, mim, transfer (default: %(default)s)")
+                   help="comma list from: pgd, autoattack, reference, fgsm, bim, mim, transfer, square (default: "
+                        "%(default)s)")
     p.add_argument("--eps", default="1,2,4,8", help="budgets in /255 units, comma separated (default: %(default)s)")
     p.add_argument("--eps-ratio", help="per-modality budget multipliers, e.g. 1,0.5 (default: 1 for all)")
     p.add_argument("--steps", type=int, default=50, help="PGD/BIM/MIM steps (default: %(default)s)")
@@ -36,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--aa-version", default="rand", choices=["rand", "standard"],
                    help="AutoAttack version: rand = APGD-CE + APGD-DLR with EOT (default); standard is slow on CPU")
     p.add_argument("--aa-steps", type=int, default=100, help="APGD iterations (default: %(default)s)")
+    p.add_argument("--square-queries", type=int, default=1000,
+                   help="square attack: proposals per row, each scored over the --eot draws on a random model "
+                        "(default: %(default)s)")
     p.add_argument("--eval-draws", type=int, default=1,
                    help="forward passes averaged when scoring (default: 1); for a random model use 8 or more: "
                    "Robust-MAIL's random filters are drawn once per forward pass for a whole batch, so one pass's "
@@ -112,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         check_ratio(ratio, threats, args.eps_ratio)
     check_distinct(eps_list)
     require_at_least(1, ("--steps", args.steps), ("--restarts", args.restarts), ("--eot", args.eot),
-                     ("--aa-steps", args.aa_steps), ("--eval-draws", args.eval_draws),
+                     ("--aa-steps", args.aa_steps), ("--square-queries", args.square_queries),
+                     ("--eval-draws", args.eval_draws),
                      ("--batch-size", args.batch_size))
     require_at_least(0, ("--subset", args.subset))
     if not args.alpha_ratio > 0:
@@ -157,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
     settings = SuiteSettings(steps=args.steps, restarts=args.restarts, eot=args.eot, loss=args.loss,
                              objective=args.objective,
                              alpha_ratio=args.alpha_ratio, aa_version=args.aa_version, aa_steps=args.aa_steps,
+                             square_queries=args.square_queries,
                              eval_draws=args.eval_draws, seed=args.seed, batch_size=args.batch_size,
                              eps_ratio=ratio, sanity=not args.no_sanity,
                              carry_over=not args.no_carry_over,

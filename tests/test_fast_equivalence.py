@@ -420,6 +420,7 @@ def test_stacked_streams_are_used_only_where_they_were_measured_to_help():
     small, large = torch.zeros(2, 1, 1, 1), torch.zeros(16, 1, 1, 1)
     with torch.no_grad():
         assert fast.streams_stackable(small) and not fast.streams_stackable(large)  # CPU inference, batch < 16
+        assert not fast.streams_stackable(small.to("meta"))  # measured on CPUs and a CUDA GPU only
         assert not robust.streams_stackable(small)  # random blocks
         assert not single.streams_stackable(small)  # nothing to stack
         with fused_inference(True):

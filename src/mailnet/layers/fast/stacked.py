@@ -10,8 +10,10 @@ multiply-adds are exactly the same; the calls are M times fewer.
 
 Only for the deterministic blocks (plain convs, no BN inside the MSGDC, no attention noise) in eval mode with no
 gradient reaching the parameters (:func:`mailnet.layers.fast.bn_fold.use_folded`). Used by default where it was
-measured to help: CPU inference without autograd at small batches (batch 1 on 2 threads: 1.3-1.5x faster). At batch
-64 it made inference and an attack step (input gradient) slower on the CPU, and it has not been timed on a GPU, so elsewhere it is off unless forced (:func:`stacked_streams`). The stacked weights (BatchNorm
+measured to help: inference without autograd at small batches, on the CPU (batch 1 on 2 threads: 1.3-1.5x faster)
+and on a CUDA GPU (batch 1 on an H200: 32 -> 17 ms at 28 px, 31 -> 18 ms at 128 px, where MAIL's time is launch
+overhead). At batch 64 it made inference and an attack step (input gradient) slower on the CPU, and larger GPU
+batches were not timed, so elsewhere it is off unless forced (:func:`stacked_streams`). The stacked weights (BatchNorm
 folded in, float64 then cast) are cached and rebuilt whenever a source tensor changes, like every other fold.
 """
 from __future__ import annotations
@@ -37,7 +39,7 @@ def stacking_wanted(x: torch.Tensor) -> bool:
     """Whether the streams should run stacked for activations like ``x`` (see the module docstring)."""
     if _FORCE[0] is not None:
         return _FORCE[0]
-    return x.device.type == "cpu" and x.shape[0] < SMALL_BATCH and not torch.is_grad_enabled()
+    return x.device.type in ("cpu", "cuda") and x.shape[0] < SMALL_BATCH and not torch.is_grad_enabled()
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import torch.nn as nn
 from attack_helpers import QuantizedMean, TwoModalTwoHead, near_half_batch, two_modal_batch
 from mailnet.attacks.eot import expected_correctness
 from mailnet.attacks.pgd import pgd
-from mailnet.attacks.square import PUSH, AveragedPrediction, PushedView, square
+from mailnet.attacks.square import AveragedPrediction, square
 from mailnet.attacks.subset import rows_from_tensors
 from mailnet.attacks.suite import SuiteSettings, run_suite
 from mailnet.errors import ConfigError
@@ -58,25 +58,21 @@ def test_square_lowers_a_random_models_expected_accuracy_where_eot_pgd_cannot():
     assert clean - accuracy(model, by_square, ys, 256) >= 0.2
 
 
-def test_on_a_random_model_square_keeps_lowering_the_margin_after_the_average_flips(monkeypatch):
-    """The library stops a row at its first "fooled" score; on a random model that only means the averaged
-    prediction flipped, so every row is kept under attack (``PUSH``): the margins end far past zero."""
-    import mailnet.attacks.square as square_module
-
-    xs, ys = near_half_batch()
+def test_on_a_random_model_square_keeps_lowering_the_margin_after_a_score_says_fooled():
+    """The library stops a row at its first "fooled" score; on a random model that means only that one (averaged)
+    score flipped, so there every row stays under attack for all its queries: the margins end far past zero."""
+    xs, ys = near_half_batch(size=28)  # MedMNIST's size (the library never picks a 1-pixel square on the last row)
     model = QuantizedMean(sigma=1e-3).eval()
 
-    def final_margin() -> float:
-        adv = square(model, xs, ys, None, EPS, queries=400, draws=2)
+    def final_margin(random_model: bool) -> float:
+        adv = square(model, xs, ys, None, EPS, queries=400, draws=2, random_model=random_model)
         return float(((torch.floor(adv[0] * 64) / 64).flatten(1).mean(1) - 0.5).mean())
 
-    kept_on = final_margin()
-    monkeypatch.setattr(square_module, "PUSH", 0.0)
-    stopped = final_margin()
-    assert 0 < stopped < 0.02 and kept_on > stopped + 0.004
+    stopped, kept_on = final_margin(False), final_margin(True)
+    assert 0 < stopped < 0.01 and kept_on > stopped + 0.006
 
 
-def test_averaged_prediction_is_the_log_of_the_mean_softmax():
+def test_averaged_prediction_is_the_log_of_the_mean_softmax_even_for_confident_rows():
     model = QuantizedMean(sigma=0.05).eval()
     xs, _ = near_half_batch(n=4)
     assert AveragedPrediction(model, 1).model is model
@@ -86,19 +82,12 @@ def test_averaged_prediction_is_the_log_of_the_mean_softmax():
     manual = torch.stack([model(xs)[0].softmax(1) for _ in range(5)]).mean(0).log()
     assert torch.allclose(averaged, manual, atol=1e-6)
 
+    class Confident(nn.Module):  # logit gaps of 30 and 40 nats: a floored probability would read both alike
+        def forward(self, images):
+            return [torch.tensor([[30.0, 0.0], [40.0, 0.0]])]
 
-def test_pushed_view_lifts_only_the_true_class_of_each_row_whatever_rows_the_library_asks_for():
-    torch.manual_seed(0)
-    model = TwoModalTwoHead().eval()
-    xs, ys = two_modal_batch(n=8)
-    plain = PushedView(model, xs, [EPS, EPS], 1, ys[1], 0.0)
-    pushed = PushedView(model, xs, [EPS, EPS], 1, ys[1], PUSH)
-    flat = plain.encode()[[6, 2, 5]]  # a subset, out of order, as the library calls it
-    with torch.no_grad():
-        diff = pushed(flat) - plain(flat)
-    expect = torch.zeros_like(diff)
-    expect[torch.arange(3), ys[1][[6, 2, 5]]] = PUSH
-    assert torch.allclose(diff, expect)
+    margins = AveragedPrediction(Confident(), 4)(xs)[0]
+    assert torch.allclose(margins[:, 0] - margins[:, 1], torch.tensor([30.0, 40.0]))
 
 
 def test_square_respects_budgets_masks_and_frozen_modalities():
@@ -113,6 +102,9 @@ def test_square_respects_budgets_masks_and_frozen_modalities():
     assert (adv[0] - xs[0]).abs().max() <= 8 / 255 + 1e-6 and adv[0].min() >= 0 and adv[0].max() <= 1
     assert torch.equal(adv[0][~masks[0]], xs[0][~masks[0]])  # rows not counted for the task stay clean
     assert not torch.equal(adv[0][masks[0]], xs[0][masks[0]])
+    two = square(model, xs, ys, None, [8 / 255, 2 / 255], task=1, queries=30)  # a budget of its own per modality
+    assert abs(float((two[0] - xs[0]).abs().max()) - 8 / 255) < 1e-5
+    assert abs(float((two[1] - xs[1]).abs().max()) - 2 / 255) < 1e-5
     with pytest.raises(ConfigError, match="pass task="):
         square(model, xs, ys, None, 4 / 255)
     with pytest.raises(ConfigError, match="queries and draws must be >= 1"):
@@ -142,9 +134,24 @@ def test_square_matches_torchattacks_square_on_a_one_input_model():
 def test_the_suite_runs_square_and_records_its_settings():
     model = QuantizedMean().eval()
     xs, ys = near_half_batch(n=16)
-    rows = rows_from_tensors(xs, ys)
-    res = run_suite(model, rows, ["square"], [EPS], "joint", SuiteSettings(square_queries=60, sanity=False),
-                    task_names=["t"])
+    res = run_suite(model, rows_from_tensors(xs, ys), ["square"], [EPS], "joint",
+                    SuiteSettings(square_queries=60, sanity=False), task_names=["t"])
     (rec,) = res.records
     assert (rec["attack"], rec["steps"], rec["loss"], rec["eot"]) == ("square", 60, "margin", 1)
     assert rec["robust_acc"] < rec["clean_acc"] == 1.0
+
+
+def test_the_suite_scores_squares_on_a_random_model_with_its_eot_draws(monkeypatch):
+    import mailnet.attacks.suite as suite
+
+    calls: list[dict] = []
+    real = suite.square
+    monkeypatch.setattr(suite, "square", lambda *a, **k: calls.append(k) or real(*a, **k))
+    xs, ys = near_half_batch()
+    model = QuantizedMean(sigma=0.05).eval()
+    res = run_suite(model, rows_from_tensors(xs, ys), ["square"], [EPS], "joint",
+                    SuiteSettings(square_queries=100, eot=64, eval_draws=64, sanity=False), task_names=["t"])
+    (rec,) = res.records
+    assert res.random_model and rec["eot"] == 64
+    assert calls and all(k["draws"] == 64 and k["random_model"] for k in calls)
+    assert rec["clean_acc"] - rec["robust_acc"] >= 0.2

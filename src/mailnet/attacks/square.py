@@ -6,14 +6,17 @@ on the input. Square needs no gradient: each query proposes a random square of +
 and keeps it where the margin of the true class drops. On a random model every query is scored on the probabilities
 averaged over ``draws`` forward passes (log of the mean softmax, the prediction ``mailnet`` reports), so a kept
 change lowers the expected margin rather than one draw's. The library stops attacking a row once its score says
-"fooled"; on a random model that says only that the averaged prediction flipped, while the suite scores how often
-single fresh draws are wrong, so there every row is attacked for all its queries (its true-class score is lifted by
-``PUSH`` in the library's eyes, so the library never sees it fooled) and keeps its best point. Deterministic models
-get one pass per query and stop as usual, as in AutoAttack's ``standard`` version (of which Square is the last
-attack).
+"fooled"; on a random model that says only that the (averaged) prediction flipped once, while the suite scores how
+often single fresh draws are wrong, so there every row is attacked for all its queries and keeps its best point.
+Noisy scores have a cost the library does not correct: the best score kept for a row is the minimum of noisy
+estimates, so after a lucky one few proposals beat it and the row stalls; more draws per query make that rarer.
+Deterministic models get one pass per query and stop as usual, as in AutoAttack's ``standard`` version (of which
+Square is the last attack).
 """
 from __future__ import annotations
 
+import math
+from functools import lru_cache
 from typing import Sequence
 
 import torch
@@ -26,7 +29,6 @@ from mailnet.attacks.losses import is_multilabel
 from mailnet.errors import ConfigError
 
 P_INIT = 0.8  # the library's and the paper's default share of the image the first squares cover
-PUSH = 30.0  # > any log-probability margin above the 1e-12 floor (|log 1e-12| = 27.6), far below float32's reach
 
 
 class AveragedPrediction(nn.Module):
@@ -41,38 +43,35 @@ class AveragedPrediction(nn.Module):
     def forward(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
         if self.draws == 1:
             return self.model(images)
-        total = None
-        for _ in range(self.draws):
-            probs = [out.float().softmax(dim=1) for out in self.model(images)]
-            total = probs if total is None else [a + b for a, b in zip(total, probs)]
-        return [(p / self.draws).clamp_min(1e-12).log() for p in total]
+        passes = [[out.float().log_softmax(dim=1) for out in self.model(images)] for _ in range(self.draws)]
+        # log of the mean probability, computed in log space: no floor, so a confident row still has a margin
+        # that moves (a floored probability would make every proposal on it look equally good, i.e. no move)
+        return [torch.logsumexp(torch.stack(head), dim=0) - math.log(self.draws) for head in zip(*passes)]
 
 
-class PushedView(FlatView):
-    """:class:`FlatView` whose true-class output is raised by ``push`` for every row, so a library that stops at the
-    first "fooled" score keeps lowering the margin instead (its margin comparisons are unchanged by a constant)."""
+@lru_cache(maxsize=1)
+def _unstoppable_square() -> type:
+    """torchattacks' Square, except that no row is ever reported fooled: its loss (the true class's margin) is kept
+    and compared as before, but the loop attacks every row for all its queries (random models; module docstring)."""
+    import torchattacks
 
-    def __init__(self, model: nn.Module, clean: Sequence[torch.Tensor], eps: Sequence[float], task: int,
-                 labels: torch.Tensor, push: float):
-        super().__init__(model, clean, eps, task)
-        self.labels = labels
-        self.push = push
+    class UnstoppableSquare(torchattacks.Square):
+        def margin_and_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            _, loss = super().margin_and_loss(x, y)
+            return torch.ones_like(loss), loss
 
-    def forward(self, flat: torch.Tensor) -> torch.Tensor:
-        out = super().forward(flat)
-        if not self.push:
-            return out
-        true = self.labels[self.rows_of(flat)].view(-1, 1)
-        return out + self.push * torch.zeros_like(out).scatter_(1, true, 1.0)
+    return UnstoppableSquare
 
 
 def square(model: nn.Module, images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
            masks: Sequence[torch.Tensor] | None = None, eps: float | Sequence[float] = 8 / 255, *,
-           task: int | None = None, queries: int = 1000, draws: int = 1, seed: int = 0) -> list[torch.Tensor]:
+           task: int | None = None, queries: int = 1000, draws: int = 1, seed: int = 0,
+           random_model: bool = False) -> list[torch.Tensor]:
     """Square (L-inf, margin loss) on head ``task`` for the rows counted for that task; returns full-size images
     (rows not counted for the task are returned clean). ``queries``: proposals per row (each costs ``draws``
     forward passes of the rows not yet fooled); ``draws``: passes averaged per score (1 for a deterministic
-    model). Per-modality budgets and frozen modalities as in :func:`mailnet.attacks.autoattack.autoattack`."""
+    model); ``random_model``: attack every row for all its queries instead of stopping where a score says
+    "fooled". Per-modality budgets and frozen modalities as in :func:`mailnet.attacks.autoattack.autoattack`."""
     import torchattacks
 
     task = which_head(task, len(labels), "square")
@@ -86,10 +85,10 @@ def square(model: nn.Module, images: Sequence[torch.Tensor], labels: Sequence[to
         return with_rows(images, rows, None)
     with attack_mode(model):
         y = labels[task][rows]
-        view = PushedView(AveragedPrediction(model, draws), [x[rows] for x in images], eps_m, task, y,
-                          PUSH if draws > 1 else 0.0).eval()
-        attack = torchattacks.Square(view, norm="Linf", eps=view.eps_ref, n_queries=queries, n_restarts=1,
-                                     p_init=P_INIT, loss="margin", seed=seed)
+        view = FlatView(AveragedPrediction(model, draws), [x[rows] for x in images], eps_m, task).eval()
+        kind = _unstoppable_square() if random_model else torchattacks.Square
+        attack = kind(view, norm="Linf", eps=view.eps_ref, n_queries=queries, n_restarts=1, p_init=P_INIT,
+                      loss="margin", seed=seed)
         flat = view.encode()
         attack.init_hyperparam(flat)
         torch.manual_seed(seed)  # the library draws its squares from torch's global generator

@@ -198,7 +198,7 @@ def run_attack(name: str, model: nn.Module, rows: AttackRows, eps: list[float], 
                                            random_model=random_model))
             else:
                 per_task.append(square(model, x, y, m, eps, task=t, queries=settings.square_queries, draws=eot,
-                                       seed=settings.seed))
+                                       seed=settings.seed, random_model=random_model))
         return per_task, info
     if settings.objective == "summed" or len(y) == 1:
         adv = _gradient_attack(name, model, x, y, m, eps, settings, info, eot, None, random_model, source)

@@ -70,8 +70,9 @@ class FastMAIL(FoldCacheOwner, MAIL):
 
     def streams_stackable(self, h: torch.Tensor) -> bool:
         """Whether the branches run stacked (:mod:`mailnet.layers.fast.stacked`): wanted for ``h`` (by default
-        inference at small batches on a CPU or a CUDA GPU), several modalities, no parameter gradients, deterministic blocks, no dropout at
-        eval, no tracer (ONNX export and MAC counts see the per-branch graph), not the forced fused-MSGDC form."""
+        inference at small batches on a CPU or a CUDA GPU), several modalities, no parameter gradients,
+        deterministic blocks, no dropout at eval, no tracer (ONNX export and MAC counts see the per-branch graph),
+        not the forced fused-MSGDC form."""
         if (len(self.branches) < 2 or not stacking_wanted(h) or not use_folded(self) or torch.jit.is_tracing()
                 or fusion_wanted(h)):
             return False
